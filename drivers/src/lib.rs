@@ -1,0 +1,73 @@
+//! fence-drivers: one blocking [`Driver`] trait for "a place where VMs live" and one module per
+//! platform. Both the daemon (`fence_virtd` backends) and the direct agents (`fence_vmware_soap`,
+//! …) call the same driver types; the fencing semantics shared by the daemon live in [`fence`].
+//!
+//! Drivers are blocking and simple: callers that must not block (the daemon) run them on a
+//! blocking thread with a deadline. Every network call a driver makes carries its own timeout.
+#![warn(missing_docs)]
+
+pub mod fence;
+pub mod sim;
+pub mod vm;
+
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
+#[cfg(feature = "vmware_soap")]
+pub mod vmware_soap;
+
+pub use vm::{PowerState, VmInfo, VmRef};
+
+/// What went wrong talking to a platform.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// No VM matches the name or UUID.
+    #[error("no VM named or with UUID {0:?}")]
+    NotFound(String),
+    /// More than one VM matches a name.
+    #[error("{count} VMs match {name:?}; address the VM by UUID")]
+    Ambiguous {
+        /// The name that was looked up.
+        name: String,
+        /// How many VMs carry it.
+        count: usize,
+    },
+    /// The platform refused our credentials.
+    #[error("login refused: {0}")]
+    Auth(String),
+    /// The platform could not be reached (connect, TLS, DNS, dropped connection).
+    #[error("cannot reach {what}")]
+    Unreachable {
+        /// Which endpoint.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A call did not complete within its deadline.
+    #[error("{0} timed out")]
+    Timeout(String),
+    /// The platform answered with an error for this operation.
+    #[error("{0}")]
+    Platform(String),
+}
+
+/// A place where VMs live: libvirt, vSphere, vmrun, XenAPI, the simulator.
+///
+/// Every method is blocking and bounded in time. `power_off` is a hard power-off (no guest
+/// shutdown); it returns once the platform accepted and, where the platform reports it,
+/// completed the call. It does not promise the VM is off: callers confirm with [`Driver::status`]
+/// (see [`fence`]).
+pub trait Driver: Send + Sync {
+    /// Short platform name for logs, e.g. `"libvirt"`.
+    fn kind(&self) -> &'static str;
+    /// Power state of one VM. An unknown VM is [`DriverError::NotFound`].
+    fn status(&self, vm: &VmRef) -> Result<PowerState, DriverError>;
+    /// Hard power-off.
+    fn power_off(&self, vm: &VmRef) -> Result<(), DriverError>;
+    /// Power on.
+    fn power_on(&self, vm: &VmRef) -> Result<(), DriverError>;
+    /// Every VM the driver can see, sorted case-insensitively by name.
+    fn list(&self) -> Result<Vec<VmInfo>, DriverError>;
+    /// Cheap health check: the platform is reachable and our session is valid.
+    fn check(&self) -> Result<(), DriverError>;
+}

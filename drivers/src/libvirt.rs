@@ -1,0 +1,1 @@
+//! libvirt driver (placeholder; see drivers helper).

@@ -1,0 +1,1 @@
+//! VMware vSphere SOAP driver (placeholder).

@@ -1,0 +1,1 @@
+//! System tests: one binary, one module per area.

@@ -1,0 +1,322 @@
+// Command vcsim-launcher starts govmomi's vCenter simulator (the VPX model) on loopback for the
+// fence-rs VMware SOAP tests.
+//
+// It prints one line on stdout: "<sdk-url> <ca-pem-path or ->", then serves until stdin closes
+// or SIGTERM/SIGINT arrives.
+//
+// On top of the stock simulator (Debian's govmomi 0.24) it adds what the tests need and that
+// version lacks:
+//   - property-collector paging: RetrievePropertiesEx honours options.maxObjects and hands out a
+//     token; ContinueRetrievePropertiesEx / CancelRetrievePropertiesEx serve and drop the rest
+//     (real vCenter pages results; 0.24's simulator returns everything at once);
+//   - TLS with a freshly generated ECDSA CA + leaf certificate (the built-in test certificate
+//     has a 1024-bit RSA key that rustls refuses);
+//   - fixed credentials, so that a wrong password is refused;
+//   - test fixtures: renames (UTF-8 names, duplicate names across datacenters), suspended VMs;
+//   - optional static files (VMware's WSDL) for the reference Python agent.
+//
+// Build in GOPATH mode: GOPATH=/usr/share/gocode GO111MODULE=off go build -o BIN .
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// pagingCollector wraps the simulator's PropertyCollector and adds result paging.
+//
+// The simulator makes one collector per session with reflect.New of the registered type, so the
+// wrapper embeds the collector by value and creates its maps lazily.
+type pagingCollector struct {
+	simulator.PropertyCollector
+	mu     sync.Mutex
+	next   int
+	pages  map[string][]types.ObjectContent
+	limits map[string]int
+}
+
+func (pc *pagingCollector) page(objs []types.ObjectContent, max int) *types.RetrieveResult {
+	if max <= 0 || len(objs) <= max {
+		return &types.RetrieveResult{Objects: objs}
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.pages == nil {
+		pc.pages = map[string][]types.ObjectContent{}
+		pc.limits = map[string]int{}
+	}
+	pc.next++
+	tok := fmt.Sprintf("page-%d", pc.next)
+	pc.pages[tok] = objs[max:]
+	pc.limits[tok] = max
+	return &types.RetrieveResult{Objects: objs[:max], Token: tok}
+}
+
+func (pc *pagingCollector) RetrievePropertiesEx(ctx *simulator.Context, r *types.RetrievePropertiesEx) soap.HasFault {
+	res := pc.PropertyCollector.RetrievePropertiesEx(ctx, r)
+	body, ok := res.(*methods.RetrievePropertiesExBody)
+	if !ok || body.Res == nil || body.Res.Returnval == nil {
+		return res
+	}
+	max := int(r.Options.MaxObjects)
+	body.Res.Returnval = pc.page(body.Res.Returnval.Objects, max)
+	return body
+}
+
+func (pc *pagingCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, r *types.ContinueRetrievePropertiesEx) soap.HasFault {
+	pc.mu.Lock()
+	rest, ok := pc.pages[r.Token]
+	max := pc.limits[r.Token]
+	delete(pc.pages, r.Token)
+	delete(pc.limits, r.Token)
+	pc.mu.Unlock()
+	body := new(methods.ContinueRetrievePropertiesExBody)
+	if !ok {
+		body.Fault_ = simulator.Fault("unknown token", &types.InvalidArgument{InvalidProperty: "token"})
+		return body
+	}
+	body.Res = &types.ContinueRetrievePropertiesExResponse{Returnval: *pc.page(rest, max)}
+	return body
+}
+
+func (pc *pagingCollector) CancelRetrievePropertiesEx(ctx *simulator.Context, r *types.CancelRetrievePropertiesEx) soap.HasFault {
+	pc.mu.Lock()
+	delete(pc.pages, r.Token)
+	delete(pc.limits, r.Token)
+	pc.mu.Unlock()
+	return &methods.CancelRetrievePropertiesExBody{Res: new(types.CancelRetrievePropertiesExResponse)}
+}
+
+// makeCerts generates a CA and a leaf for 127.0.0.1/localhost signed by it; writes the CA PEM.
+func makeCerts(caPath string) (tls.Certificate, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "vcsim test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     []string{"localhost"},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	pemCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	if err := os.WriteFile(caPath, pemCA, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}, nil
+}
+
+func main() {
+	vms := flag.Int("vms", 3, "virtual machines per datacenter")
+	dcs := flag.Int("datacenters", 1, "number of datacenters")
+	listen := flag.String("listen", "127.0.0.1:0", "listen address")
+	useTLS := flag.Bool("tls", false, "serve HTTPS with a generated certificate")
+	caOut := flag.String("ca-out", "", "with -tls: write the CA certificate (PEM) here")
+	user := flag.String("user", "fenceuser", "accepted user name")
+	pass := flag.String("password", "fencepw", "accepted password")
+	wsdlDir := flag.String("wsdl-dir", "", "serve the files of this directory under /sdk/")
+	var renames, suspends multiFlag
+	flag.Var(&renames, "rename", "OLD=NEW: rename a VM before serving (repeatable)")
+	flag.Var(&suspends, "suspend", "NAME: suspend a VM before serving (repeatable)")
+	flag.Parse()
+
+	log.SetOutput(os.Stderr)
+
+	m := simulator.VPX()
+	m.Datacenter = *dcs
+	m.Host = 0
+	m.Cluster = 1
+	m.ClusterHost = 1
+	m.Pool = 0
+	m.Portgroup = 0
+	m.Machine = *vms
+	if err := m.Create(); err != nil {
+		log.Fatalf("model: %v", err)
+	}
+	defer m.Remove()
+
+	// Replace the property collector by the paging wrapper.
+	pcRef := m.ServiceContent.PropertyCollector
+	orig, ok := simulator.Map.Get(pcRef).(*simulator.PropertyCollector)
+	if !ok {
+		log.Fatalf("property collector %v has unexpected type", pcRef)
+	}
+	simulator.Map.Put(&pagingCollector{PropertyCollector: *orig})
+
+	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*user, *pass)}
+	caPath := "-"
+	if *useTLS {
+		if *caOut == "" {
+			log.Fatal("-tls needs -ca-out")
+		}
+		cert, err := makeCerts(*caOut)
+		if err != nil {
+			log.Fatalf("certificates: %v", err)
+		}
+		m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		caPath = *caOut
+	}
+	if *wsdlDir != "" {
+		entries, err := os.ReadDir(*wsdlDir)
+		if err != nil {
+			log.Fatalf("wsdl dir: %v", err)
+		}
+		for _, e := range entries {
+			file := filepath.Join(*wsdlDir, e.Name())
+			m.Service.Handle("/sdk/"+e.Name(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/xml")
+				http.ServeFile(w, r, file)
+			}))
+		}
+	}
+	s := m.Service.NewServer()
+	defer s.Close()
+
+	if len(renames) > 0 || len(suspends) > 0 {
+		if err := prepare(s.URL, renames, suspends); err != nil {
+			log.Fatalf("prepare: %v", err)
+		}
+	}
+
+	u := *s.URL
+	u.User = nil
+	fmt.Printf("%s %s\n", u.String(), caPath)
+	os.Stdout.Sync()
+
+	done := make(chan struct{}, 2)
+	go func() {
+		r := bufio.NewReader(os.Stdin)
+		buf := make([]byte, 256)
+		for {
+			if _, err := r.Read(buf); err != nil {
+				done <- struct{}{}
+				return
+			}
+		}
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-done:
+	case <-sig:
+	}
+}
+
+// prepare applies renames and suspends through the SOAP API, as a client would.
+func prepare(u *url.URL, renames, suspends []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := govmomi.NewClient(ctx, u, true)
+	if err != nil {
+		return err
+	}
+	defer c.Logout(ctx)
+	finder := find.NewFinder(c.Client, false)
+	dcs, err := finder.DatacenterList(ctx, "*")
+	if err != nil {
+		return err
+	}
+	lookup := func(name string) (*find.Finder, error) {
+		for _, dc := range dcs {
+			f := find.NewFinder(c.Client, false)
+			f.SetDatacenter(dc)
+			if _, err := f.VirtualMachine(ctx, name); err == nil {
+				return f, nil
+			}
+		}
+		return nil, fmt.Errorf("no VM %q", name)
+	}
+	for _, r := range renames {
+		kv := strings.SplitN(r, "=", 2)
+		if len(kv) != 2 {
+			return fmt.Errorf("bad -rename %q", r)
+		}
+		f, err := lookup(kv[0])
+		if err != nil {
+			return err
+		}
+		vm, _ := f.VirtualMachine(ctx, kv[0])
+		task, err := vm.Rename(ctx, kv[1])
+		if err != nil {
+			return err
+		}
+		if err := task.Wait(ctx); err != nil {
+			return fmt.Errorf("rename %s: %v", r, err)
+		}
+	}
+	for _, name := range suspends {
+		f, err := lookup(name)
+		if err != nil {
+			return err
+		}
+		vm, _ := f.VirtualMachine(ctx, name)
+		task, err := vm.Suspend(ctx)
+		if err != nil {
+			return err
+		}
+		if err := task.Wait(ctx); err != nil {
+			return fmt.Errorf("suspend %s: %v", name, err)
+		}
+	}
+	return nil
+}

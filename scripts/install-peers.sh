@@ -1,0 +1,59 @@
+#!/bin/sh
+# Installs every peer the test suite needs (reference C fence-virt, Python fence-agents,
+# libvirt test driver, Pacemaker fencer and CLI, tools used by the harness). Idempotent: only
+# missing packages are installed, and `apt-get update` runs only when one of them has no
+# install candidate in the current package lists. Prints what it installed.
+set -eu
+
+PACKAGES="
+fence-virt
+fence-virtd
+fence-agents
+libvirt-daemon
+libvirt-dev
+libvirt-clients
+pacemaker
+pacemaker-cli-utils
+resource-agents
+libxml2-utils
+socat
+iproute2
+coreutils
+util-linux
+mount
+pkg-config
+golang-go
+golang-github-vmware-govmomi-dev
+python3
+"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-peers.sh: must run as root (apt-get, and the system tests need netns)" >&2
+    exit 1
+fi
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "install-peers.sh: all peers already installed"
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+need_update=0
+for p in $missing; do
+    if ! apt-cache show "$p" >/dev/null 2>&1; then
+        need_update=1
+    fi
+done
+if [ "$need_update" -eq 1 ]; then
+    apt-get update -q
+fi
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -q --no-install-recommends $missing
+echo "install-peers.sh: installed:$missing"

@@ -104,7 +104,11 @@ pub fn parse_domain_sockets(
                 let path = attr(e, "path")?;
                 if let (Some("bind"), Some(path)) = (mode.as_deref(), path) {
                     let path = PathBuf::from(path);
-                    if dir.map_or(true, |dir| is_directly_in(dir, &path)) {
+                    let wanted = match dir {
+                        Some(dir) => is_directly_in(dir, &path),
+                        None => true,
+                    };
+                    if wanted {
                         out.push(path);
                     }
                 }
@@ -144,7 +148,6 @@ pub fn parse_domain_sockets(
             _ => {}
         }
     }
-    drop(open);
     Ok(out)
 }
 

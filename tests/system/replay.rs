@@ -1,0 +1,118 @@
+//! Duplicate suppression and tampering (spec §11, §22 V10), per (agent, daemon) pairing.
+//!
+//! A multicast tap on a side port captures the pair's agent's real request and relays it to the
+//! daemon, so the agent still gets its answer; the captured datagram is then replayed raw, and
+//! re-signed variants with another op, other random bytes, or a corrupted hash field are sent.
+//! Whether the daemon accepted a datagram is observed by whether it connects back to the
+//! request's address and port (spec §7.2 step 5), where the test listens.
+
+use std::time::Duration;
+
+use fence_system_tests::agent::Input;
+use fence_system_tests::wire::{
+    accept_within, group_listener_v4, recv_request, resign, send_to_group_v4, tcp_listener,
+    REQUEST_LEN,
+};
+use fence_system_tests::{Agent, Daemon, DaemonConfig, Family, Netns, Pair};
+
+use crate::matrix::assert_vm_state;
+
+const DAEMON_PORT: u16 = 1229;
+const AGENT_PORT: u16 = 1300;
+
+fn run(pair: Pair) {
+    let ns = Netns::new();
+    let cfg = DaemonConfig::multicast(Family::V4);
+    let d = Daemon::start(&ns, pair.daemon, &cfg);
+    let key = d.key_path().display().to_string();
+    let tap = group_listener_v4(&ns, AGENT_PORT);
+    let args: Vec<String> = [
+        "-p", "1300", "-o", "off", "-H", "vm1", "-k", &key, "-t", "10",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let agent = Agent::fence_xvm(pair.agent).spawn(&ns, Input::Argv(&args));
+    let captured = recv_request(&tap, Duration::from_secs(5)).expect("agent sent no request");
+    assert_eq!(captured.len(), REQUEST_LEN, "request size");
+    send_to_group_v4(&ns, DAEMON_PORT, captured.clone());
+    let out = agent.wait(Duration::from_secs(20));
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, ""),
+        "{pair}: relayed off: {out:?}"
+    );
+    assert_vm_state(&ns, Family::V4, &key, "vm1", false, "after relayed off");
+    drop(tap);
+
+    // Everything below happens well within the 10 s history lifetime.
+    let back = tcp_listener(&ns, AGENT_PORT);
+    let quiet = Duration::from_millis(1500);
+    let mut original = [0u8; REQUEST_LEN];
+    original.copy_from_slice(&captured);
+
+    send_to_group_v4(&ns, DAEMON_PORT, original.to_vec());
+    assert!(
+        accept_within(&back, quiet).is_none(),
+        "{pair}: identical replay within 10 s must be dropped"
+    );
+
+    let mut new_random = original;
+    new_random[0x62..0x68].iter_mut().for_each(|b| *b ^= 0x5a);
+    resign(&mut new_random, cfg.key.as_slice());
+    send_to_group_v4(&ns, DAEMON_PORT, new_random.to_vec());
+    assert!(
+        accept_within(&back, quiet).is_none(),
+        "{pair}: same op/seqno/domain with other random bytes must be dropped"
+    );
+
+    let mut other_op = original;
+    other_op[0] = 3; // ON
+    resign(&mut other_op, cfg.key.as_slice());
+    let mut corrupt = other_op;
+    corrupt[REQUEST_LEN - 1] ^= 1;
+    send_to_group_v4(&ns, DAEMON_PORT, corrupt.to_vec());
+    assert!(
+        accept_within(&back, quiet).is_none(),
+        "{pair}: request with a corrupted hash field must be rejected (V10)"
+    );
+
+    send_to_group_v4(&ns, DAEMON_PORT, other_op.to_vec());
+    let conn = accept_within(&back, Duration::from_secs(5));
+    assert!(
+        conn.is_some(),
+        "{pair}: same seqno with a different op must be processed (daemon connects back)"
+    );
+    // We cannot answer the challenge without implementing the agent: the daemon must give up
+    // without acting.
+    drop(conn);
+    drop(back);
+    assert_vm_state(
+        &ns,
+        Family::V4,
+        &key,
+        "vm1",
+        false,
+        "unauthenticated ON must not act",
+    );
+}
+
+#[test]
+fn replay_c_agent_c_daemon() {
+    run(Pair::C_C)
+}
+
+#[test]
+fn replay_ours_agent_c_daemon() {
+    run(Pair::OURS_C)
+}
+
+#[test]
+fn replay_c_agent_ours_daemon() {
+    run(Pair::C_OURS)
+}
+
+#[test]
+fn replay_ours_agent_ours_daemon() {
+    run(Pair::OURS_OURS)
+}

@@ -7,7 +7,9 @@
 //!   the VM is used.
 //! * libvirtd restarts are survived (spec §21 item 13): before every operation each connection
 //!   is probed with `virConnectIsAlive`, dead ones are reopened, and a call that fails on a
-//!   connection that turns out to be dead is retried once on a fresh connection. Unlike the C
+//!   connection that turns out to be dead is retried once on a fresh connection (without a
+//!   libvirt event loop a remote connection learns that libvirtd went away only when a call
+//!   fails, so this retry is what handles a restart between calls). Unlike the C
 //!   daemon, which retries every second forever, reopening is bounded by
 //!   [`ReconnectPolicy::timeout`]; a URI that stays unreachable is
 //!   [`DriverError::Unreachable`] naming the URI.

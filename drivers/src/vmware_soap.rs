@@ -1,1 +1,0 @@
-//! VMware vSphere SOAP driver (placeholder).

@@ -252,9 +252,9 @@ impl VmwareSoapDriver {
         let (resp, _) = transport
             .call(None, "RetrieveServiceContent", &this, "")
             .map_err(|e| Self::plain_error("RetrieveServiceContent", e))?;
-        let rv = resp.child("returnval").ok_or_else(|| {
-            DriverError::Platform("RetrieveServiceContent: empty answer".into())
-        })?;
+        let rv = resp
+            .child("returnval")
+            .ok_or_else(|| DriverError::Platform("RetrieveServiceContent: empty answer".into()))?;
         let get = |n: &str| {
             rv.child(n).and_then(Moref::from_element).ok_or_else(|| {
                 DriverError::Platform(format!("RetrieveServiceContent: no {n} in answer"))
@@ -392,8 +392,15 @@ impl VmwareSoapDriver {
     }
 
     /// Properties of one object; `None` if the object does not exist.
-    fn retrieve_one(&self, obj: &Moref, paths: &[&str]) -> Result<Option<ObjectContent>, CallError> {
-        let object_set = format!("<objectSet>{}<skip>false</skip></objectSet>", obj.xml("obj"));
+    fn retrieve_one(
+        &self,
+        obj: &Moref,
+        paths: &[&str],
+    ) -> Result<Option<ObjectContent>, CallError> {
+        let object_set = format!(
+            "<objectSet>{}<skip>false</skip></objectSet>",
+            obj.xml("obj")
+        );
         let args = format!("{}<options/>", spec_xml(&obj.ty, paths, &object_set));
         let resp = match self.call("RetrievePropertiesEx", &self.sc.property_collector, &args) {
             Err(CallError::Fault(f)) if f.kind == "ManagedObjectNotFound" => return Ok(None),
@@ -414,7 +421,11 @@ impl VmwareSoapDriver {
 
     fn cancel(&self, token: &str) {
         let args = format!("<token>{}</token>", esc(token));
-        let _ = self.call("CancelRetrievePropertiesEx", &self.sc.property_collector, &args);
+        let _ = self.call(
+            "CancelRetrievePropertiesEx",
+            &self.sc.property_collector,
+            &args,
+        );
     }
 
     fn container_view(&self) -> Result<Moref, CallError> {
@@ -444,7 +455,11 @@ impl VmwareSoapDriver {
     }
 
     /// Every VM in scope with the given properties, page by page.
-    fn enumerate(&self, paths: &[&str], mut each: impl FnMut(ObjectContent)) -> Result<(), CallError> {
+    fn enumerate(
+        &self,
+        paths: &[&str],
+        mut each: impl FnMut(ObjectContent),
+    ) -> Result<(), CallError> {
         for attempt in 0..2 {
             let view = self.container_view()?;
             let object_set = format!(
@@ -483,8 +498,11 @@ impl VmwareSoapDriver {
                     ))));
                 }
                 let args = format!("<token>{}</token>", esc(&t));
-                let resp =
-                    self.call("ContinueRetrievePropertiesEx", &self.sc.property_collector, &args)?;
+                let resp = self.call(
+                    "ContinueRetrievePropertiesEx",
+                    &self.sc.property_collector,
+                    &args,
+                )?;
                 let (objs, next) = retrieve_result(&resp);
                 for o in objs {
                     check_missing(&o)?;
@@ -645,7 +663,11 @@ impl VmwareSoapDriver {
     }
 
     fn power_inner(&self, vm: &VmRef, on: bool) -> Result<(), CallError> {
-        let method = if on { "PowerOnVM_Task" } else { "PowerOffVM_Task" };
+        let method = if on {
+            "PowerOnVM_Task"
+        } else {
+            "PowerOffVM_Task"
+        };
         let reached = |s: PowerState| if on { s == PowerState::On } else { s.is_off() };
         let (m, _) = self.resolve(vm)?;
         let already = |this: &Self, f: Fault| -> Result<(), CallError> {
@@ -671,7 +693,9 @@ impl VmwareSoapDriver {
             .child("returnval")
             .and_then(Moref::from_element)
             .ok_or_else(|| {
-                CallError::Driver(DriverError::Platform(format!("{method}: no task in answer")))
+                CallError::Driver(DriverError::Platform(format!(
+                    "{method}: no task in answer"
+                )))
             })?;
         tracing::debug!(vm = %vm, %task, method, "power task started");
         let deadline = Instant::now() + self.timeout;
@@ -680,15 +704,20 @@ impl VmwareSoapDriver {
             let o = self
                 .retrieve_one(&task, &["info.state", "info.error"])?
                 .ok_or_else(|| {
-                    CallError::Driver(DriverError::Platform(format!("{method}: task {task} vanished")))
+                    CallError::Driver(DriverError::Platform(format!(
+                        "{method}: task {task} vanished"
+                    )))
                 })?;
             match o.text("info.state").map(str::trim) {
                 Some("success") => return Ok(()),
                 Some("error") => {
-                    let f = o.prop("info.error").map(Fault::from_localized).unwrap_or(Fault {
-                        kind: String::new(),
-                        message: "task failed without a reason".into(),
-                    });
+                    let f = o
+                        .prop("info.error")
+                        .map(Fault::from_localized)
+                        .unwrap_or(Fault {
+                            kind: String::new(),
+                            message: "task failed without a reason".into(),
+                        });
                     return already(self, f);
                 }
                 _ => {}
@@ -714,7 +743,10 @@ impl VmwareSoapDriver {
             out.push(VmInfo {
                 name: decode_name(name),
                 uuid: crate::vm::normalize_uuid(uuid).unwrap_or_else(|| uuid.trim().to_lowercase()),
-                state: o.text("runtime.powerState").map(power_state).unwrap_or(PowerState::Unknown),
+                state: o
+                    .text("runtime.powerState")
+                    .map(power_state)
+                    .unwrap_or(PowerState::Unknown),
             });
         })?;
         sort_by_name(&mut out);
@@ -785,7 +817,10 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(sdk_url(&opts("vc", Tls::Plain)), "http://vc:443/sdk");
-        assert_eq!(sdk_url(&opts("::1", Tls::Insecure)), "https://[::1]:443/sdk");
+        assert_eq!(
+            sdk_url(&opts("::1", Tls::Insecure)),
+            "https://[::1]:443/sdk"
+        );
         assert_eq!(
             sdk_url(&opts("[fe80::1]", Tls::Verify { ca: None })),
             "https://[fe80::1]:443/sdk"

@@ -234,9 +234,8 @@ impl Transport {
             .filter(|c| c.contains('='))
             .collect();
         let text = self.read_body(resp, method)?;
-        let root = xml::parse(&text).map_err(|e| {
-            CallError::Driver(DriverError::Platform(format!("{method}: {e}")))
-        })?;
+        let root = xml::parse(&text)
+            .map_err(|e| CallError::Driver(DriverError::Platform(format!("{method}: {e}"))))?;
         let body = root.child("Body").ok_or_else(|| {
             CallError::Driver(DriverError::Platform(format!("{method}: no SOAP body")))
         })?;
@@ -245,7 +244,9 @@ impl Transport {
         }
         let want = format!("{method}Response");
         let r = body.child(&want).cloned().ok_or_else(|| {
-            CallError::Driver(DriverError::Platform(format!("{method}: no {want} in answer")))
+            CallError::Driver(DriverError::Platform(format!(
+                "{method}: no {want} in answer"
+            )))
         })?;
         Ok((r, cookies))
     }
@@ -352,10 +353,13 @@ pub(crate) fn retrieve_result(resp: &Element) -> (Vec<ObjectContent>, Option<Str
                 .children_named("missingSet")
                 .filter_map(|m| {
                     let path = m.child("path")?.text.clone();
-                    let fault = m.child("fault").map(Fault::from_localized).unwrap_or(Fault {
-                        kind: String::new(),
-                        message: String::new(),
-                    });
+                    let fault = m
+                        .child("fault")
+                        .map(Fault::from_localized)
+                        .unwrap_or(Fault {
+                            kind: String::new(),
+                            message: String::new(),
+                        });
                     Some((path, fault))
                 })
                 .collect();
@@ -408,13 +412,18 @@ mod tests {
             r#"<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>5253d50a310d8936</token><objects><obj type="VirtualMachine">vm-27</obj><propSet><name>name</name><val xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="xsd:string">DC0_C0_RP0_VM0</val></propSet><propSet><name>summary.runtime.powerState</name><val xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="VirtualMachinePowerState">poweredOn</val></propSet><missingSet><path>config.uuid</path><fault><fault xsi:type="NotAuthenticated"/><localizedMessage></localizedMessage></fault></missingSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"#
         );
         let root = xml::parse(&doc).unwrap();
-        let (objs, token) =
-            retrieve_result(root.path(&["Body", "RetrievePropertiesExResponse"]).unwrap());
+        let (objs, token) = retrieve_result(
+            root.path(&["Body", "RetrievePropertiesExResponse"])
+                .unwrap(),
+        );
         assert_eq!(token.as_deref(), Some("5253d50a310d8936"));
         assert_eq!(objs.len(), 1);
         assert_eq!(objs[0].obj, Moref::new("VirtualMachine", "vm-27"));
         assert_eq!(objs[0].text("name"), Some("DC0_C0_RP0_VM0"));
-        assert_eq!(objs[0].text("summary.runtime.powerState"), Some("poweredOn"));
+        assert_eq!(
+            objs[0].text("summary.runtime.powerState"),
+            Some("poweredOn")
+        );
         assert_eq!(objs[0].missing[0].0, "config.uuid");
         assert_eq!(objs[0].missing[0].1.kind, "NotAuthenticated");
     }

@@ -32,7 +32,10 @@ impl Element {
 
     /// Attribute by exact key (`type` for a managed-object reference).
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The `xsi:type` attribute, whatever prefix the server bound to the XSI namespace.
@@ -83,7 +86,9 @@ pub(crate) fn parse(doc: &str) -> Result<Element, XmlError> {
                 }
             }
             Ok(Event::End(_)) => {
-                let el = stack.pop().ok_or_else(|| XmlError("unbalanced end tag".into()))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| XmlError("unbalanced end tag".into()))?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),

@@ -1,0 +1,413 @@
+//! VMware SOAP driver against govmomi's vCenter simulator (tests/vcsim launcher, built here
+//! with Debian's golang-go and golang-github-vmware-govmomi-dev). Missing Go or govmomi is a
+//! failure, not a skip.
+#![cfg(feature = "vmware_soap")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fence_drivers::vmware_soap::{Tls, VmwareSoapDriver, VmwareSoapOptions};
+use fence_drivers::{Driver, DriverError, PowerState, VmRef};
+
+const GOPATH: &str = "/usr/share/gocode";
+const USER: &str = "fenceuser";
+const PASS: &str = "fencepw";
+
+fn launcher() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vcsim");
+        let govmomi = Path::new(GOPATH).join("src/github.com/vmware/govmomi/simulator");
+        assert!(
+            govmomi.is_dir(),
+            "govmomi sources missing at {}: apt-get install golang-github-vmware-govmomi-dev",
+            govmomi.display()
+        );
+        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vcsim");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let bin = out_dir.join("vcsim-launcher");
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(".")
+            .current_dir(&src)
+            .env("GOPATH", GOPATH)
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", out_dir.join("gocache"))
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run `go` (apt-get install golang-go): {e}"));
+        assert!(status.success(), "go build of {} failed", src.display());
+        bin
+    })
+}
+
+struct Sim {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    ca: Option<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sim {
+    fn start(args: &[&str], tls: bool) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let mut cmd = Command::new(launcher());
+        cmd.args(args)
+            .args(["-user", USER, "-password", PASS])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if tls {
+            cmd.arg("-tls").arg("-ca-out").arg(&ca);
+        }
+        let mut child = cmd.spawn().expect("start vcsim launcher");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(l) if !l.trim().is_empty() => l,
+            other => {
+                let _ = child.kill();
+                panic!("vcsim launcher did not start ({other:?}); args {args:?}");
+            }
+        };
+        let url = line.split_whitespace().next().unwrap().to_string();
+        let port: u16 = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url:?}"));
+        Sim {
+            child,
+            _stdin: stdin,
+            port,
+            ca: tls.then_some(ca),
+            _dir: dir,
+        }
+    }
+
+    fn opts(&self, tls: Tls) -> VmwareSoapOptions {
+        VmwareSoapOptions {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            tls,
+            login: USER.into(),
+            password: PASS.into(),
+            datacenter: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn connect(&self) -> VmwareSoapDriver {
+        let tls = match &self.ca {
+            Some(ca) => Tls::Verify {
+                ca: Some(ca.clone()),
+            },
+            None => Tls::Plain,
+        };
+        VmwareSoapDriver::connect(self.opts(tls)).expect("connect to vcsim")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn name(s: &str) -> VmRef {
+    VmRef::Name(s.into())
+}
+
+fn uuid_of(d: &VmwareSoapDriver, vm: &str) -> VmRef {
+    let l = d.list().unwrap();
+    let v = l
+        .iter()
+        .find(|v| v.name == vm)
+        .unwrap_or_else(|| panic!("{vm} not listed"));
+    VmRef::parse(&v.uuid)
+}
+
+#[test]
+fn list_pages_through_250_vms() {
+    let sim = Sim::start(&["-vms", "250"], false);
+    let d = sim.connect();
+    d.set_page_size(7);
+    let small = d.list().unwrap();
+    d.set_page_size(1000);
+    let big = d.list().unwrap();
+    assert_eq!(small.len(), 250);
+    assert_eq!(small, big);
+    let mut uuids: Vec<_> = small.iter().map(|v| v.uuid.clone()).collect();
+    uuids.sort();
+    uuids.dedup();
+    assert_eq!(uuids.len(), 250, "UUIDs must be distinct");
+    assert!(small
+        .iter()
+        .all(|v| VmRef::parse(&v.uuid) == VmRef::Uuid(v.uuid.clone())));
+    assert!(small.iter().all(|v| v.state == PowerState::On));
+    let names: Vec<_> = small.iter().map(|v| v.name.to_lowercase()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+}
+
+#[test]
+fn status_off_on_by_name_uuid_and_path() {
+    let sim = Sim::start(&["-vms", "3"], false);
+    let d = sim.connect();
+    d.check().unwrap();
+    let vm0 = name("DC0_C0_RP0_VM0");
+    let u0 = uuid_of(&d, "DC0_C0_RP0_VM0");
+    assert!(matches!(u0, VmRef::Uuid(_)));
+    assert_eq!(d.status(&vm0).unwrap(), PowerState::On);
+    assert_eq!(d.status(&u0).unwrap(), PowerState::On);
+    assert_eq!(
+        d.status(&name("/DC0/vm/DC0_C0_RP0_VM1")).unwrap(),
+        PowerState::On
+    );
+
+    d.power_off(&vm0).unwrap();
+    assert_eq!(d.status(&u0).unwrap(), PowerState::Off);
+    assert_eq!(d.status(&vm0).unwrap(), PowerState::Off);
+    // Other VMs untouched.
+    assert_eq!(d.status(&name("DC0_C0_RP0_VM1")).unwrap(), PowerState::On);
+    // Off again: success, still off.
+    d.power_off(&u0).unwrap();
+    assert_eq!(d.status(&vm0).unwrap(), PowerState::Off);
+    d.power_on(&u0).unwrap();
+    assert_eq!(d.status(&vm0).unwrap(), PowerState::On);
+    d.power_on(&vm0).unwrap();
+    assert_eq!(d.status(&u0).unwrap(), PowerState::On);
+
+    for missing in [
+        name("no-such-vm"),
+        VmRef::parse("01234567-89ab-cdef-0123-456789abcdef"),
+        name("/DC0/vm/no-such-vm"),
+    ] {
+        match d.status(&missing) {
+            Err(DriverError::NotFound(s)) => assert_eq!(s, missing.as_str()),
+            other => panic!("{missing}: {other:?}"),
+        }
+        assert!(matches!(
+            d.power_off(&missing),
+            Err(DriverError::NotFound(_))
+        ));
+    }
+
+    // After an explicit logout the next call logs in again.
+    d.logout().unwrap();
+    assert_eq!(d.status(&vm0).unwrap(), PowerState::On);
+    d.check().unwrap();
+}
+
+#[test]
+fn duplicates_utf8_suspended_and_datacenter_filter() {
+    let utf8 = "número ü 虚拟机 / x";
+    let rename_utf8 = format!("DC0_C0_RP0_VM1={utf8}");
+    let sim = Sim::start(
+        &[
+            "-datacenters",
+            "2",
+            "-vms",
+            "2",
+            "-rename",
+            "DC1_C0_RP0_VM0=DC0_C0_RP0_VM0",
+            "-rename",
+            &rename_utf8,
+            "-suspend",
+            "DC1_C0_RP0_VM1",
+        ],
+        false,
+    );
+    let d = sim.connect();
+    let dup = name("DC0_C0_RP0_VM0");
+    match d.status(&dup) {
+        Err(DriverError::Ambiguous { name, count }) => {
+            assert_eq!(name, "DC0_C0_RP0_VM0");
+            assert_eq!(count, 2);
+        }
+        other => panic!("duplicate name: {other:?}"),
+    }
+    assert!(matches!(
+        d.power_off(&dup),
+        Err(DriverError::Ambiguous { .. })
+    ));
+
+    let list = d.list().unwrap();
+    assert_eq!(list.len(), 4);
+    assert!(list.iter().any(|v| v.name == utf8), "{list:?}");
+    assert_eq!(d.status(&name(utf8)).unwrap(), PowerState::On);
+
+    let susp = name("DC1_C0_RP0_VM1");
+    assert_eq!(d.status(&susp).unwrap(), PowerState::Suspended);
+    assert!(list
+        .iter()
+        .any(|v| v.name == "DC1_C0_RP0_VM1" && v.state == PowerState::Suspended));
+    d.power_off(&susp).unwrap();
+    assert_eq!(d.status(&susp).unwrap(), PowerState::Off);
+
+    // Restricted to DC0 the name is unique, and DC1's VMs are invisible.
+    let mut o = sim.opts(Tls::Plain);
+    o.datacenter = Some("DC0".into());
+    let d0 = VmwareSoapDriver::connect(o).unwrap();
+    assert_eq!(d0.status(&dup).unwrap(), PowerState::On);
+    assert_eq!(d0.list().unwrap().len(), 2);
+    assert!(matches!(d0.status(&susp), Err(DriverError::NotFound(_))));
+    let dc1_uuid = VmRef::parse(
+        &list
+            .iter()
+            .find(|v| v.name == "DC1_C0_RP0_VM1")
+            .unwrap()
+            .uuid,
+    );
+    assert_eq!(d.status(&dc1_uuid).unwrap(), PowerState::Off);
+
+    let mut o = sim.opts(Tls::Plain);
+    o.datacenter = Some("DC9".into());
+    let e = VmwareSoapDriver::connect(o).unwrap_err();
+    assert!(e.to_string().contains("DC9"), "{e}");
+}
+
+#[test]
+fn wrong_password_is_auth_error_with_fault_text() {
+    let sim = Sim::start(&["-vms", "1"], false);
+    let mut o = sim.opts(Tls::Plain);
+    o.password = "wrong".into();
+    match VmwareSoapDriver::connect(o) {
+        Err(DriverError::Auth(text)) => assert!(text.contains("Login failure"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tls_verify_wrong_ca_and_insecure() {
+    let sim = Sim::start(&["-vms", "2"], true);
+    let vm = name("DC0_C0_RP0_VM0");
+
+    let d = sim.connect();
+    assert_eq!(d.status(&vm).unwrap(), PowerState::On);
+
+    let d = VmwareSoapDriver::connect(sim.opts(Tls::Insecure)).unwrap();
+    assert_eq!(d.status(&vm).unwrap(), PowerState::On);
+
+    for tls in [
+        Tls::Verify {
+            ca: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+        },
+        Tls::Verify { ca: None },
+    ] {
+        let t = Instant::now();
+        match VmwareSoapDriver::connect(sim.opts(tls.clone())) {
+            Err(e @ DriverError::Unreachable { .. }) => {
+                let text = chain(&e);
+                assert!(text.contains("certificate"), "{tls:?}: {text}");
+                assert!(text.contains("UnknownIssuer"), "{tls:?}: {text}");
+                println!("{tls:?}: {text}");
+            }
+            other => panic!("{tls:?}: {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    // Plain HTTP against the TLS port fails promptly.
+    let mut o = sim.opts(Tls::Plain);
+    o.timeout = Duration::from_secs(2);
+    let t = Instant::now();
+    assert!(VmwareSoapDriver::connect(o).is_err());
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn endpoint_killed_mid_run_is_unreachable_not_a_hang() {
+    let mut sim = Sim::start(&["-vms", "2"], false);
+    let mut o = sim.opts(Tls::Plain);
+    o.timeout = Duration::from_secs(3);
+    let d = VmwareSoapDriver::connect(o).unwrap();
+    let vm = name("DC0_C0_RP0_VM0");
+    assert_eq!(d.status(&vm).unwrap(), PowerState::On);
+    sim.kill();
+    for (what, r) in [
+        ("status", d.status(&vm).map(|_| ())),
+        ("off", d.power_off(&vm)),
+        ("list", d.list().map(|_| ())),
+        ("check", d.check()),
+    ] {
+        let t = Instant::now();
+        match r {
+            Err(DriverError::Unreachable { .. }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{what} took {:?}",
+            t.elapsed()
+        );
+    }
+    // Drop must not hang either (logout against a dead endpoint).
+    let t = Instant::now();
+    drop(d);
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn status_latency_is_flat_in_inventory_size() {
+    for n in [100usize, 2000] {
+        let t = Instant::now();
+        let nvms = n.to_string();
+        let sim = Sim::start(&["-vms", &nvms], false);
+        let started = t.elapsed();
+        let d = sim.connect();
+        let vm = name(&format!("DC0_C0_RP0_VM{}", n / 2));
+        let t = Instant::now();
+        assert_eq!(d.status(&vm).unwrap(), PowerState::On);
+        let first_name = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(d.status(&vm).unwrap(), PowerState::On);
+        }
+        let cached_name = t.elapsed() / 10;
+        let u = uuid_of(&d, vm.as_str());
+        let t = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(d.status(&u).unwrap(), PowerState::On);
+        }
+        let by_uuid = t.elapsed() / 10;
+        let t = Instant::now();
+        assert_eq!(d.list().unwrap().len(), n);
+        let list = t.elapsed();
+        println!(
+            "vcsim {n} VMs (start {started:?}): status by name first {first_name:?}, \
+             by name again {cached_name:?}, by UUID {by_uuid:?}, list {list:?}"
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! Client transports of `fence_xvm` / `fence_virt` (spec §5–§10, §19): build and sign a request,
+//! deliver it over multicast (with TCP connect-back), TCP, vsock, a serial device or a
+//! vmchannel TCP connection, run the agent side of the challenge/response and read the answer.
+//!
+//! Blocking std I/O with a timeout on every connect, read and write. Wire formats come from
+//! `fence-proto`. Differences from the C agent, on purpose:
+//! * multicast: the connect-back listener uses an ephemeral port of its own, written into the
+//!   request, so concurrent runs on one guest never collide (C listens on the multicast port,
+//!   spec §21 item 9);
+//! * a host list whose stream breaks off is an error here (C prints "Bad read!" and exits 0).
+//!
+//! Exit codes are the agent binary's business; this module only reports [`ClientError`]s.
+
+mod multicast;
+mod serial;
+mod stream;
+
+use fence_proto::{
+    AuthError, DecodeError, EncodeError, HashAlg, HostEntry, HostListDecoder, Key, Op,
+    CHALLENGE_LEN, HOSTSTATUS_VALUE_LEN, RESP_HOSTLIST, RESP_HOSTSTATUS,
+};
+use rand::RngCore;
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+pub use serial::SerialParams;
+
+/// Authentication and timing settings of one agent run.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Request hash (`hash` / `-c`).
+    pub hash: HashAlg,
+    /// Challenge/response algorithm (`auth` / `-C`); must equal the daemon's.
+    pub auth: HashAlg,
+    /// Key bytes (the key file read raw); `None` hashes with an empty key.
+    pub key: Option<Vec<u8>>,
+    /// Per-step timeout (`timeout` / `-t`, default 30 s); the overall bound for serial modes.
+    pub timeout: Duration,
+}
+
+/// Where the daemon is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// `fence_xvm`: UDP multicast request, the daemon connects back over TCP.
+    Multicast {
+        /// Group address (225.0.0.12 / ff05::3:1 by default); its family selects the family.
+        group: IpAddr,
+        /// UDP port of the daemon (`ipport`).
+        port: u16,
+        /// Retransmit period (`retrans` tenths of a second).
+        retrans: Duration,
+    },
+    /// `fence_virt -T addr`: TCP to the daemon's `tcp` listener.
+    Tcp {
+        /// IPv4/IPv6 literal (brackets allowed) or host name.
+        addr: String,
+        /// Port.
+        port: u16,
+    },
+    /// `fence_virt -S cid`: AF_VSOCK stream to the host's `vsock` listener.
+    Vsock {
+        /// Context id (2 = host).
+        cid: u32,
+        /// Port.
+        port: u32,
+    },
+    /// `fence_virt -D dev`: serial frames over a tty.
+    Serial {
+        /// The tty device.
+        device: PathBuf,
+        /// `speed,bits` e.g. `115200,8N1`.
+        params: String,
+    },
+    /// `fence_virt` default: serial frames over TCP to the QEMU guestfwd address.
+    VmChannel {
+        /// Channel address (default 10.0.2.179).
+        addr: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A response code (`RESP_*`, or any other byte the daemon sent).
+    Code(u8),
+    /// The VMs of a HOSTLIST answer.
+    HostList(Vec<HostEntry>),
+    /// The value of a HOSTSTATUS answer.
+    HostStatus(String),
+}
+
+/// Why a request got no usable answer.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Nothing arrived in time.
+    #[error(
+        "timed out waiting for {waiting_for}; likely causes: key or hash/auth algorithm \
+         mismatch with fence_virtd (a request failing verification is dropped silently), \
+         multicast not reaching the host, or the TCP connection back to the guest blocked by \
+         a firewall"
+    )]
+    Timeout {
+        /// What the agent was waiting for.
+        waiting_for: &'static str,
+    },
+    /// The connection to the daemon (or channel) could not be made.
+    #[error("failed to connect to {target}: {source}")]
+    Connect {
+        /// The address tried (last one when several were).
+        target: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The challenge/response failed: wrong key or auth algorithm.
+    #[error("authentication failed: {0} (key or auth algorithm differs from fence_virtd's)")]
+    Auth(#[source] AuthError),
+    /// The peer closed the stream early.
+    #[error("connection closed while waiting for {waiting_for}")]
+    Eof {
+        /// What the agent was waiting for.
+        waiting_for: &'static str,
+    },
+    /// A read failed.
+    #[error("read failed while waiting for {waiting_for}: {source}")]
+    Read {
+        /// What the agent was waiting for.
+        waiting_for: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// `serial_params` could not be parsed.
+    #[error("bad serial parameters {0:?} (expected e.g. 115200,8N1)")]
+    SerialParams(String),
+    /// The domain (or attribute) does not fit the request.
+    #[error("invalid request: {0}")]
+    Encode(#[source] EncodeError),
+    /// The answer could not be decoded.
+    #[error("bad answer from fence_virtd: {0}")]
+    Decode(#[source] DecodeError),
+    /// No local address of the group's family to send from.
+    #[error("no usable local {0} address to send the multicast request from")]
+    NoLocalAddress(&'static str),
+    /// Any other I/O failure (socket set-up, device open/lock/termios, writes).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ClientError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> ClientError {
+        ClientError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Classifies a failed read: timeout, EOF or other.
+    pub(crate) fn read(waiting_for: &'static str, e: io::Error) -> ClientError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                ClientError::Timeout { waiting_for }
+            }
+            io::ErrorKind::UnexpectedEof => ClientError::Eof { waiting_for },
+            _ => ClientError::Read {
+                waiting_for,
+                source: e,
+            },
+        }
+    }
+}
+
+/// Sends one request and returns the daemon's answer.
+///
+/// `domain` is the VM name or UUID (or, for [`Op::HostStatus`], the attribute name; empty for
+/// HOSTLIST/DEVSTATUS). `use_uuid` sets RF_UUID in network requests (ignored by fence_virtd).
+pub fn request(
+    channel: &Channel,
+    cfg: &ClientConfig,
+    op: Op,
+    domain: &str,
+    use_uuid: bool,
+) -> Result<Reply, ClientError> {
+    let seqno = new_seqno();
+    tracing::debug!(?channel, ?op, domain, seqno, "sending request");
+    match channel {
+        Channel::Multicast {
+            group,
+            port,
+            retrans,
+        } => multicast::request(*group, *port, *retrans, cfg, op, domain, use_uuid, seqno),
+        Channel::Tcp { addr, port } => {
+            let s = stream::connect_tcp(addr, *port)?;
+            stream::exchange(s, cfg, op, domain, use_uuid, seqno)
+        }
+        Channel::Vsock { cid, port } => {
+            let s = stream::connect_vsock(*cid, *port)?;
+            stream::exchange(s, cfg, op, domain, use_uuid, seqno)
+        }
+        Channel::Serial { device, params } => {
+            let params: SerialParams = params.parse()?;
+            serial::request_device(device, &params, cfg, op, domain, seqno)
+        }
+        Channel::VmChannel { addr, port } => {
+            serial::request_vmchannel(addr, *port, cfg, op, domain, seqno)
+        }
+    }
+}
+
+/// A request id: the microseconds of the current time, as the C agents do (0..999999).
+fn new_seqno() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_micros())
+        .unwrap_or_else(|_| rand::thread_rng().next_u32() % 1_000_000)
+}
+
+fn random6() -> [u8; 6] {
+    let mut r = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut r);
+    r
+}
+
+fn key_of(cfg: &ClientConfig) -> Key {
+    Key::from_bytes(cfg.key.as_deref().unwrap_or_default())
+}
+
+/// Agent side of the challenge/response (spec §5) over a connected stream.
+pub(crate) fn handshake<S: Read + Write>(s: &mut S, cfg: &ClientConfig) -> Result<(), ClientError> {
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    rand::thread_rng().fill_bytes(&mut challenge);
+    let mut hs = fence_proto::Handshake::agent(cfg.auth, &key_of(cfg), challenge);
+    // At most 4 steps then Done; bounded.
+    for _ in 0..5 {
+        match hs.next_step().map_err(ClientError::Auth)? {
+            fence_proto::Step::Send(bytes) => s
+                .write_all(&bytes)
+                .map_err(|e| ClientError::io("sending challenge/response", e))?,
+            fence_proto::Step::Recv(n) => {
+                let mut buf = vec![0u8; n];
+                s.read_exact(&mut buf)
+                    .map_err(|e| ClientError::read("the challenge/response", e))?;
+                hs.receive(&buf).map_err(ClientError::Auth)?;
+            }
+            fence_proto::Step::Done => return Ok(()),
+        }
+    }
+    Err(ClientError::Auth(AuthError::OutOfOrder))
+}
+
+/// Reads the network answer after the handshake: one code byte, a host list stream (without
+/// its trailing byte, as C) or a host status answer.
+pub(crate) fn read_answer<S: Read>(s: &mut S) -> Result<Reply, ClientError> {
+    let mut code = [0u8; 1];
+    s.read_exact(&mut code)
+        .map_err(|e| ClientError::read("the result", e))?;
+    read_after_code(s, code[0])
+}
+
+/// Reads whatever follows a result code (network byte or serial frame).
+pub(crate) fn read_after_code<S: Read>(s: &mut S, code: u8) -> Result<Reply, ClientError> {
+    match code {
+        RESP_HOSTLIST => {
+            let mut d = HostListDecoder::new();
+            let mut buf = [0u8; fence_proto::HOSTLIST_ENTRY_LEN];
+            while !d.is_finished() {
+                let n = d.needed();
+                s.read_exact(&mut buf[..n])
+                    .map_err(|e| ClientError::read("the host list", e))?;
+                d.feed(&buf[..n]).map_err(ClientError::Decode)?;
+            }
+            Ok(Reply::HostList(d.into_entries()))
+        }
+        RESP_HOSTSTATUS => {
+            let mut f = [0u8; HOSTSTATUS_VALUE_LEN];
+            s.read_exact(&mut f)
+                .map_err(|e| ClientError::read("the host status value", e))?;
+            fence_proto::decode_host_status_value(&f)
+                .map(Reply::HostStatus)
+                .map_err(ClientError::Decode)
+        }
+        c => Ok(Reply::Code(c)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,613 @@
+//! Tests of the client transports against small in-test fake daemons written with fence-proto:
+//! TCP (daemon side of the handshake), vmchannel (serial frames), a pty as serial device, and
+//! multicast inside a private network namespace (needs root, as the tests run here and in CI).
+
+use super::*;
+use fence_proto::{
+    encode_host_status, encode_hostlist_stream, serial::encode_serial_hostlist, verify, Handshake,
+    Request, SerialRequest, SerialResponse, Step, RESP_OFF, RESP_PERM,
+};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+
+const KEY: &[u8] = b"fence-virt-test-key\n";
+
+fn cfg(alg: HashAlg, key: &[u8]) -> ClientConfig {
+    ClientConfig {
+        hash: alg,
+        auth: alg,
+        key: Some(key.to_vec()),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// What the fake daemon answers.
+#[derive(Clone)]
+enum Answer {
+    Code(u8),
+    List(Vec<HostEntry>),
+    Status(String),
+    /// Authenticate, then say nothing and close.
+    Close,
+}
+
+fn answer_bytes(a: &Answer) -> Vec<u8> {
+    match a {
+        Answer::Code(c) => vec![*c],
+        Answer::List(e) => encode_hostlist_stream(e, 0),
+        Answer::Status(v) => encode_host_status(v).unwrap().to_vec(),
+        Answer::Close => vec![],
+    }
+}
+
+/// Daemon side of §5 on a stream; returns whether the agent passed.
+fn daemon_handshake(s: &mut TcpStream, alg: HashAlg, key: &[u8]) -> bool {
+    let mut hs = Handshake::daemon(alg, &Key::from_bytes(key), [0x5A; 64]);
+    loop {
+        match hs.next_step() {
+            Ok(Step::Send(b)) => {
+                if s.write_all(&b).is_err() {
+                    return false;
+                }
+            }
+            Ok(Step::Recv(n)) => {
+                let mut buf = vec![0u8; n];
+                if s.read_exact(&mut buf).is_err() || hs.receive(&buf).is_err() {
+                    return false;
+                }
+            }
+            Ok(Step::Done) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A TCP-listener daemon for one connection: reads 176 bytes, verifies, handshakes, answers.
+/// Returns the decoded request (None when verification or the handshake failed).
+fn tcp_daemon(
+    alg: HashAlg,
+    key: &'static [u8],
+    answer: Answer,
+) -> (u16, JoinHandle<Option<Request>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 176];
+        s.read_exact(&mut buf).ok()?;
+        verify(&buf, key, alg).ok()?;
+        let req = Request::decode(&buf).unwrap();
+        if !daemon_handshake(&mut s, alg, key) {
+            return None;
+        }
+        s.write_all(&answer_bytes(&answer)).unwrap();
+        Some(req)
+    });
+    (port, h)
+}
+
+fn tcp(port: u16) -> Channel {
+    Channel::Tcp {
+        addr: "127.0.0.1".into(),
+        port,
+    }
+}
+
+#[test]
+fn tcp_status_off_each_algorithm() {
+    for alg in [
+        HashAlg::None,
+        HashAlg::Sha1,
+        HashAlg::Sha256,
+        HashAlg::Sha512,
+    ] {
+        let (port, h) = tcp_daemon(alg, KEY, Answer::Code(RESP_OFF));
+        let r = request(&tcp(port), &cfg(alg, KEY), Op::Status, "vm1", true).unwrap();
+        assert_eq!(r, Reply::Code(RESP_OFF), "{alg}");
+        let req = h.join().unwrap().expect("daemon accepted the request");
+        assert_eq!(req.operation().unwrap(), Op::Status);
+        assert_eq!(req.domain, "vm1");
+        assert_eq!(req.flags, fence_proto::RF_UUID);
+        assert_eq!(req.hash_alg().unwrap(), alg);
+        // stream requests carry no address
+        assert_eq!(
+            (req.addrlen, req.port, req.family, req.address),
+            (0, 0, 0, [0; 28])
+        );
+        assert!(req.seqno < 1_000_000);
+    }
+}
+
+#[test]
+fn tcp_hostlist_and_hoststatus() {
+    let entries = vec![
+        HostEntry {
+            name: "a".into(),
+            uuid: "11111111-2222-3333-4444-555555555555".into(),
+            state: 1,
+        },
+        HostEntry {
+            name: "b".into(),
+            uuid: "u2".into(),
+            state: 5,
+        },
+    ];
+    let (port, h) = tcp_daemon(HashAlg::Sha256, KEY, Answer::List(entries.clone()));
+    let r = request(
+        &tcp(port),
+        &cfg(HashAlg::Sha256, KEY),
+        Op::HostList,
+        "",
+        false,
+    )
+    .unwrap();
+    assert_eq!(r, Reply::HostList(entries));
+    assert_eq!(h.join().unwrap().unwrap().op, 6);
+
+    let (port, h) = tcp_daemon(HashAlg::Sha256, KEY, Answer::Status("green".into()));
+    let r = request(
+        &tcp(port),
+        &cfg(HashAlg::Sha256, KEY),
+        Op::HostStatus,
+        "pingd",
+        false,
+    )
+    .unwrap();
+    assert_eq!(r, Reply::HostStatus("green".into()));
+    let req = h.join().unwrap().unwrap();
+    assert_eq!((req.op, req.domain.as_str()), (32, "pingd"));
+}
+
+#[test]
+fn tcp_wrong_key_is_auth_failure() {
+    // The daemon does not check the request hash here so the handshake itself is exercised.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 176];
+        s.read_exact(&mut buf).unwrap();
+        daemon_handshake(&mut s, HashAlg::Sha256, b"another key")
+    });
+    let e = request(
+        &tcp(port),
+        &cfg(HashAlg::Sha256, KEY),
+        Op::Off,
+        "vm1",
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Auth(fence_proto::AuthError::BadResponse)),
+        "{e}"
+    );
+    assert!(!h.join().unwrap());
+}
+
+#[test]
+fn tcp_silent_daemon_times_out_with_causes() {
+    // Agent with auth none against a daemon expecting sha256: the daemon waits for a
+    // challenge, the agent waits for the result (spec §5).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 176];
+        s.read_exact(&mut buf).unwrap();
+        daemon_handshake(&mut s, HashAlg::Sha256, KEY)
+    });
+    let mut c = cfg(HashAlg::None, KEY);
+    c.timeout = Duration::from_millis(300);
+    let e = request(&tcp(port), &c, Op::Off, "vm1", false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Timeout {
+                waiting_for: "the result"
+            }
+        ),
+        "{e}"
+    );
+    let msg = e.to_string();
+    for cause in ["key", "hash", "multicast", "firewall"] {
+        assert!(msg.contains(cause), "{msg}");
+    }
+    assert!(!h.join().unwrap());
+}
+
+#[test]
+fn tcp_eof_and_connect_failure() {
+    let (port, h) = tcp_daemon(HashAlg::Sha256, KEY, Answer::Close);
+    let e = request(
+        &tcp(port),
+        &cfg(HashAlg::Sha256, KEY),
+        Op::Off,
+        "vm1",
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Eof {
+                waiting_for: "the result"
+            }
+        ),
+        "{e}"
+    );
+    h.join().unwrap().unwrap();
+
+    // A port nobody listens on: take one and close it again.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = request(
+        &tcp(port),
+        &cfg(HashAlg::Sha256, KEY),
+        Op::Off,
+        "vm1",
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ClientError::Connect { .. }), "{e}");
+    let e = request(
+        &Channel::Tcp {
+            addr: "[::1]".into(),
+            port,
+        },
+        &cfg(HashAlg::Sha256, KEY),
+        Op::Off,
+        "vm1",
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Connect { ref target, .. } if target.contains("::1")),
+        "{e}"
+    );
+}
+
+#[test]
+fn domain_too_long_is_encode_error() {
+    // The request is built after connecting, so a listening port is needed to reach it.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let e = request(
+        &tcp(port),
+        &cfg(HashAlg::None, KEY),
+        Op::Off,
+        &"x".repeat(64),
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Encode(fence_proto::EncodeError::DomainTooLong(64))
+        ),
+        "{e}"
+    );
+}
+
+/// A vmchannel peer: reads one 74-byte frame, answers with `reply` bytes.
+fn vmchannel_peer(reply: Vec<u8>) -> (u16, JoinHandle<SerialRequest>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 74];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&reply).unwrap();
+        // keep the stream open briefly so the client sees data, not EOF, first
+        std::thread::sleep(Duration::from_millis(100));
+        SerialRequest::decode(&buf).unwrap()
+    });
+    (port, h)
+}
+
+fn vmc(port: u16) -> Channel {
+    Channel::VmChannel {
+        addr: "127.0.0.1".into(),
+        port,
+    }
+}
+
+#[test]
+fn vmchannel_resyncs_and_reads_result() {
+    // Garbage and a partial magic before the real response (e.g. a stale trailer).
+    // (a partial "ab" right before the frame must not hide the real magic)
+    let mut reply = b"xxabbxab".to_vec();
+    reply.extend_from_slice(&SerialResponse { code: RESP_PERM }.encode());
+    let (port, h) = vmchannel_peer(reply);
+    let r = request(
+        &vmc(port),
+        &cfg(HashAlg::Sha256, KEY),
+        Op::Reboot,
+        "guest2",
+        true,
+    )
+    .unwrap();
+    assert_eq!(r, Reply::Code(RESP_PERM));
+    let req = h.join().unwrap();
+    assert_eq!((req.op, req.flags, req.domain.as_str()), (2, 0, "guest2"));
+}
+
+#[test]
+fn vmchannel_hostlist_and_hoststatus() {
+    let e = vec![HostEntry {
+        name: "guest1".into(),
+        uuid: "11111111-2222-3333-4444-555555555555".into(),
+        state: 1,
+    }];
+    let (port, h) = vmchannel_peer(encode_serial_hostlist(&e, 0));
+    let r = request(
+        &vmc(port),
+        &cfg(HashAlg::None, b""),
+        Op::HostList,
+        "",
+        false,
+    )
+    .unwrap();
+    assert_eq!(r, Reply::HostList(e));
+    assert_eq!(h.join().unwrap().op, 6);
+
+    let (port, h) =
+        vmchannel_peer(fence_proto::serial::encode_serial_host_status("online").unwrap());
+    let r = request(
+        &vmc(port),
+        &cfg(HashAlg::None, b""),
+        Op::HostStatus,
+        "#state",
+        false,
+    )
+    .unwrap();
+    assert_eq!(r, Reply::HostStatus("online".into()));
+    assert_eq!(h.join().unwrap().domain, "#state");
+}
+
+#[test]
+fn vmchannel_eof_and_timeout() {
+    let (port, h) = vmchannel_peer(b"abb".to_vec());
+    let e = request(&vmc(port), &cfg(HashAlg::None, b""), Op::Off, "x", false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Eof {
+                waiting_for: "the response magic"
+            }
+        ),
+        "{e}"
+    );
+    h.join().unwrap();
+
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        drop(s);
+    });
+    let mut c = cfg(HashAlg::None, b"");
+    c.timeout = Duration::from_millis(300);
+    let t0 = std::time::Instant::now();
+    let e = request(&vmc(port), &c, Op::Off, "x", false).unwrap_err();
+    assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+    assert!(t0.elapsed() < Duration::from_millis(750));
+    h.join().unwrap();
+}
+
+#[test]
+fn serial_device_over_pty() {
+    use nix::pty::openpty;
+    let pty = openpty(None, None).unwrap();
+    let path = nix::unistd::ttyname(&pty.slave).unwrap();
+    let mut master = File::from(pty.master);
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 74];
+        master.read_exact(&mut buf).unwrap();
+        let mut out = b"noise".to_vec();
+        out.extend_from_slice(&SerialResponse { code: 0 }.encode());
+        master.write_all(&out).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        SerialRequest::decode(&buf).unwrap()
+    });
+    let ch = Channel::Serial {
+        device: path,
+        params: "115200,8N1".into(),
+    };
+    let r = request(&ch, &cfg(HashAlg::None, b""), Op::On, "vm9", false).unwrap();
+    assert_eq!(r, Reply::Code(0));
+    let req = h.join().unwrap();
+    assert_eq!((req.op, req.domain.as_str()), (3, "vm9"));
+    drop(pty.slave);
+
+    let e = request(
+        &Channel::Serial {
+            device: "/nonexistent/tty".into(),
+            params: "115200,8N1".into(),
+        },
+        &cfg(HashAlg::None, b""),
+        Op::On,
+        "vm9",
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ClientError::Io { .. }), "{e}");
+    let e = request(
+        &Channel::Serial {
+            device: "/dev/null".into(),
+            params: "300,8N1".into(),
+        },
+        &cfg(HashAlg::None, b""),
+        Op::On,
+        "vm9",
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ClientError::SerialParams(_)), "{e}");
+}
+
+use std::fs::File;
+
+#[test]
+fn multicast_helpers() {
+    use super::multicast::{attempts, usable_v6};
+    assert_eq!(
+        attempts(Duration::from_secs(30), Duration::from_secs(2)),
+        15
+    );
+    assert_eq!(attempts(Duration::from_secs(4), Duration::from_secs(2)), 2);
+    assert_eq!(attempts(Duration::from_secs(1), Duration::from_secs(2)), 1);
+    assert!(!usable_v6(&"::1".parse().unwrap()));
+    for a in ["fe80::1", "fe90::1", "fea0::1", "febf::1"] {
+        assert!(!usable_v6(&a.parse().unwrap()), "{a}");
+    }
+    assert!(usable_v6(&"fec0::1".parse().unwrap()));
+    assert!(usable_v6(&"fd00:fb::1".parse().unwrap()));
+}
+
+/// Runs `f` in a thread inside a fresh network namespace with multicast on loopback.
+fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("unshare(CLONE_NEWNET) needs root");
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["link", "set", "lo", "multicast", "on"],
+            &["route", "replace", "224.0.0.0/4", "dev", "lo"],
+        ] {
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {args:?}");
+        }
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A fake multicast daemon: joins 225.0.0.12 on 127.0.0.1 at `port`, answers each verified
+/// datagram with a connect-back; returns the requests it served.
+fn multicast_daemon(
+    port_tx: std::sync::mpsc::Sender<u16>,
+    serve: usize,
+    answer: Answer,
+) -> Vec<Request> {
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    udp.join_multicast_v4(&fence_proto::IPV4_GROUP, &"127.0.0.1".parse().unwrap())
+        .unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    port_tx.send(udp.local_addr().unwrap().port()).unwrap();
+    let mut served = vec![];
+    let mut seen = std::collections::HashSet::new();
+    while served.len() < serve {
+        let mut buf = [0u8; 512];
+        let Ok((n, _)) = udp.recv_from(&mut buf) else {
+            break;
+        };
+        if verify(&buf[..n], KEY, HashAlg::Sha256).is_err() {
+            continue;
+        }
+        let req = Request::decode(&buf[..n]).unwrap();
+        if !seen.insert((req.seqno, req.port)) {
+            continue;
+        }
+        let to: SocketAddr = req.connect_back().unwrap();
+        let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
+            continue;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if daemon_handshake(&mut s, HashAlg::Sha256, KEY) {
+            s.write_all(&answer_bytes(&answer)).unwrap();
+            served.push(req);
+        }
+    }
+    served
+}
+
+#[test]
+fn multicast_end_to_end_in_netns_with_concurrent_agents() {
+    let (served, results) = in_netns(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = std::thread::spawn(move || multicast_daemon(tx, 2, Answer::Code(RESP_OFF)));
+        let port = rx.recv().unwrap();
+        let ch = Channel::Multicast {
+            group: fence_proto::IPV4_GROUP.into(),
+            port,
+            retrans: Duration::from_millis(300),
+        };
+        // Two agents at once: with C's fixed callback port the second would fail to listen.
+        let agents: Vec<_> = (0..2)
+            .map(|i| {
+                let ch = ch.clone();
+                std::thread::spawn(move || {
+                    request(
+                        &ch,
+                        &cfg(HashAlg::Sha256, KEY),
+                        Op::Status,
+                        &format!("vm{i}"),
+                        false,
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = agents
+            .into_iter()
+            .map(|a| a.join().unwrap().unwrap())
+            .collect();
+        (d.join().unwrap(), results)
+    });
+    assert_eq!(results, vec![Reply::Code(RESP_OFF), Reply::Code(RESP_OFF)]);
+    assert_eq!(served.len(), 2);
+    let mut domains: Vec<_> = served.iter().map(|r| r.domain.clone()).collect();
+    domains.sort();
+    assert_eq!(domains, ["vm0", "vm1"]);
+    assert_ne!(
+        served[0].port, served[1].port,
+        "each agent has its own callback port"
+    );
+    for r in &served {
+        assert_eq!(
+            r.connect_back().unwrap().ip(),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!((r.family, r.addrlen), (2, 4));
+    }
+}
+
+#[test]
+fn multicast_without_daemon_times_out() {
+    let e = in_netns(|| {
+        let ch = Channel::Multicast {
+            group: fence_proto::IPV4_GROUP.into(),
+            port: 1229,
+            retrans: Duration::from_millis(200),
+        };
+        let mut c = cfg(HashAlg::Sha256, KEY);
+        c.timeout = Duration::from_millis(600);
+        let t0 = std::time::Instant::now();
+        let e = request(&ch, &c, Op::Off, "vm1", false).unwrap_err();
+        (e, t0.elapsed())
+    });
+    assert!(
+        matches!(
+            e.0,
+            ClientError::Timeout {
+                waiting_for: "the daemon to connect back"
+            }
+        ),
+        "{}",
+        e.0
+    );
+    assert!(
+        e.1 >= Duration::from_millis(550) && e.1 < Duration::from_secs(3),
+        "{:?}",
+        e.1
+    );
+}

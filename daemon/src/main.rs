@@ -1,1 +1,224 @@
-fn main() {}
+//! `fence_virtd`: flags compatible with fence-virt's daemon (`-F -f -d -c -l -w -p -h`),
+//! logging, pid file and daemonising; then [`fence_virtd::run`].
+//!
+//! Deliberate differences from the C daemon (spec §21.20): an unknown option or a missing
+//! option argument prints the usage and exits 1 (C exits 0, hiding typos in unit files), and
+//! `-l` really lists the built-in listeners and backends.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use fence_virtd::startup::{self, error_chain, RunError};
+
+const USAGE: &str = "Usage: fence_virtd [options]
+  -F               Do not daemonize.
+  -f <file>        Use <file> as configuration file.
+  -d <level>       Set debugging level to <level>.
+  -c               Configuration mode.
+  -l               List plugins.
+  -w               Wait for initialization.
+  -p <file>        Use <file> to record the active process id.
+";
+
+const DEFAULT_CONFIG: &str = "/etc/fence_virt.conf";
+
+struct Flags {
+    foreground: bool,
+    config: PathBuf,
+    debug: Option<u32>,
+    configure: bool,
+    list: bool,
+    wait: bool,
+    pid_file: Option<PathBuf>,
+}
+
+fn parse_flags(args: &[String]) -> Result<Option<Flags>, String> {
+    let mut o = getopts::Options::new();
+    o.parsing_style(getopts::ParsingStyle::FloatingFrees);
+    o.optflag("F", "", "");
+    o.optopt("f", "", "", "FILE");
+    o.optopt("d", "", "", "LEVEL");
+    o.optflag("c", "", "");
+    o.optflag("l", "", "");
+    o.optflag("w", "", "");
+    o.optopt("p", "", "", "FILE");
+    o.optflag("h", "", "");
+    o.optflag("?", "", "");
+    let m = o.parse(args).map_err(|e| e.to_string())?;
+    if m.opt_present("h") || m.opt_present("?") {
+        return Ok(None);
+    }
+    let debug = match m.opt_str("d") {
+        Some(d) => Some(
+            d.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("-d needs a number, not {d:?}"))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Flags {
+        foreground: m.opt_present("F"),
+        config: m
+            .opt_str("f")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| DEFAULT_CONFIG.into()),
+        debug,
+        configure: m.opt_present("c"),
+        list: m.opt_present("l"),
+        wait: m.opt_present("w"),
+        pid_file: m.opt_str("p").map(PathBuf::from),
+    }))
+}
+
+fn init_logging(foreground: bool, level: u32) {
+    use tracing_subscriber::EnvFilter;
+    let default = match level {
+        0 => "info",
+        1..=2 => "debug",
+        _ => "trace",
+    };
+    let filter =
+        EnvFilter::try_from_env("FENCE_VIRTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if foreground {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+    } else {
+        let ident = c"fence_virtd";
+        match syslog_tracing::Syslog::new(
+            ident,
+            Default::default(),
+            syslog_tracing::Facility::Daemon,
+        ) {
+            Some(syslog) => tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(syslog)
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .init(),
+            None => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        }
+    }
+}
+
+/// The pid file: refuse to start when it names a live fence_virtd, write ours, remove at exit.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> Result<PidFile, RunError> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if pid != std::process::id() as i32
+                    && String::from_utf8_lossy(&cmdline).contains("fence_virtd")
+                {
+                    return Err(RunError::AlreadyRunning {
+                        path: path.to_path_buf(),
+                        pid,
+                    });
+                }
+            }
+        }
+        let mut f = std::fs::File::create(path).map_err(|source| RunError::PidFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        writeln!(f, "{}", std::process::id()).map_err(|source| RunError::PidFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Exit codes of fence_virtd (spec §13.3): 255 for config problems and missing files, 1 for
+/// init failures and a running instance.
+fn exit_code(e: &RunError) -> u8 {
+    match e {
+        RunError::Config(_) | RunError::MissingFile { .. } => 255,
+        _ => 1,
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match parse_flags(&args) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("fence_virtd: {e}");
+            eprint!("{USAGE}");
+            return ExitCode::from(1);
+        }
+    };
+    if flags.list {
+        println!("Available backends:\n    libvirt\n    sim\n    vmware_soap");
+        println!("Available listeners:\n    multicast\n    tcp");
+        return ExitCode::SUCCESS;
+    }
+    if flags.configure {
+        eprintln!("fence_virtd: -c (interactive configuration) is not available yet");
+        return ExitCode::from(1);
+    }
+    if flags.foreground {
+        eprintln!("Background mode disabled");
+    }
+    let cfg = match startup::load(&flags.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fence_virtd: {}", error_chain(&e));
+            return ExitCode::from(exit_code(&e));
+        }
+    };
+    let level = flags.debug.unwrap_or(cfg.daemon.debug);
+    let foreground = flags.foreground || cfg.daemon.foreground;
+    let wait = flags.wait || cfg.daemon.wait_for_init;
+    if !foreground {
+        if let Err(e) = nix::unistd::daemon(false, false) {
+            eprintln!("fence_virtd: cannot daemonize: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    init_logging(foreground, level);
+    let pid_path = flags
+        .pid_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/run/fence_virtd.pid"));
+    let _pid = match PidFile::create(&pid_path) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{}", error_chain(&e));
+            return ExitCode::from(exit_code(&e));
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(fence_virtd::run(cfg, wait)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{}", error_chain(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

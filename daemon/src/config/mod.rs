@@ -1,8 +1,10 @@
 //! `fence_virt.conf`: the generic tree ([`tree`]), the typed daemon configuration ([`model`]),
 //! the `groups` access-control map ([`groups`]) and the atomic writer used by
 //! `fence_virtd -c`. Compatible with the "simpleconfig" reader and the key handling of
-//! fence-agents 4.12.1 `fence_virtd` (spec §12, §13.4, §14); every file the reference accepts
-//! loads here with the same meaning. Where we are stricter, the item's documentation says so.
+//! fence-agents 4.12.1 `fence_virtd` (spec §12, §13.4, §14): every file the reference reads as
+//! its author meant loads here with the same meaning. Files the reference silently misreads
+//! (`port = "1229x"`, `foreground = "yes"`, a stray `"`) are rejected with file, line and
+//! column; [`tree`] and [`model`] list each such difference.
 
 pub mod groups;
 pub mod model;

@@ -1,0 +1,84 @@
+//! Request dispatch after authentication: access control with the static `groups` map and the
+//! call into the backend, compatible with fence_virtd's listener callbacks (spec §12, §15).
+//! ON, OFF, REBOOT and STATUS are checked against the map (denied → RESP_PERM); HOSTLIST is
+//! filtered VM by VM (by UUID and by name); NULL and DEVSTATUS are never checked.
+
+use std::sync::Arc;
+
+use fence_proto::{HostEntry, Op, RESP_FAIL, RESP_PERM};
+
+use crate::backend::{Backend, PowerAction};
+use crate::config::Groups;
+
+/// What the listener writes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// One response byte.
+    Code(u8),
+    /// A host list (0xFD, entries, terminator, trailing result byte).
+    HostList(Vec<HostEntry>),
+    /// A host-status value (0xFC + 64-byte field), pm-monitor extension.
+    HostStatus(String),
+}
+
+/// Serves authenticated requests.
+pub struct Dispatcher {
+    backend: Arc<Backend>,
+    groups: Groups,
+}
+
+impl Dispatcher {
+    /// A dispatcher over one fencing backend and the access-control map.
+    pub fn new(backend: Arc<Backend>, groups: Groups) -> Dispatcher {
+        Dispatcher { backend, groups }
+    }
+
+    /// Handle one request. `op` is the raw operation byte, `domain` the target as the client
+    /// sent it, `src` the requester's identity (IP, CID or VM UUID) for the `groups` map.
+    pub async fn dispatch(&self, op: u8, domain: &str, src: &str) -> Answer {
+        let Some(op) = Op::from_code(op) else {
+            tracing::warn!(op, src, "unknown operation; answering failure");
+            return Answer::Code(RESP_FAIL);
+        };
+        let checked = matches!(op, Op::Off | Op::On | Op::Reboot | Op::Status);
+        if checked && !self.groups.allowed(src, domain) {
+            tracing::warn!(?op, domain, src, "denied by the groups map");
+            return Answer::Code(RESP_PERM);
+        }
+        match op {
+            Op::Off => Answer::Code(self.backend.power(PowerAction::Off, domain).await),
+            Op::On => Answer::Code(self.backend.power(PowerAction::On, domain).await),
+            Op::Reboot => Answer::Code(self.backend.power(PowerAction::Reboot, domain).await),
+            Op::Status => Answer::Code(self.backend.status(domain).await),
+            Op::DevStatus => Answer::Code(self.backend.devstatus().await),
+            Op::HostList => match self.backend.list().await {
+                Ok(vms) => Answer::HostList(
+                    vms.into_iter()
+                        .filter(|vm| self.groups.allowed_any(src, &[&vm.uuid, &vm.name]))
+                        .map(|vm| HostEntry {
+                            name: vm.name,
+                            uuid: vm.uuid,
+                            state: vm.state.libvirt_code(),
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "host list failed");
+                    Answer::Code(RESP_FAIL)
+                }
+            },
+            Op::Null => {
+                tracing::info!("NULL operation: answering failure, as fence_virtd does");
+                Answer::Code(RESP_FAIL)
+            }
+            Op::HostStatus => {
+                tracing::warn!(
+                    src,
+                    "host status asked but no host_status backend is configured"
+                );
+                Answer::Code(RESP_FAIL)
+            }
+            Op::Metadata | Op::ValidateAll => Answer::Code(RESP_FAIL),
+        }
+    }
+}

@@ -1,4 +1,18 @@
 //! fence-agents: the fence-agents contract (argv and stdin `key=value`, metadata XML, actions,
 //! exit codes) as a library, compatible with ClusterLabs fence-agents 4.12.1 `lib/fencing.py`
 //! and the C `fence_xvm`/`fence_virt` front ends; plus the fence-virt client transports.
+//!
+//! * [`options`]: the one option-table type both dialects are generated from;
+//! * [`virt_args`], [`virt_agent`], [`virt_transport`]: the C virt agents' dialect and flow;
+//! * [`virt_client`]: fence-virt client transports (multicast, TCP, vsock, serial, vmchannel);
+//! * [`fencing`]: the `fencing.py` dialect (options, argv, stdin, metadata, help);
+//! * [`runner`]: the `fencing.py` action runner over a [`runner::PowerDevice`].
 #![warn(missing_docs)]
+
+pub mod fencing;
+pub mod options;
+pub mod runner;
+pub mod virt_agent;
+pub mod virt_args;
+pub mod virt_client;
+pub mod virt_transport;

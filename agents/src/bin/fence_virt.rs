@@ -1,0 +1,17 @@
+//! `fence_virt`: drop-in for the C serial/vmchannel/TCP/vsock agent (fence-agents 4.12.1). All logic is in
+//! [`fence_agents::virt_agent`]; the flavor is chosen by the basename of argv[0].
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = fence_agents::virt_agent::run(
+        &argv,
+        &mut std::io::stdin().lock(),
+        &mut out,
+        &mut std::io::stderr(),
+        &mut fence_agents::virt_transport::ClientTransport,
+    );
+    use std::io::Write;
+    let _ = out.flush();
+    std::process::exit(code);
+}

@@ -1,0 +1,493 @@
+//! The `fence_xvm` / `fence_virt` program flow (fence-agents 4.12.1 `agents/virt/client/main.c`):
+//! parse (argv or stdin, never both), help, version, finalize, validation, metadata, delay,
+//! key file, transport call, output and exit status.
+//!
+//! The transport is behind [`VirtTransport`] so that the flow is testable without a network;
+//! [`crate::virt_transport::ClientTransport`] is the real one (fence-virt wire protocol).
+//! All result-to-exit-code mapping is in [`report`] (spec §19.5, §19.6): failure texts go to
+//! **stdout** as in 4.12.1.
+
+use crate::virt_args::{
+    basename, help, metadata, parse_argv, parse_stdin, usage, Family, Flavor, HashKind, Mode,
+    VirtArgs, VirtOp, FENCE_RELEASE, IPV4_MCAST_DEFAULT, IPV6_MCAST_DEFAULT, XVM_VERSION,
+};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// Response codes (spec §2.3).
+pub mod resp {
+    /// Success / domain on.
+    pub const SUCCESS: u8 = 0;
+    /// Failure.
+    pub const FAIL: u8 = 1;
+    /// Domain off.
+    pub const OFF: u8 = 2;
+    /// Refused by the daemon's access map.
+    pub const PERM: u8 = 3;
+}
+
+/// One VM of a host list (spec §6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLine {
+    /// VM name.
+    pub name: String,
+    /// VM UUID string.
+    pub uuid: String,
+    /// libvirt state number (1 = running).
+    pub state: u8,
+}
+
+/// What the daemon answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirtReply {
+    /// A one-byte result code.
+    Code(u8),
+    /// A host list (the reference prints it and exits 0).
+    HostList(Vec<HostLine>),
+    /// A host-status value (our addition).
+    HostStatus(String),
+}
+
+/// A transport-level failure: the text the reference prints (stdout) and the internal result
+/// (1 for timeouts/connect/auth failures, -1 for "no answer"), which [`report`] then maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// Message line(s) to print first, if any.
+    pub message: Option<String>,
+    /// Internal result code as in C (`1`, `-1`, …).
+    pub result: i32,
+}
+
+/// Everything the transport needs for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtCall<'a> {
+    /// Parsed and finalized arguments (mode, addresses, ports, timeout, op, domain …).
+    pub args: &'a VirtArgs,
+    /// Request hash after key-file fallback.
+    pub hash: HashKind,
+    /// Challenge/response algorithm after key-file fallback.
+    pub auth: HashKind,
+    /// Key bytes (at most 4096), if any.
+    pub key: Option<Vec<u8>>,
+    /// The domain field: VM for fencing ops, attribute name for host-status, empty otherwise.
+    pub domain: String,
+}
+
+/// A way to send one request to fence_virtd.
+pub trait VirtTransport {
+    /// Sends the request and waits for the answer.
+    fn request(&mut self, call: &VirtCall<'_>) -> Result<VirtReply, TransportFailure>;
+}
+
+/// C `args_finalize`: multicast group default and address family.
+pub fn finalize(args: &mut VirtArgs, out: &mut dyn Write) {
+    if args.mcast_addr.is_none() {
+        args.mcast_addr = Some(
+            match args.family {
+                Family::Auto | Family::V4 => IPV4_MCAST_DEFAULT,
+                Family::V6 => IPV6_MCAST_DEFAULT,
+            }
+            .to_string(),
+        );
+    }
+    if args.family != Family::Auto {
+        return;
+    }
+    let addr = args.mcast_addr.as_deref().unwrap_or_default();
+    // Reference order: a '.' wins over a ':' (checked last).
+    if addr.contains(':') {
+        args.family = Family::V6;
+    }
+    if addr.contains('.') {
+        args.family = Family::V4;
+    }
+    if args.family == Family::Auto {
+        let _ = writeln!(out, "Could not determine address family");
+        args.err = true;
+    }
+}
+
+/// Best-effort syslog (ident = program name, facility daemon) through `/dev/log`.
+fn syslog(ident: &str, priority: u8, msg: &str) {
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let line = format!(
+        "<{}>{}[{}]: {}",
+        3 * 8 + priority,
+        ident,
+        std::process::id(),
+        msg
+    );
+    let _ = sock.send_to(line.as_bytes(), "/dev/log");
+}
+const LOG_NOTICE: u8 = 5;
+
+/// Reads the key file as the C client does: raw, at most 4096 bytes.
+pub fn read_key_file(path: &str) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    Read::take(&mut f, 4096).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Maps a reply (or failure) to output and the process exit status, in one place (§19.5,
+/// §19.6). Returns the value for `exit()` (the caller truncates to 8 bits like C does).
+pub fn report(
+    ident: &str,
+    args: &VirtArgs,
+    reply: Result<VirtReply, TransportFailure>,
+    out: &mut dyn Write,
+) -> i32 {
+    let ret: i32 = match reply {
+        Err(f) => {
+            if let Some(m) = f.message {
+                let _ = writeln!(out, "{m}");
+            }
+            f.result
+        }
+        Ok(VirtReply::HostList(list)) => {
+            for h in list {
+                let state = if h.state == 1 { "on" } else { "off" };
+                let _ = writeln!(out, "{:<32} {} {}", h.name, h.uuid, state);
+            }
+            0
+        }
+        Ok(VirtReply::HostStatus(v)) => {
+            if args.op == VirtOp::HostStatus {
+                let _ = writeln!(
+                    out,
+                    "{}={}",
+                    args.attribute.as_deref().unwrap_or_default(),
+                    v
+                );
+                return 0;
+            }
+            // A host-status answer to any other request is not something the C agent knows.
+            i32::from(0xFCu8 as i8)
+        }
+        // The C client reads the byte into a (signed) char.
+        Ok(VirtReply::Code(b)) => i32::from(b as i8),
+    };
+    if args.op == VirtOp::HostStatus {
+        // Our addition: every failure is exit 1 with a clear message (pm-monitor.md).
+        let attr = args.attribute.as_deref().unwrap_or_default();
+        let why = match ret {
+            1 => "the daemon refused (attribute not allowed, no host-status backend, Pacemaker unreachable, or a daemon without host-status support)".to_string(),
+            3 => "permission denied".to_string(),
+            n => format!("unexpected response ({n})"),
+        };
+        let _ = writeln!(out, "Host status '{attr}' not available: {why}");
+        syslog(
+            ident,
+            LOG_NOTICE,
+            &format!("Host status '{attr}' not available: {why}"),
+        );
+        return 1;
+    }
+    let domain = args.domain.as_deref();
+    match ret {
+        2 => {
+            if args.op == VirtOp::Status {
+                let _ = writeln!(out, "Status: OFF");
+            } else if let Some(d) = domain {
+                syslog(ident, LOG_NOTICE, &format!("Domain \"{d}\" is OFF"));
+            }
+        }
+        0 => {
+            if args.op == VirtOp::Status {
+                let _ = writeln!(out, "Status: ON");
+            } else if let Some(d) = domain {
+                syslog(ident, LOG_NOTICE, &format!("Domain \"{d}\" is ON"));
+            }
+        }
+        1 => {
+            match domain {
+                Some(d) => syslog(
+                    ident,
+                    LOG_NOTICE,
+                    &format!("Fence operation failed for domain \"{d}\""),
+                ),
+                None => syslog(ident, LOG_NOTICE, "Fence operation failed"),
+            }
+            let _ = writeln!(out, "Operation failed");
+        }
+        3 => {
+            match domain {
+                Some(d) => syslog(
+                    ident,
+                    LOG_NOTICE,
+                    &format!("Permission denied for Fence operation for domain \"{d}\""),
+                ),
+                None => syslog(ident, LOG_NOTICE, "Permission denied for fence operation"),
+            }
+            let _ = writeln!(out, "Permission denied");
+        }
+        n => {
+            match domain {
+                Some(d) => syslog(
+                    ident,
+                    LOG_NOTICE,
+                    &format!("Unknown response ({n}) for domain \"{d}\""),
+                ),
+                None => syslog(ident, LOG_NOTICE, &format!("Unknown response ({n})")),
+            }
+            let _ = writeln!(out, "Unknown response ({n})");
+        }
+    }
+    ret
+}
+
+/// Runs one agent invocation. `argv[0]` selects the flavor. Returns the exit status (0..=255).
+pub fn run(
+    argv: &[String],
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    transport: &mut dyn VirtTransport,
+) -> i32 {
+    let argv0 = argv.first().map(String::as_str).unwrap_or("fence_virt");
+    let flavor = Flavor::from_argv0(argv0);
+    let ident = basename(argv0).to_string();
+    let from_stdin = argv.len() <= 1;
+    let mut args = if from_stdin {
+        let mut input = Vec::new();
+        let _ = stdin.read_to_end(&mut input);
+        parse_stdin(flavor, &input, out, err)
+    } else {
+        parse_argv(flavor, argv0, &argv[1..], out, err)
+    };
+
+    if args.help {
+        let _ = out.write_all(help(flavor, argv0).as_bytes());
+        return 0;
+    }
+    if args.version {
+        let _ = writeln!(
+            out,
+            "{} {XVM_VERSION}\nfence release {FENCE_RELEASE}",
+            ident
+        );
+        return 0;
+    }
+
+    finalize(&mut args, out);
+    if args.debug > 0 {
+        let _ = writeln!(out, "-- args --\n{args:#?}\n-- end args --");
+    }
+
+    if args.domain.is_none()
+        && !matches!(
+            args.op,
+            VirtOp::Monitor | VirtOp::List | VirtOp::Metadata | VirtOp::HostStatus
+        )
+    {
+        let _ = writeln!(out, "No domain specified!");
+        syslog(&ident, LOG_NOTICE, "No domain specified");
+        args.err = true;
+    }
+    if args.op == VirtOp::HostStatus && args.attribute.is_none() {
+        let _ = writeln!(out, "No attribute specified! (use --attribute NAME)");
+        args.err = true;
+    }
+    if args.ipaddr.is_some() {
+        args.mode = Mode::Tcp;
+    }
+    if args.cid >= 2 {
+        args.mode = Mode::Vsock;
+    }
+    if args.err {
+        if args.op != VirtOp::ValidateAll {
+            let _ = out.write_all(usage(flavor, argv0, from_stdin).as_bytes());
+        }
+        return 1;
+    }
+    if args.op == VirtOp::ValidateAll {
+        return 0;
+    }
+    if args.op == VirtOp::Metadata {
+        let _ = out.write_all(metadata(flavor, argv0).as_bytes());
+        return 0;
+    }
+    if args.delay > 0
+        && !matches!(
+            args.op,
+            VirtOp::Status | VirtOp::Monitor | VirtOp::List | VirtOp::HostStatus
+        )
+    {
+        let _ = out.flush();
+        std::thread::sleep(Duration::from_secs(args.delay as u64));
+    }
+
+    let (mut hash, mut auth, mut key) = (args.hash, args.auth, None);
+    if args.mode != Mode::Serial && (auth != HashKind::None || hash != HashKind::None) {
+        match read_key_file(&args.key_file) {
+            Ok(k) => key = Some(k),
+            Err(_) => {
+                let _ = writeln!(
+                    out,
+                    "Could not read {}; trying without authentication",
+                    args.key_file
+                );
+                hash = HashKind::None;
+                auth = HashKind::None;
+            }
+        }
+    }
+    let domain = match args.op {
+        VirtOp::HostStatus => args.attribute.clone().unwrap_or_default(),
+        _ => args.domain.clone().unwrap_or_default(),
+    };
+    let call = VirtCall {
+        args: &args,
+        hash,
+        auth,
+        key,
+        domain,
+    };
+    let _ = out.flush();
+    let reply = transport.request(&call);
+    report(&ident, &args, reply, out) & 0xff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake {
+        reply: Result<VirtReply, TransportFailure>,
+        seen: Vec<(u8, String, HashKind, Mode)>,
+    }
+    impl VirtTransport for Fake {
+        fn request(&mut self, c: &VirtCall<'_>) -> Result<VirtReply, TransportFailure> {
+            self.seen
+                .push((c.args.op.wire_code(), c.domain.clone(), c.hash, c.args.mode));
+            self.reply.clone()
+        }
+    }
+
+    fn go(
+        argv: &[&str],
+        stdin: &str,
+        reply: Result<VirtReply, TransportFailure>,
+    ) -> (i32, String, String, Fake) {
+        let mut t = Fake {
+            reply,
+            seen: vec![],
+        };
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let rc = run(&argv, &mut stdin.as_bytes(), &mut o, &mut e, &mut t);
+        (
+            rc,
+            String::from_utf8(o).unwrap(),
+            String::from_utf8(e).unwrap(),
+            t,
+        )
+    }
+
+    #[test]
+    fn status_results_and_exit_codes() {
+        let k = "/nonexistent/key";
+        let (rc, o, _, t) = go(
+            &["fence_xvm", "-o", "status", "-n", "vm1"],
+            "",
+            Ok(VirtReply::Code(2)),
+        );
+        assert_eq!(rc, 2);
+        assert_eq!(
+            o,
+            format!(
+                "Could not read {}; trying without authentication\nStatus: OFF\n",
+                "/etc/cluster/fence_xvm.key"
+            )
+        );
+        assert_eq!(
+            t.seen,
+            vec![(4, "vm1".to_string(), HashKind::None, Mode::Multicast)]
+        );
+        let _ = k;
+        let (rc, o, _, _) = go(
+            &["fence_virt", "-o", "off", "-n", "vm1"],
+            "",
+            Ok(VirtReply::Code(3)),
+        );
+        assert_eq!((rc, o.as_str()), (3, "Permission denied\n"));
+        let (rc, o, _, _) = go(&["fence_virt", "-n", "vm1"], "", Ok(VirtReply::Code(0xfd)));
+        assert_eq!((rc, o.as_str()), (253, "Unknown response (-3)\n"));
+        let (rc, o, _, _) = go(
+            &["fence_virt", "-n", "vm1"],
+            "",
+            Err(TransportFailure {
+                message: None,
+                result: -1,
+            }),
+        );
+        assert_eq!((rc, o.as_str()), (255, "Unknown response (-1)\n"));
+    }
+
+    #[test]
+    fn list_output_format_and_modes() {
+        let list = vec![
+            HostLine {
+                name: "guest1".into(),
+                uuid: "u-1".into(),
+                state: 1,
+            },
+            HostLine {
+                name: "p".into(),
+                uuid: "u-2".into(),
+                state: 3,
+            },
+        ];
+        let (rc, o, _, t) = go(
+            &["fence_virt", "-T", "127.0.0.1", "-S4", "-o", "list"],
+            "",
+            Ok(VirtReply::HostList(list)),
+        );
+        assert_eq!(rc, 0);
+        assert_eq!(o.lines().last().unwrap(), format!("{:<32} u-2 off", "p"));
+        assert!(o.contains(&format!("{:<32} u-1 on\n", "guest1")));
+        assert_eq!(t.seen[0].3, Mode::Vsock);
+    }
+
+    #[test]
+    fn host_status_addition() {
+        let (rc, o, _, t) = go(
+            &["fence_virt"],
+            "action=host-status\nattribute=pingd\n",
+            Ok(VirtReply::HostStatus("100".into())),
+        );
+        assert_eq!((rc, o.as_str()), (0, "pingd=100\n"));
+        assert_eq!(t.seen[0].0, 32);
+        assert_eq!(t.seen[0].1, "pingd");
+        let (rc, o, _, _) = go(
+            &["fence_virt", "-o", "host-status", "--attribute=x"],
+            "",
+            Ok(VirtReply::Code(1)),
+        );
+        assert_eq!(rc, 1);
+        assert!(o.contains("not available"));
+        let (rc, o, _, t) = go(
+            &["fence_virt", "-o", "host-status"],
+            "",
+            Ok(VirtReply::Code(0)),
+        );
+        assert_eq!(rc, 1);
+        assert!(o.starts_with("No attribute specified!"));
+        assert!(t.seen.is_empty());
+    }
+
+    #[test]
+    fn stdin_errors_print_stdin_usage_only() {
+        let (rc, o, e, t) = go(
+            &["fence_xvm"],
+            "action=off\nbogus=1\n",
+            Ok(VirtReply::Code(0)),
+        );
+        assert_eq!(rc, 1);
+        assert!(o.starts_with("No domain specified!\n  debug "));
+        assert_eq!(e, "Parse error: Ignoring unknown option 'bogus'\n");
+        assert!(t.seen.is_empty());
+    }
+}

@@ -1,0 +1,123 @@
+//! Adapter from the agent front end ([`crate::virt_agent`]) to the fence-virt client transports
+//! ([`crate::virt_client`]): builds the [`Channel`] and [`ClientConfig`] from the parsed
+//! arguments and maps [`ClientError`]s to the C agent's internal results (spec §19.6):
+//! network modes give 1 for timeouts waiting for the daemon, connect and authentication
+//! failures, -1 (exit 255) when the result byte never came; serial/vmchannel failures give -1.
+
+use crate::virt_agent::{HostLine, TransportFailure, VirtCall, VirtReply, VirtTransport};
+use crate::virt_args::{HashKind, Mode, VirtOp};
+use crate::virt_client::{request, Channel, ClientConfig, ClientError, Reply};
+use fence_proto::{HashAlg, Op};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The real transport: fence-virt wire protocol over the channel the arguments select.
+#[derive(Debug, Default)]
+pub struct ClientTransport;
+
+fn alg(h: HashKind) -> HashAlg {
+    match h {
+        HashKind::None => HashAlg::None,
+        HashKind::Sha1 => HashAlg::Sha1,
+        HashKind::Sha256 => HashAlg::Sha256,
+        HashKind::Sha512 => HashAlg::Sha512,
+    }
+}
+
+fn op(o: VirtOp) -> Op {
+    match o {
+        VirtOp::Null => Op::Null,
+        VirtOp::Off => Op::Off,
+        VirtOp::Reboot => Op::Reboot,
+        VirtOp::On => Op::On,
+        VirtOp::Status => Op::Status,
+        VirtOp::Monitor => Op::DevStatus,
+        VirtOp::List => Op::HostList,
+        VirtOp::Metadata => Op::Metadata,
+        VirtOp::ValidateAll => Op::ValidateAll,
+        VirtOp::HostStatus => Op::HostStatus,
+    }
+}
+
+/// Builds the channel for a call; an unusable multicast address is a failure (-1) as in C,
+/// where sending the packets fails.
+pub fn channel(call: &VirtCall<'_>) -> Result<Channel, TransportFailure> {
+    let a = call.args;
+    Ok(match a.mode {
+        Mode::Multicast => {
+            let text = a.mcast_addr.as_deref().unwrap_or_default();
+            let group: IpAddr = text.parse().map_err(|_| TransportFailure {
+                message: Some(format!("Invalid multicast address: '{text}'")),
+                result: -1,
+            })?;
+            Channel::Multicast {
+                group,
+                port: a.port,
+                retrans: Duration::from_millis(a.retrans as u64 * 100),
+            }
+        }
+        Mode::Tcp => Channel::Tcp {
+            addr: a.ipaddr.clone().unwrap_or_default(),
+            port: a.port,
+        },
+        Mode::Vsock => Channel::Vsock {
+            cid: a.cid,
+            port: u32::from(a.port),
+        },
+        Mode::Serial => match &a.serial_device {
+            Some(dev) => Channel::Serial {
+                device: PathBuf::from(dev),
+                params: a.serial_params.clone(),
+            },
+            None => Channel::VmChannel {
+                addr: a.channel_address.clone(),
+                port: a.port,
+            },
+        },
+    })
+}
+
+/// The C agent's internal result for a client error in a given mode (see module docs).
+pub fn failure_result(mode: Mode, e: &ClientError) -> i32 {
+    match (mode, e) {
+        (Mode::Serial, _) => -1,
+        (_, ClientError::Timeout { waiting_for }) if *waiting_for == "the result" => -1,
+        _ => 1,
+    }
+}
+
+impl VirtTransport for ClientTransport {
+    fn request(&mut self, call: &VirtCall<'_>) -> Result<VirtReply, TransportFailure> {
+        let ch = channel(call)?;
+        let cfg = ClientConfig {
+            hash: alg(call.hash),
+            auth: alg(call.auth),
+            key: call.key.clone(),
+            timeout: Duration::from_secs(call.args.timeout.max(1) as u64),
+        };
+        match request(
+            &ch,
+            &cfg,
+            op(call.args.op),
+            &call.domain,
+            call.args.use_uuid,
+        ) {
+            Ok(Reply::Code(c)) => Ok(VirtReply::Code(c)),
+            Ok(Reply::HostStatus(v)) => Ok(VirtReply::HostStatus(v)),
+            Ok(Reply::HostList(l)) => Ok(VirtReply::HostList(
+                l.into_iter()
+                    .map(|h| HostLine {
+                        name: h.name,
+                        uuid: h.uuid,
+                        state: h.state,
+                    })
+                    .collect(),
+            )),
+            Err(e) => Err(TransportFailure {
+                message: Some(e.to_string()),
+                result: failure_result(call.args.mode, &e),
+            }),
+        }
+    }
+}

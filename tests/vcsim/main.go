@@ -223,10 +223,11 @@ func main() {
 		}
 		for _, e := range entries {
 			file := filepath.Join(*wsdlDir, e.Name())
-			m.Service.Handle("/sdk/"+e.Name(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// HandleFunc registers when the server is created (the mux does not exist yet).
+			m.Service.HandleFunc("/sdk/"+e.Name(), func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/xml")
 				http.ServeFile(w, r, file)
-			}))
+			})
 		}
 	}
 	s := m.Service.NewServer()

@@ -1,2 +1,508 @@
-//! The `fencing.py` dialect (fence-agents 4.12.1 `lib/fencing.py`): standard option table,
-//! GNU argv, stdin `key=value`, metadata and `-h`.
+//! The `fencing.py` dialect (fence-agents 4.12.1 `lib/fencing.py`, spec fence-agent-api.md §1,
+//! §2, §4): the standard option table, per-agent option sets with dependency expansion, GNU
+//! argv (via `getopts`), stdin `key=value` parsing and metadata XML in the reference layout.
+//!
+//! Known gap: `-h` output is formatted close to, but not byte-equal with, the reference.
+
+use crate::options::{xml_escape_full, ArgKind, ContentType, OptSpec, OptTable};
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// The standard option table (`all_opt`), texts as in 4.12.1 metadata. Keys without a long
+/// option are capability markers (hidden).
+pub fn standard_options() -> Vec<OptSpec> {
+    vec![
+    OptSpec { key: "action", short: Some('o'), long: Some("action"), kind: ArgKind::Value, content: ContentType::String, default: Some("reboot"), required: true, arg_help: "-o, --action=[action]", shortdesc: "Fencing action", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "agent", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "cmd_prompt", short: Some('c'), long: Some("command-prompt"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-c, --command-prompt=[prompt]", shortdesc: "Force Python regex for command prompt", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "diag", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "exec", short: Some('e'), long: Some("exec"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-e, --exec=[command]", shortdesc: "Command to execute", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "fabric_fencing", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "force_on", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "identity_file", short: Some('k'), long: Some("identity-file"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-k, --identity-file=[filename]", shortdesc: "Identity file (private key) for SSH", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "inet4_only", short: Some('4'), long: Some("inet4-only"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-4, --inet4-only", shortdesc: "Forces agent to use IPv4 addresses only", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "inet6_only", short: Some('6'), long: Some("inet6-only"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-6, --inet6-only", shortdesc: "Forces agent to use IPv6 addresses only", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "ipaddr", short: Some('a'), long: Some("ip"), kind: ArgKind::Value, content: ContentType::String, default: None, required: true, arg_help: "-a, --ip=[ip]", shortdesc: "IP address or hostname of fencing device", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "ipport", short: Some('u'), long: Some("ipport"), kind: ArgKind::Value, content: ContentType::Integer, default: None, required: false, arg_help: "-u, --ipport=[port]", shortdesc: "TCP/UDP port to use for connection with device", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "login", short: Some('l'), long: Some("username"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-l, --username=[name]", shortdesc: "Login name", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "no_login", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "no_off", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "no_on", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "no_password", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "no_port", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "no_status", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "notls", short: Some('t'), long: Some("notls"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-t, --notls", shortdesc: "Disable TLS negotiation and force SSL3.0. This should only be used for devices that do not support TLS1.0 and up.", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "on_target", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "passwd", short: Some('p'), long: Some("password"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-p, --password=[password]", shortdesc: "Login password or passphrase", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "passwd_script", short: Some('S'), long: Some("password-script"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-S, --password-script=[script]", shortdesc: "Script to run to retrieve password", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "port", short: Some('n'), long: Some("plug"), kind: ArgKind::Value, content: ContentType::String, default: None, required: true, arg_help: "-n, --plug=[id]", shortdesc: "Physical plug number on device, UUID or identification of machine", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "secure", short: Some('x'), long: Some("ssh"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-x, --ssh", shortdesc: "Use SSH connection", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "session_url", short: Some('s'), long: Some("session-url"), kind: ArgKind::Value, content: ContentType::String, default: None, required: true, arg_help: "-s, --session-url", shortdesc: "URL to connect to XenServer on", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "ssh_options", short: None, long: Some("ssh-options"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "--ssh-options=[options]", shortdesc: "SSH options to use", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "ssl", short: Some('z'), long: Some("ssl"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-z, --ssl", shortdesc: "Use SSL connection with verifying certificate", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "ssl_insecure", short: None, long: Some("ssl-insecure"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "--ssl-insecure", shortdesc: "Use SSL connection without verifying certificate", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "ssl_secure", short: None, long: Some("ssl-secure"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "--ssl-secure", shortdesc: "Use SSL connection with verifying certificate", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "telnet", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "vmware_type", short: Some('d'), long: Some("vmware_type"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-d, --vmware_type=[type]", shortdesc: "Type of VMware to connect", order: 1, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "web", short: None, long: None, kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "", shortdesc: "", order: 1, hidden: true, ..OptSpec::EMPTY },
+    OptSpec { key: "vmware_datacenter", short: Some('s'), long: Some("vmware-datacenter"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-s, --vmware-datacenter=[dc]", shortdesc: "VMWare datacenter filter", order: 2, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "quiet", short: Some('q'), long: Some("quiet"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-q, --quiet", shortdesc: "Disable logging to stderr. Does not affect --verbose or --debug-file or logging to syslog.", order: 50, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "verbose", short: Some('v'), long: Some("verbose"), kind: ArgKind::Counter, content: ContentType::Boolean, default: None, required: false, arg_help: "-v, --verbose", shortdesc: "Verbose mode. Multiple -v flags can be stacked on the command line (e.g., -vvv) to increase verbosity.", order: 51, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "verbose_level", short: None, long: Some("verbose-level"), kind: ArgKind::Value, content: ContentType::Integer, default: None, required: false, arg_help: "--verbose-level", shortdesc: "Level of debugging detail in output. Defaults to the number of --verbose flags specified on the command line, or to 1 if verbose=1 in a stonith device configuration (i.e., on stdin).", order: 52, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "debug", short: Some('D'), long: Some("debug-file"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "-D, --debug-file=[debugfile]", shortdesc: "Write debug information to given file", order: 53, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "version", short: Some('V'), long: Some("version"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-V, --version", shortdesc: "Display version information and exit", order: 54, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "help", short: Some('h'), long: Some("help"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "-h, --help", shortdesc: "Display help and exit", order: 55, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "plug_separator", short: None, long: Some("plug-separator"), kind: ArgKind::Value, content: ContentType::String, default: Some(","), required: false, arg_help: "--plug-separator=[char]", shortdesc: "Separator for plug parameter when specifying more than 1 plug", order: 100, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "separator", short: Some('C'), long: Some("separator"), kind: ArgKind::Value, content: ContentType::String, default: Some(","), required: false, arg_help: "-C, --separator=[char]", shortdesc: "Separator for CSV created by 'list' operation", order: 100, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "delay", short: None, long: Some("delay"), kind: ArgKind::Value, content: ContentType::Second, default: Some("0"), required: false, arg_help: "--delay=[seconds]", shortdesc: "Wait X seconds before fencing is started", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "disable_timeout", short: None, long: Some("disable-timeout"), kind: ArgKind::Value, content: ContentType::String, default: None, required: false, arg_help: "--disable-timeout=[true/false]", shortdesc: "Disable timeout (true/false) (default: true when run from Pacemaker 2.0+)", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "login_timeout", short: None, long: Some("login-timeout"), kind: ArgKind::Value, content: ContentType::Second, default: Some("5"), required: false, arg_help: "--login-timeout=[seconds]", shortdesc: "Wait X seconds for cmd prompt after login", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "missing_as_off", short: None, long: Some("missing-as-off"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "--missing-as-off", shortdesc: "Missing port returns OFF instead of failure", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "port_as_ip", short: None, long: Some("port-as-ip"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "--port-as-ip", shortdesc: "Make \"port/plug\" to be an alias to IP address", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "power_timeout", short: None, long: Some("power-timeout"), kind: ArgKind::Value, content: ContentType::Second, default: Some("20"), required: false, arg_help: "--power-timeout=[seconds]", shortdesc: "Test X seconds for status change after ON/OFF", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "power_wait", short: None, long: Some("power-wait"), kind: ArgKind::Value, content: ContentType::Second, default: Some("0"), required: false, arg_help: "--power-wait=[seconds]", shortdesc: "Wait X seconds after issuing ON/OFF", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "shell_timeout", short: None, long: Some("shell-timeout"), kind: ArgKind::Value, content: ContentType::Second, default: Some("3"), required: false, arg_help: "--shell-timeout=[seconds]", shortdesc: "Wait X seconds for cmd prompt after issuing command", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "stonith_status_sleep", short: None, long: Some("stonith-status-sleep"), kind: ArgKind::Value, content: ContentType::Second, default: Some("1"), required: false, arg_help: "--stonith-status-sleep=[seconds]", shortdesc: "Sleep X seconds between status calls during a STONITH action", order: 200, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "retry_on", short: None, long: Some("retry-on"), kind: ArgKind::Value, content: ContentType::Integer, default: Some("1"), required: false, arg_help: "--retry-on=[attempts]", shortdesc: "Count of attempts to retry power on", order: 201, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "sudo", short: None, long: Some("use-sudo"), kind: ArgKind::Flag, content: ContentType::Boolean, default: None, required: false, arg_help: "--use-sudo", shortdesc: "Use sudo (without password) when calling 3rd party software", order: 205, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "gnutlscli_path", short: None, long: Some("gnutlscli-path"), kind: ArgKind::Value, content: ContentType::String, default: Some("/usr/bin/gnutls-cli"), required: false, arg_help: "--gnutlscli-path=[path]", shortdesc: "Path to gnutls-cli binary", order: 300, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "ssh_path", short: None, long: Some("ssh-path"), kind: ArgKind::Value, content: ContentType::String, default: Some("/usr/bin/ssh"), required: false, arg_help: "--ssh-path=[path]", shortdesc: "Path to ssh binary", order: 300, hidden: false, ..OptSpec::EMPTY },
+    OptSpec { key: "sudo_path", short: None, long: Some("sudo-path"), kind: ArgKind::Value, content: ContentType::String, default: Some("/usr/bin/sudo"), required: false, arg_help: "--sudo-path=[path]", shortdesc: "Path to sudo binary", order: 300, hidden: false, ..OptSpec::EMPTY },
+    ]
+}
+
+/// One agent's declaration (its `device_opt` and texts).
+#[derive(Debug, Clone)]
+pub struct AgentDef {
+    /// Agent name (metadata name is basename of argv[0]).
+    pub name: &'static str,
+    /// Metadata shortdesc.
+    pub shortdesc: &'static str,
+    /// Metadata longdesc (troff markers already removed).
+    pub longdesc: &'static str,
+    /// Vendor URL.
+    pub vendor_url: &'static str,
+    /// The agent's declared keys.
+    pub device_opt: Vec<&'static str>,
+    /// Agent-private options.
+    pub extra: Vec<OptSpec>,
+    /// Default overrides (key, value).
+    pub defaults: Vec<(&'static str, &'static str)>,
+}
+
+fn has(set: &[String], k: &str) -> bool {
+    set.iter().any(|s| s == k)
+}
+
+/// The expanded key set of an agent (§2.3).
+pub fn expand_device_opt(def: &AgentDef) -> Vec<String> {
+    let mut set: Vec<String> = def.device_opt.iter().map(|s| s.to_string()).collect();
+    let add = |set: &mut Vec<String>, k: &str| {
+        if !has(set, k) {
+            set.push(k.to_string());
+        }
+    };
+    for k in [
+        "help",
+        "debug",
+        "verbose",
+        "verbose_level",
+        "version",
+        "action",
+        "agent",
+        "power_timeout",
+        "shell_timeout",
+        "login_timeout",
+        "disable_timeout",
+        "power_wait",
+        "stonith_status_sleep",
+        "retry_on",
+        "delay",
+        "plug_separator",
+        "quiet",
+    ] {
+        add(&mut set, k);
+    }
+    let deps: &[(&str, &[&str])] = &[
+        ("passwd", &["passwd_script"]),
+        ("sudo", &["sudo_path"]),
+        (
+            "secure",
+            &[
+                "identity_file",
+                "ssh_options",
+                "ssh_path",
+                "inet4_only",
+                "inet6_only",
+            ],
+        ),
+        ("ipaddr", &["ipport"]),
+        ("port", &["separator"]),
+        ("ssl", &["ssl_secure", "ssl_insecure", "gnutlscli_path"]),
+    ];
+    for (k, more) in deps {
+        if has(&set, k) {
+            for m in *more {
+                add(&mut set, m);
+            }
+        }
+    }
+    if has(&set, "ipaddr") && !has(&set, "port") && !has(&set, "nodename") {
+        add(&mut set, "port_as_ip");
+    }
+    set
+}
+
+/// The agent's option table: standard options in its set plus its own, with computed
+/// defaults and `required` (§2.5), sorted by (order, name) as metadata lists them.
+pub fn agent_table(def: &AgentDef) -> OptTable {
+    let set = expand_device_opt(def);
+    let mut specs: Vec<OptSpec> = standard_options()
+        .into_iter()
+        .filter(|s| has(&set, s.key))
+        .chain(def.extra.iter().copied())
+        .collect();
+    let ipport_default = if has(&set, "secure") && def.defaults.contains(&("secure", "1")) {
+        Some("22")
+    } else if has(&set, "web") {
+        Some("80")
+    } else if has(&set, "telnet") {
+        Some("23")
+    } else {
+        None
+    };
+    for s in &mut specs {
+        if let Some((_, v)) = def.defaults.iter().find(|(k, _)| *k == s.key) {
+            s.default = Some(v);
+        }
+        match s.key {
+            "login" => s.required = has(&set, "login") && !has(&set, "no_login"),
+            "ipport" if s.default.is_none() => s.default = ipport_default,
+            _ => {}
+        }
+        if has(&set, "port_as_ip") && matches!(s.key, "ipaddr" | "port") {
+            s.required = false;
+        }
+    }
+    specs.sort_by(|a, b| (a.order, a.key).cmp(&(b.order, b.key)));
+    OptTable::new(specs)
+}
+
+/// The metadata name for an option's long spelling (dashes as underscores).
+fn long_key(s: &OptSpec) -> Option<String> {
+    s.long.map(|l| l.replace('-', "_"))
+}
+
+/// The actions an agent offers, in metadata order (§3.1).
+pub fn actions(set: &[String]) -> Vec<&'static str> {
+    let mut v = vec![];
+    for a in [
+        "on",
+        "off",
+        "reboot",
+        "status",
+        "list",
+        "list-status",
+        "monitor",
+        "metadata",
+        "manpage",
+        "validate-all",
+    ] {
+        let skip = match a {
+            "on" => has(set, "no_on"),
+            "off" => has(set, "no_off"),
+            "reboot" => has(set, "fabric_fencing"),
+            "status" => has(set, "no_status"),
+            "list" | "list-status" => !has(set, "separator") || has(set, "port_as_ip"),
+            _ => false,
+        };
+        if !skip {
+            v.push(a);
+        }
+    }
+    if has(set, "diag") {
+        v.push("diag");
+    }
+    v
+}
+
+/// Metadata XML in the fencing.py layout (§4.1).
+pub fn metadata(def: &AgentDef, name: &str) -> String {
+    let set = expand_device_opt(def);
+    let table = agent_table(def);
+    let mut entries: Vec<(String, OptSpec, String)> = Vec::new();
+    for s in &table.specs {
+        if s.hidden || s.long.is_none() || s.shortdesc.is_empty() {
+            continue;
+        }
+        if has(&set, "port_as_ip") && s.key == "separator" {
+            continue;
+        }
+        let lk = long_key(s).unwrap_or_default();
+        if lk != s.key {
+            entries.push((s.key.to_string(), *s, " deprecated=\"1\"".into()));
+            entries.push((lk, *s, format!(" obsoletes=\"{}\"", s.key)));
+        } else {
+            entries.push((s.key.to_string(), *s, String::new()));
+        }
+    }
+    entries.sort_by(|a, b| (a.1.order, &a.0).cmp(&(b.1.order, &b.0)));
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" ?>\n");
+    x.push_str(&format!(
+        "<resource-agent name=\"{name}\" shortdesc=\"{}\" >\n",
+        def.shortdesc
+    ));
+    x.push_str(&format!("<longdesc>{}</longdesc>\n", def.longdesc));
+    x.push_str(&format!("<vendor-url>{}</vendor-url>\n", def.vendor_url));
+    x.push_str("<parameters>\n");
+    for (n, s, extra) in &entries {
+        x.push_str(&format!(
+            "\t<parameter name=\"{n}\" unique=\"0\" required=\"{}\"{extra}>\n",
+            u8::from(s.required)
+        ));
+        x.push_str(&format!(
+            "\t\t<getopt mixed=\"{}\" />\n",
+            xml_escape_full(s.arg_help)
+        ));
+        let dflt = s
+            .default
+            .map(|d| format!("default=\"{}\" ", xml_escape_full(d)))
+            .unwrap_or_default();
+        match s.content {
+            ContentType::Select(choices) => {
+                x.push_str(&format!("\t\t<content type=\"select\" {dflt} >\n"));
+                for c in choices {
+                    x.push_str(&format!("\t\t\t<option value=\"{c}\" />\n"));
+                }
+                x.push_str("\t\t</content>\n");
+            }
+            c => x.push_str(&format!("\t\t<content type=\"{}\" {dflt} />\n", c.as_str())),
+        }
+        x.push_str(&format!(
+            "\t\t<shortdesc lang=\"en\">{}</shortdesc>\n",
+            s.shortdesc
+        ));
+        x.push_str("\t</parameter>\n");
+    }
+    x.push_str("</parameters>\n<actions>\n");
+    for a in actions(&set) {
+        if a == "on" {
+            let on_target = if has(&set, "on_target") {
+                " on_target=\"1\""
+            } else {
+                ""
+            };
+            let auto = u8::from(has(&set, "fabric_fencing"));
+            x.push_str(&format!(
+                "\t<action name=\"on\"{on_target} automatic=\"{auto}\"/>\n"
+            ));
+        } else {
+            x.push_str(&format!("\t<action name=\"{a}\" />\n"));
+        }
+    }
+    x.push_str("</actions>\n</resource-agent>\n");
+    x
+}
+
+/// Parsed options by internal key (flags have value "1"; `verbose` holds the count).
+pub type Parsed = BTreeMap<String, String>;
+
+/// Parses stdin lines (§1.3). Warnings go to `err`.
+pub fn parse_stdin(table: &OptTable, input: &str, err: &mut dyn Write) -> Parsed {
+    let mut p = Parsed::new();
+    for raw in input.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, mut value) = match line.split_once('=') {
+            Some((n, v)) => (n, v),
+            None => (line, ""),
+        };
+        if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+            value = &value[1..value.len() - 1];
+        }
+        let spec = table.specs.iter().find(|s| {
+            s.key == name
+                || s.long == Some(name)
+                || long_key(s).as_deref() == Some(name)
+                || s.stdin_aliases.contains(&name)
+        });
+        let spec = match (spec, name) {
+            (Some(s), _) => s,
+            (None, "nodename") => continue,
+            (None, "option") => match table.by_key("action") {
+                // Deprecated alias kept (spec §1.3 recommendation); warn.
+                Some(s) => {
+                    let _ = writeln!(
+                        err,
+                        "WARNING: Parse error: 'option' is deprecated, use 'action'"
+                    );
+                    s
+                }
+                None => continue,
+            },
+            (None, _) => {
+                let _ = writeln!(
+                    err,
+                    "WARNING: Parse error: Ignoring unknown option '{line}'"
+                );
+                continue;
+            }
+        };
+        if matches!(spec.kind, ArgKind::Flag | ArgKind::Counter) {
+            let v = value.to_ascii_lowercase();
+            if ["1", "yes", "on", "true", "0", "no", "off", "false"].contains(&v.as_str()) {
+                // Reference quirk: a recognised false value still marks the flag present,
+                // except verbose=0.
+                if spec.key == "verbose" && ["0", "no", "off", "false"].contains(&v.as_str()) {
+                    continue;
+                }
+                p.insert(spec.key.to_string(), "1".into());
+            } else {
+                let _ = writeln!(
+                    err,
+                    "WARNING: Parse error: Ignoring option '{name}' because it does not have value"
+                );
+            }
+        } else {
+            p.insert(spec.key.to_string(), value.to_string());
+        }
+    }
+    p
+}
+
+/// Parses argv with GNU conventions (via `getopts`). Unknown option: the reference message.
+pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<Parsed, String> {
+    let mut o = getopts::Options::new();
+    o.parsing_style(getopts::ParsingStyle::FloatingFrees);
+    for s in &table.specs {
+        if s.hidden || s.long.is_none() {
+            continue;
+        }
+        let short = s.short.map(String::from).unwrap_or_default();
+        let long = s.long.unwrap_or_default();
+        match s.kind {
+            ArgKind::Flag => o.optflag(&short, long, s.shortdesc),
+            ArgKind::Counter => o.optflagmulti(&short, long, s.shortdesc),
+            ArgKind::OptionalValue => o.optflagopt(&short, long, s.shortdesc, "V"),
+            _ => o.optmulti(&short, long, s.shortdesc, "V"),
+        };
+    }
+    let m = o.parse(args).map_err(|e| match e {
+        getopts::Fail::UnrecognizedOption(x) => {
+            let dash = if x.len() == 1 { "-" } else { "--" };
+            format!("Parse error: option {dash}{x} not recognized")
+        }
+        other => format!("Parse error: {other}"),
+    })?;
+    let mut p = Parsed::new();
+    for s in &table.specs {
+        let Some(long) = s.long else { continue };
+        if s.hidden {
+            continue;
+        }
+        match s.kind {
+            ArgKind::Counter => {
+                let n = m.opt_count(long);
+                if n > 0 {
+                    p.insert(s.key.into(), n.to_string());
+                }
+            }
+            ArgKind::Flag => {
+                if m.opt_present(long) {
+                    p.insert(s.key.into(), "1".into());
+                }
+            }
+            _ => {
+                // Last occurrence wins.
+                if let Some(v) = m.opt_strs(long).pop() {
+                    p.insert(s.key.into(), v);
+                }
+            }
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soap() -> AgentDef {
+        AgentDef {
+            name: "fence_vmware_soap",
+            shortdesc: "Fence agent for VMWare over SOAP API",
+            longdesc: "fence_vmware_soap is an I/O Fencing agent which can be used with the virtual machines managed by VMWare products that have SOAP API v4.1+. \n\nName of virtual machine (-n / port) has to be used in inventory path format (e.g. /datacenter/vm/Discovered virtual machine/myMachine). In the cases when name of yours VM is unique you can use it instead. Alternatively you can always use UUID to access virtual machine.",
+            vendor_url: "http://www.vmware.com",
+            device_opt: vec!["ipaddr", "login", "passwd", "web", "ssl", "notls", "port"],
+            extra: vec![],
+            defaults: vec![],
+        }
+    }
+
+    #[test]
+    fn soap_metadata_matches_fixture() {
+        let fx = std::fs::read_to_string(
+            "/work/shared/spec/fixtures/fence-agents-4.12.1/metadata/fence_vmware_soap.xml",
+        )
+        .expect("fixture");
+        assert_eq!(metadata(&soap(), "fence_vmware_soap"), fx);
+    }
+
+    #[test]
+    fn stdin_rules() {
+        let t = agent_table(&soap());
+        let mut e = Vec::new();
+        let p = parse_stdin(
+            &t,
+            "  action=off \r\n#x\nport=a\nplug=\"b\"\npasswd=a=b\nssl=0\nnotls=maybe\n  action = on\nnodename=n\npassword-script=s\n",
+            &mut e,
+        );
+        assert_eq!(p["action"], "off");
+        assert_eq!(p["port"], "b");
+        assert_eq!(p["passwd"], "a=b");
+        assert_eq!(p["ssl"], "1");
+        assert_eq!(p["passwd_script"], "s");
+        assert!(!p.contains_key("notls"));
+        let e = String::from_utf8(e).unwrap();
+        assert!(e.contains("Ignoring option 'notls' because it does not have value"));
+        assert!(e.contains("Ignoring unknown option 'action = on'"));
+        assert!(!e.contains("nodename"));
+    }
+
+    #[test]
+    fn argv_rules() {
+        let t = agent_table(&soap());
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let p = parse_argv(
+            &t,
+            &a(&[
+                "-oreboot",
+                "--ip=h",
+                "-vvv",
+                "-n",
+                "x",
+                "-n",
+                "y",
+                "--ssl-insecure",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                p["action"].as_str(),
+                p["ipaddr"].as_str(),
+                p["verbose"].as_str(),
+                p["port"].as_str()
+            ),
+            ("reboot", "h", "3", "y")
+        );
+        assert_eq!(p["ssl_insecure"], "1");
+        assert_eq!(
+            parse_argv(&t, &a(&["--foo"])).unwrap_err(),
+            "Parse error: option --foo not recognized"
+        );
+    }
+}

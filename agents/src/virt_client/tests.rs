@@ -470,18 +470,45 @@ fn multicast_helpers() {
     assert!(usable_v6(&"fd00:fb::1".parse().unwrap()));
 }
 
-/// Runs `f` in a thread inside a fresh network namespace with multicast on loopback.
-fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+/// `ip` commands giving a namespace IPv4 multicast on loopback (spec §23).
+const NETNS_V4: &[&[&str]] = &[
+    &["link", "set", "lo", "up"],
+    &["link", "set", "lo", "multicast", "on"],
+    &["route", "replace", "224.0.0.0/4", "dev", "lo"],
+];
+
+/// `ip` commands for IPv6 multicast: a veth pair with a global address (spec §23).
+const NETNS_V6: &[&[&str]] = &[
+    &["link", "set", "lo", "up"],
+    &["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+    &["link", "set", "v0", "up"],
+    &["link", "set", "v1", "up"],
+    &["-6", "addr", "add", "fd00:fb::1/64", "dev", "v0", "nodad"],
+    &[
+        "-6",
+        "route",
+        "replace",
+        "ff05::/16",
+        "dev",
+        "v0",
+        "table",
+        "local",
+    ],
+];
+
+/// Runs `f` in a thread inside a fresh network namespace (gone when the thread ends) set up
+/// with the `ip` commands in `setup`. The thread's children (`ip`) and the threads it spawns
+/// share that namespace.
+fn in_netns<T: Send + 'static>(
+    setup: &'static [&'static [&'static str]],
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     std::thread::spawn(move || {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .expect("unshare(CLONE_NEWNET) needs root");
-        for args in [
-            &["link", "set", "lo", "up"][..],
-            &["link", "set", "lo", "multicast", "on"],
-            &["route", "replace", "224.0.0.0/4", "dev", "lo"],
-        ] {
+        for args in setup {
             let st = std::process::Command::new("ip")
-                .args(args)
+                .args(*args)
                 .status()
                 .unwrap();
             assert!(st.success(), "ip {args:?}");
@@ -492,16 +519,27 @@ fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     .unwrap()
 }
 
-/// A fake multicast daemon: joins 225.0.0.12 on 127.0.0.1 at `port`, answers each verified
-/// datagram with a connect-back; returns the requests it served.
+/// A fake multicast daemon: joins 225.0.0.12 on 127.0.0.1 (or ff05::3:1 on v0) at an
+/// ephemeral port it reports, answers each verified datagram with a connect-back; returns
+/// the requests it served.
 fn multicast_daemon(
+    v6: bool,
     port_tx: std::sync::mpsc::Sender<u16>,
     serve: usize,
     answer: Answer,
 ) -> Vec<Request> {
-    let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-    udp.join_multicast_v4(&fence_proto::IPV4_GROUP, &"127.0.0.1".parse().unwrap())
-        .unwrap();
+    let udp = if v6 {
+        let udp = std::net::UdpSocket::bind("[::]:0").unwrap();
+        let ifindex = nix::net::if_::if_nametoindex("v0").unwrap();
+        udp.join_multicast_v6(&fence_proto::IPV6_GROUP, ifindex)
+            .unwrap();
+        udp
+    } else {
+        let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        udp.join_multicast_v4(&fence_proto::IPV4_GROUP, &"127.0.0.1".parse().unwrap())
+            .unwrap();
+        udp
+    };
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     port_tx.send(udp.local_addr().unwrap().port()).unwrap();
     let mut served = vec![];
@@ -533,9 +571,9 @@ fn multicast_daemon(
 
 #[test]
 fn multicast_end_to_end_in_netns_with_concurrent_agents() {
-    let (served, results) = in_netns(|| {
+    let (served, results) = in_netns(NETNS_V4, || {
         let (tx, rx) = std::sync::mpsc::channel();
-        let d = std::thread::spawn(move || multicast_daemon(tx, 2, Answer::Code(RESP_OFF)));
+        let d = std::thread::spawn(move || multicast_daemon(false, tx, 2, Answer::Code(RESP_OFF)));
         let port = rx.recv().unwrap();
         let ch = Channel::Multicast {
             group: fence_proto::IPV4_GROUP.into(),
@@ -583,7 +621,7 @@ fn multicast_end_to_end_in_netns_with_concurrent_agents() {
 
 #[test]
 fn multicast_without_daemon_times_out() {
-    let e = in_netns(|| {
+    let e = in_netns(NETNS_V4, || {
         let ch = Channel::Multicast {
             group: fence_proto::IPV4_GROUP.into(),
             port: 1229,
@@ -609,5 +647,36 @@ fn multicast_without_daemon_times_out() {
         e.1 >= Duration::from_millis(550) && e.1 < Duration::from_secs(3),
         "{:?}",
         e.1
+    );
+}
+
+#[test]
+fn multicast_ipv6_end_to_end_in_netns() {
+    let entries = vec![HostEntry {
+        name: "guest1".into(),
+        uuid: "11111111-2222-3333-4444-555555555555".into(),
+        state: 1,
+    }];
+    let answer = Answer::List(entries.clone());
+    let (served, reply) = in_netns(NETNS_V6, move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = std::thread::spawn(move || multicast_daemon(true, tx, 1, answer));
+        let port = rx.recv().unwrap();
+        let ch = Channel::Multicast {
+            group: fence_proto::IPV6_GROUP.into(),
+            port,
+            retrans: Duration::from_millis(300),
+        };
+        let reply = request(&ch, &cfg(HashAlg::Sha256, KEY), Op::HostList, "", false);
+        (d.join().unwrap(), reply)
+    });
+    assert_eq!(reply.unwrap(), Reply::HostList(entries));
+    assert_eq!(served.len(), 1);
+    let r = &served[0];
+    assert_eq!((r.family, r.addrlen, r.op), (10, 16, 6));
+    assert_eq!(
+        r.connect_back().unwrap().ip(),
+        "fd00:fb::1".parse::<IpAddr>().unwrap(),
+        "sent from the global address, never ::1 or fe80::"
     );
 }

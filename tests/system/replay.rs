@@ -46,7 +46,10 @@ fn run(pair: Pair) {
     drop(tap);
 
     // Everything below happens well within the 10 s history lifetime.
-    let back = tcp_listener(&ns, AGENT_PORT);
+    // The connect-back port is the one written in the request: the C agent reuses its
+    // multicast port (1300 here); ours listens on a port of its own.
+    let back_port = u16::from_le_bytes([captured[96], captured[97]]);
+    let back = tcp_listener(&ns, back_port);
     let quiet = Duration::from_millis(1500);
     let mut original = [0u8; REQUEST_LEN];
     original.copy_from_slice(&captured);

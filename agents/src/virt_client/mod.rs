@@ -99,10 +99,11 @@ pub enum Reply {
 pub enum ClientError {
     /// Nothing arrived in time.
     #[error(
-        "timed out waiting for {waiting_for}; likely causes: key or hash/auth algorithm \
+        "Timed out waiting for response\n\
+         (no answer while waiting for {waiting_for}; likely causes: key or hash/auth algorithm \
          mismatch with fence_virtd (a request failing verification is dropped silently), \
          multicast not reaching the host, or the TCP connection back to the guest blocked by \
-         a firewall"
+         a firewall)"
     )]
     Timeout {
         /// What the agent was waiting for.
@@ -250,7 +251,15 @@ pub(crate) fn handshake<S: Read + Write>(s: &mut S, cfg: &ClientConfig) -> Resul
             fence_proto::Step::Recv(n) => {
                 let mut buf = vec![0u8; n];
                 s.read_exact(&mut buf)
-                    .map_err(|e| ClientError::read("the challenge/response", e))?;
+                    // A C daemon that rejects the request hash (wrong key, hash below its
+                    // floor) closes the connection right here.
+                    .map_err(|e| {
+                        ClientError::read(
+                            "the challenge/response (a daemon closes here when it rejects the \
+                             request's key or hash)",
+                            e,
+                        )
+                    })?;
                 hs.receive(&buf).map_err(ClientError::Auth)?;
             }
             fence_proto::Step::Done => return Ok(()),

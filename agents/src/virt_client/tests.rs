@@ -239,6 +239,22 @@ fn tcp_eof_and_connect_failure() {
     );
     h.join().unwrap().unwrap();
 
+    // A daemon rejecting the request hash (other key) closes before the handshake.
+    let (port, h) = tcp_daemon(HashAlg::Sha256, b"other key", Answer::Code(0));
+    let e = request(
+        &tcp(port),
+        &cfg(HashAlg::Sha256, KEY),
+        Op::Off,
+        "vm1",
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Eof { waiting_for } if waiting_for.contains("key or hash")),
+        "{e}"
+    );
+    assert!(h.join().unwrap().is_none());
+
     // A port nobody listens on: take one and close it again.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -167,13 +167,17 @@ impl ClientError {
         }
     }
 
-    /// Classifies a failed read: timeout, EOF or other.
+    /// Classifies a failed read (or handshake write): timeout, EOF/reset or other.
     pub(crate) fn read(waiting_for: &'static str, e: io::Error) -> ClientError {
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 ClientError::Timeout { waiting_for }
             }
-            io::ErrorKind::UnexpectedEof => ClientError::Eof { waiting_for },
+            // A peer that closes with our bytes unread resets the connection: same as EOF.
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => ClientError::Eof { waiting_for },
             _ => ClientError::Read {
                 waiting_for,
                 source: e,
@@ -237,6 +241,11 @@ fn key_of(cfg: &ClientConfig) -> Key {
     Key::from_bytes(cfg.key.as_deref().unwrap_or_default())
 }
 
+/// What the agent waits for during the handshake; a C daemon that rejects the request hash
+/// (wrong key, hash below its floor) closes the connection right there.
+const CLOSED_IN_HANDSHAKE: &str =
+    "the challenge/response (a daemon closes here when it rejects the request's key or hash)";
+
 /// Agent side of the challenge/response (spec §5) over a connected stream.
 pub(crate) fn handshake<S: Read + Write>(s: &mut S, cfg: &ClientConfig) -> Result<(), ClientError> {
     let mut challenge = [0u8; CHALLENGE_LEN];
@@ -247,19 +256,11 @@ pub(crate) fn handshake<S: Read + Write>(s: &mut S, cfg: &ClientConfig) -> Resul
         match hs.next_step().map_err(ClientError::Auth)? {
             fence_proto::Step::Send(bytes) => s
                 .write_all(&bytes)
-                .map_err(|e| ClientError::io("sending challenge/response", e))?,
+                .map_err(|e| ClientError::read(CLOSED_IN_HANDSHAKE, e))?,
             fence_proto::Step::Recv(n) => {
                 let mut buf = vec![0u8; n];
                 s.read_exact(&mut buf)
-                    // A C daemon that rejects the request hash (wrong key, hash below its
-                    // floor) closes the connection right here.
-                    .map_err(|e| {
-                        ClientError::read(
-                            "the challenge/response (a daemon closes here when it rejects the \
-                             request's key or hash)",
-                            e,
-                        )
-                    })?;
+                    .map_err(|e| ClientError::read(CLOSED_IN_HANDSHAKE, e))?;
                 hs.receive(&buf).map_err(ClientError::Auth)?;
             }
             fence_proto::Step::Done => return Ok(()),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use fence_drivers::fence::FenceOptions;
 use fence_drivers::sim::{SimDriver, SimVm};
 use fence_drivers::Driver;
-use fence_proto::MAX_KEY_LEN;
+use fence_proto::{HashAlg, MAX_KEY_LEN};
 use tokio::sync::watch;
 
 use crate::backend::Backend;
@@ -152,10 +152,23 @@ pub struct Overrides {
 }
 
 /// Load and check a config file the way fence_virtd does before serving.
+///
+/// Deliberate difference (spec §21 item 12): the serial listener never uses its key file, so
+/// a missing one is only logged at info level (the C daemon refuses to start). An existing one
+/// is still narrowed to 0600 as C does.
 pub fn load(path: &Path) -> Result<Config, RunError> {
     let (cfg, _tree) = Config::load(path)?;
     enforce_private(path)?;
-    enforce_private(cfg.listener.key_file())?;
+    let key = cfg.listener.key_file();
+    match &cfg.listener {
+        ListenerConfig::Serial(_) if !key.exists() => {
+            tracing::info!(
+                file = %key.display(),
+                "key file absent; the serial listener needs none (the C daemon would refuse to start)"
+            );
+        }
+        _ => enforce_private(key)?,
+    }
     Ok(cfg)
 }
 
@@ -165,6 +178,27 @@ pub enum Bound {
     Multicast(std::net::UdpSocket),
     /// TCP listening socket.
     Tcp(std::net::TcpListener),
+    /// vsock listening socket (registered with the runtime that bound it).
+    Vsock(tokio_vsock::VsockListener),
+    /// Serial/vmchannel: where the guests' sockets are found (nothing is bound).
+    Serial(Arc<dyn listener::serial::SocketSource>),
+}
+
+/// The tcp/vsock `auth` decision (see `listener::vsock` module docs, spec §8, §21 item 1): we
+/// keep `hash` as the request-hash floor and `auth` as the challenge-response algorithm. When
+/// `auth` is not sha256 the C daemon would behave differently; say so.
+fn warn_stream_auth(listener: &str, hash: HashAlg, auth: HashAlg) {
+    if auth != HashAlg::Sha256 {
+        tracing::warn!(
+            listener,
+            %auth,
+            %hash,
+            "listeners/{listener}/auth = \"{auth}\": the C fence_virtd reads this key as the request-hash \
+             floor and always uses sha256 for the challenge-response; this daemon uses it for the \
+             challenge-response and keeps hash = \"{hash}\" as the floor, so agents set up for the C \
+             daemon (default -C sha256) will fail: set auth = \"sha256\" to match them"
+        );
+    }
 }
 
 /// Bind the configured listener's socket and prepare its key settings.
@@ -213,18 +247,61 @@ pub fn bind_listener(l: &ListenerConfig) -> Result<(Bound, AuthSettings), RunErr
                 })?;
             let sock = listener::tcp::bind(addr).map_err(|e| err("tcp", e))?;
             tracing::info!(%addr, "tcp listener ready");
+            warn_stream_auth("tcp", t.hash, t.auth);
             Ok((
                 Bound::Tcp(sock),
                 AuthSettings::new(key_of(&t.key_file), t.hash, t.auth),
             ))
         }
-        other => Err(err(
-            &format!("{other:?}"),
-            std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "listener not available yet",
-            ),
-        )),
+        ListenerConfig::Vsock(v) => {
+            let sock = listener::vsock::bind(v.port).map_err(|e| err("vsock", e))?;
+            tracing::info!(port = v.port, "vsock listener ready");
+            warn_stream_auth("vsock", v.hash, v.auth);
+            Ok((
+                Bound::Vsock(sock),
+                AuthSettings::new(key_of(&v.key_file), v.hash, v.auth),
+            ))
+        }
+        ListenerConfig::Serial(sc) => bind_serial(sc).map_err(|e| err("serial", e)),
+    }
+}
+
+/// Prepare the serial listener: no key, no socket of its own.
+fn bind_serial(sc: &crate::config::SerialConfig) -> Result<(Bound, AuthSettings), std::io::Error> {
+    use crate::config::SerialMode;
+    if sc.path.is_none() {
+        tracing::warn!(
+            "listeners/serial/path is not set: EVERY unix-socket {} of EVERY running VM will be \
+             taken over (in vmchannel mode also e.g. the qemu-guest-agent channel); set path to \
+             the directory that holds the fence sockets",
+            match sc.mode {
+                SerialMode::Serial => "serial port",
+                SerialMode::VmChannel => "channel",
+            }
+        );
+    }
+    let none = AuthSettings::new(None, HashAlg::None, HashAlg::None);
+    #[cfg(feature = "libvirt")]
+    {
+        use fence_drivers::libvirt::SocketKind;
+        let source = listener::serial::LibvirtSockets {
+            uri: sc.uri.clone(),
+            kind: match sc.mode {
+                SerialMode::Serial => SocketKind::Serial,
+                SerialMode::VmChannel => SocketKind::Channel,
+            },
+            dir: sc.path.clone(),
+        };
+        tracing::info!(uri = ?sc.uri, path = ?sc.path, mode = ?sc.mode, "serial listener ready (polling libvirt every {:?})", listener::serial::POLL_INTERVAL);
+        Ok((Bound::Serial(Arc::new(source)), none))
+    }
+    #[cfg(not(feature = "libvirt"))]
+    {
+        let _ = none;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the serial listener needs the libvirt feature",
+        ))
     }
 }
 
@@ -240,6 +317,8 @@ pub async fn serve(
     match bound {
         Bound::Multicast(s) => listener::multicast::serve(s, ctx, stop).await,
         Bound::Tcp(s) => listener::tcp::serve(s, ctx, stop).await,
+        Bound::Vsock(s) => listener::vsock::serve(s, ctx, stop).await,
+        Bound::Serial(src) => listener::serial::serve(src, ctx, stop).await,
     }
 }
 
@@ -309,4 +388,118 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example in `conf/` must stay loadable and name the listener its file name says.
+    #[test]
+    fn every_example_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+        let mut seen = 0;
+        for e in fs::read_dir(&dir).expect("conf/ exists") {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "conf") {
+                continue;
+            }
+            let (cfg, _) =
+                Config::load(&p).unwrap_or_else(|e| panic!("{}: {}", p.display(), error_chain(&e)));
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let listener = stem.split('-').next().unwrap();
+            if listener != "sim" {
+                assert_eq!(cfg.listener.name(), listener, "{}", p.display());
+            }
+            seen += 1;
+        }
+        assert!(
+            seen >= 4,
+            "only {seen} example configs found in {}",
+            dir.display()
+        );
+    }
+
+    fn write_conf(dir: &Path, listener: &str, body: &str) -> PathBuf {
+        let p = dir.join("fence_virt.conf");
+        let key = dir.join("absent.key");
+        fs::write(
+            &p,
+            format!(
+                "fence_virtd {{ listener = \"{listener}\"; backend = \"sim\"; }}\n\
+                 listeners {{ {listener} {{ key_file = \"{}\"; {body} }} }}\n\
+                 backends {{ sim {{ vms = \"vm1\"; }} }}\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn serial_listener_starts_without_a_key_file_others_do_not() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write_conf(d.path(), "serial", "path = \"/run/fence\";");
+        let cfg = load(&p).expect("serial needs no key file");
+        assert_eq!(cfg.listener.name(), "serial");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the config is still narrowed to 0600");
+        let p = write_conf(d.path(), "tcp", "");
+        assert!(matches!(load(&p), Err(RunError::MissingFile { .. })));
+    }
+
+    #[test]
+    fn serial_key_file_that_exists_is_still_narrowed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write_conf(d.path(), "serial", "");
+        let key = d.path().join("absent.key");
+        fs::write(&key, b"k").unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        load(&p).unwrap();
+        let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[tokio::test]
+    async fn vsock_and_serial_listeners_bind() {
+        let d = tempfile::tempdir().unwrap();
+        let port = 0x5_0000 + std::process::id();
+        let p = write_conf(
+            d.path(),
+            "vsock",
+            &format!("port = \"{port}\"; auth = \"none\";"),
+        );
+        let (cfg, _) = Config::load(&p).unwrap();
+        let (b, auth) = bind_listener(&cfg.listener).expect("vsock binds");
+        assert!(matches!(b, Bound::Vsock(_)));
+        // No readable key: both fall back to none, as fence_virtd does.
+        assert_eq!((auth.hash_floor, auth.auth), (HashAlg::None, HashAlg::None));
+        let p = write_conf(d.path(), "serial", "mode = \"vmchannel\";");
+        let (cfg, _) = Config::load(&p).unwrap();
+        let (b, _) = bind_listener(&cfg.listener).expect("serial prepares");
+        assert!(matches!(b, Bound::Serial(_)));
+    }
+
+    #[tokio::test]
+    async fn tcp_keeps_hash_as_floor_and_auth_for_the_challenge() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("absent.key");
+        let port = 20000 + std::process::id() % 20000;
+        let p = write_conf(
+            d.path(),
+            "tcp",
+            &format!(
+                "address = \"127.0.0.1\"; port = \"{port}\"; hash = \"sha512\"; auth = \"none\";"
+            ),
+        );
+        fs::write(&key, b"k").unwrap();
+        let (cfg, _) = Config::load(&p).unwrap();
+        let (_, auth) =
+            bind_listener(&cfg.listener).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        // C would take auth = "none" as the floor and use sha256 for the challenge.
+        assert_eq!(
+            (auth.hash_floor, auth.auth),
+            (HashAlg::Sha512, HashAlg::None)
+        );
+    }
 }

@@ -4,7 +4,9 @@
 //! daemon; then the daemon writes the answer (spec §6).
 
 pub mod multicast;
+pub mod serial;
 pub mod tcp;
+pub mod vsock;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,5 +12,6 @@ pub mod dispatch;
 pub mod history;
 pub mod listener;
 pub mod startup;
+pub mod wizard;
 
 pub use startup::{run, RunError};

@@ -165,13 +165,18 @@ fn main() -> ExitCode {
         }
     };
     if flags.list {
-        println!("Available backends:\n    libvirt\n    sim\n    vmware_soap");
-        println!("Available listeners:\n    multicast\n    tcp");
+        println!("Available backends:");
+        for b in fence_virtd::wizard::BACKENDS {
+            println!("    {b}");
+        }
+        println!("Available listeners:");
+        for l in fence_virtd::wizard::LISTENERS {
+            println!("    {l}");
+        }
         return ExitCode::SUCCESS;
     }
     if flags.configure {
-        eprintln!("fence_virtd: -c (interactive configuration) is not available yet");
-        return ExitCode::from(1);
+        return ExitCode::from(fence_virtd::wizard::run_interactive(&flags.config));
     }
     if flags.foreground {
         eprintln!("Background mode disabled");

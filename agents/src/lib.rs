@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod fencing;
+pub mod fencing_front;
 pub mod options;
 pub mod runner;
 pub mod virt_agent;

@@ -68,6 +68,12 @@ pub trait PowerDevice {
     fn set_power_status(&mut self, plug: &str, target: PowerTarget) -> Result<(), DeviceError>;
     /// All plugs as (id, alias, raw state). [`DeviceError::ListUnsupported`] if not possible.
     fn list(&mut self) -> Result<Vec<(String, String, String)>, DeviceError>;
+    /// A cheaper `monitor` for multi-plug devices: `Some(result)` replaces the reference's
+    /// full listing (deliberate improvement for large inventories); `None` (the default)
+    /// keeps the reference behaviour (monitor = list, nothing printed).
+    fn monitor(&mut self) -> Option<Result<(), DeviceError>> {
+        None
+    }
 }
 
 /// Actions the runner executes (metadata, validate-all, help are the front end's).
@@ -241,6 +247,12 @@ fn run_inner<D: PowerDevice + ?Sized>(
             let _ = writeln!(out, "N/A");
             return Ok(0);
         }
+        if o.action == Action::Monitor {
+            if let Some(r) = ctx.dev.monitor() {
+                r?;
+                return Ok(0);
+            }
+        }
         let plugs = match ctx.dev.list() {
             Err(DeviceError::ListUnsupported) => {
                 let _ = writeln!(out, "NOTICE: List option is not working on this device yet");
@@ -356,6 +368,9 @@ mod tests {
         gets: u32,
         sets: Vec<(String, PowerTarget)>,
         no_list: bool,
+        /// `Some(ok)`: a cheap monitor that succeeds or fails.
+        cheap_monitor: Option<bool>,
+        monitors: u32,
     }
     impl Mem {
         fn with(p: &[(&str, PlugState)]) -> Self {
@@ -409,6 +424,16 @@ mod tests {
                     (k.clone(), format!("alias-{k}"), s)
                 })
                 .collect())
+        }
+        fn monitor(&mut self) -> Option<Result<(), DeviceError>> {
+            self.monitors += 1;
+            self.cheap_monitor.map(|ok| {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(DeviceError::LoginDenied)
+                }
+            })
         }
     }
 
@@ -535,6 +560,19 @@ mod tests {
             (rc, out.as_str()),
             (0, "NOTICE: List option is not working on this device yet\n")
         );
+    }
+
+    #[test]
+    fn cheap_monitor_replaces_list() {
+        let mut d = Mem::with(&[("a", PlugState::On)]);
+        d.no_list = true;
+        d.cheap_monitor = Some(true);
+        let (rc, out, _, _) = run(&mut d, &opts(Action::Monitor, &[]));
+        assert_eq!((rc, out.as_str(), d.monitors), (0, "", 1));
+        d.cheap_monitor = Some(false);
+        let (rc, _, err, _) = run(&mut d, &opts(Action::Monitor, &[]));
+        assert_eq!(rc, 1);
+        assert!(err.contains("Unable to connect/login"));
     }
 
     #[test]

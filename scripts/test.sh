@@ -18,6 +18,8 @@ step() {
 
 step install-peers sh scripts/install-peers.sh
 step build cargo build --workspace --all-targets
+# The system tests mostly wait on daemons and agents, so more threads than cores is fine.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 step test cargo test --workspace --no-fail-fast
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings

@@ -81,9 +81,11 @@ fn init_logging(foreground: bool, level: u32) {
     let filter =
         EnvFilter::try_from_env("FENCE_VIRTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     if foreground {
+        use std::io::IsTerminal;
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
             .init();
     } else {
@@ -181,7 +183,7 @@ fn main() -> ExitCode {
     if flags.foreground {
         eprintln!("Background mode disabled");
     }
-    let cfg = match startup::load(&flags.config) {
+    let (cfg, tree) = match startup::load(&flags.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fence_virtd: {}", error_chain(&e));
@@ -189,6 +191,10 @@ fn main() -> ExitCode {
         }
     };
     let level = flags.debug.unwrap_or(cfg.daemon.debug);
+    if level > 3 {
+        // As fence_virtd: at debug level 4 and above, show the configuration as parsed.
+        eprint!("{}", tree.dump());
+    }
     let foreground = flags.foreground || cfg.daemon.foreground;
     let wait = flags.wait || cfg.daemon.wait_for_init;
     if !foreground {

@@ -229,7 +229,10 @@ pub async fn serve_claimed<S: AsyncRead + AsyncWrite + Unpin>(
         ctx.history.lock().release(&key);
         return;
     }
-    tracing::info!(op = req.op, seqno = req.seqno, domain = %req.domain, src, "request");
+    let op_name = fence_proto::Op::from_code(req.op)
+        .map(|o| format!("{o:?}"))
+        .unwrap_or_else(|| format!("unknown({})", req.op));
+    tracing::info!(op = %op_name, seqno = req.seqno, domain = %req.domain, src, "request");
     let answer = ctx.dispatcher.dispatch(req.op, &req.domain, src).await;
     let bytes = encode_answer(&answer);
     if let Err(e) = step(peer, "writing the answer", s.write_all(&bytes)).await {

@@ -100,11 +100,7 @@ pub fn on(d: &dyn Driver, vm: &VmRef, opts: &FenceOptions) -> Result<FenceOutcom
 /// Reboot as fence_virtd does: a VM that is off stays off (success, nothing done); otherwise
 /// power off, confirm off, power on. A failure to power on again is logged but the reboot still
 /// succeeds, because the victim is safely off.
-pub fn reboot(
-    d: &dyn Driver,
-    vm: &VmRef,
-    opts: &FenceOptions,
-) -> Result<FenceOutcome, FenceError> {
+pub fn reboot(d: &dyn Driver, vm: &VmRef, opts: &FenceOptions) -> Result<FenceOutcome, FenceError> {
     if d.status(vm)?.is_off() {
         return Ok(FenceOutcome::AlreadyInState);
     }

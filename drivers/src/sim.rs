@@ -53,7 +53,9 @@ impl SimDriver {
 
     /// The embedded default: `vm1`..`vm3` running, `vm4` off.
     pub fn demo() -> SimDriver {
-        let mut vms: Vec<SimVm> = (1..=4).map(|i| SimVm::running(&format!("vm{i}"), i)).collect();
+        let mut vms: Vec<SimVm> = (1..=4)
+            .map(|i| SimVm::running(&format!("vm{i}"), i))
+            .collect();
         vms[3].state = PowerState::Off;
         SimDriver::new(vms)
     }
@@ -172,7 +174,10 @@ mod tests {
         let vm = VmRef::parse("vm1");
         assert_eq!(fence::off(&d, &vm, &quick()).unwrap(), FenceOutcome::Done);
         assert_eq!(d.status(&vm).unwrap(), PowerState::Off);
-        assert_eq!(fence::off(&d, &vm, &quick()).unwrap(), FenceOutcome::AlreadyInState);
+        assert_eq!(
+            fence::off(&d, &vm, &quick()).unwrap(),
+            FenceOutcome::AlreadyInState
+        );
     }
 
     #[test]
@@ -198,10 +203,16 @@ mod tests {
     fn reboot_leaves_an_off_vm_off() {
         let d = SimDriver::demo();
         let vm = VmRef::parse("vm4");
-        assert_eq!(fence::reboot(&d, &vm, &quick()).unwrap(), FenceOutcome::AlreadyInState);
+        assert_eq!(
+            fence::reboot(&d, &vm, &quick()).unwrap(),
+            FenceOutcome::AlreadyInState
+        );
         assert_eq!(d.status(&vm).unwrap(), PowerState::Off);
         let vm1 = VmRef::parse("vm1");
-        assert_eq!(fence::reboot(&d, &vm1, &quick()).unwrap(), FenceOutcome::Done);
+        assert_eq!(
+            fence::reboot(&d, &vm1, &quick()).unwrap(),
+            FenceOutcome::Done
+        );
         assert_eq!(d.status(&vm1).unwrap(), PowerState::On);
     }
 

@@ -170,7 +170,12 @@ mod tests {
 
     #[test]
     fn names_stay_names() {
-        for s in ["test", "6695eb01-f6a4-8304-79aa-97f2502e193", "6695eb01+f6a4-8304-79aa-97f2502e193f", ""] {
+        for s in [
+            "test",
+            "6695eb01-f6a4-8304-79aa-97f2502e193",
+            "6695eb01+f6a4-8304-79aa-97f2502e193f",
+            "",
+        ] {
             assert_eq!(VmRef::parse(s), VmRef::Name(s.into()));
         }
     }

@@ -133,6 +133,55 @@ pub fn build_driver(b: &BackendConfig) -> Result<Arc<dyn Driver>, RunError> {
                 .map(|d| Arc::new(d) as Arc<dyn Driver>)
                 .map_err(|e| fail("libvirt", Box::new(e)))
         }
+        // One logged-in session for the daemon's life: the driver logs in again on
+        // NotAuthenticated (expired session, restarted endpoint) and opens a new TCP
+        // connection on the next call after a dead one.
+        #[cfg(feature = "vmware_soap")]
+        BackendConfig::VmwareSoap(c) => {
+            use crate::config::model::TlsMode;
+            use fence_drivers::vmware_soap::{Tls, VmwareSoapDriver, VmwareSoapOptions};
+            let password = match (&c.password, &c.password_script) {
+                (Some(p), _) => p.clone(),
+                (None, Some(script)) => {
+                    let o = std::process::Command::new("/bin/sh")
+                        .arg("-c")
+                        .arg(script)
+                        .stdin(std::process::Stdio::null())
+                        .output()
+                        .map_err(|e| fail("vmware_soap", format!("password_script: {e}").into()))?;
+                    if !o.status.success() {
+                        return Err(fail(
+                            "vmware_soap",
+                            format!("password_script exited with {}", o.status).into(),
+                        ));
+                    }
+                    String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+                }
+                (None, None) => {
+                    return Err(fail(
+                        "vmware_soap",
+                        "backends/vmware_soap needs password or password_script".into(),
+                    ))
+                }
+            };
+            let tls = match c.ssl {
+                TlsMode::Plain => Tls::Plain,
+                TlsMode::Verify => Tls::Verify { ca: None },
+                TlsMode::Insecure => Tls::Insecure,
+            };
+            let port = c.port.unwrap_or(if tls == Tls::Plain { 80 } else { 443 });
+            VmwareSoapDriver::connect(VmwareSoapOptions {
+                host: c.address.clone(),
+                port,
+                tls,
+                login: c.login.clone(),
+                password,
+                datacenter: c.datacenter.clone(),
+                timeout: Duration::from_secs(c.timeout_secs.max(1)),
+            })
+            .map(|d| Arc::new(d) as Arc<dyn Driver>)
+            .map_err(|e| fail("vmware_soap", Box::new(e)))
+        }
         other => Err(fail(
             &format!("{other:?}"),
             "this backend is not available in this build".into(),

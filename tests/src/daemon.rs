@@ -52,6 +52,11 @@ pub enum ListenerConfig {
         /// TCP port.
         port: u16,
     },
+    /// `vsock` listener on `VMADDR_CID_ANY`.
+    Vsock {
+        /// vsock port.
+        port: u32,
+    },
     /// `serial` listener; `mode` is `serial` or `vmchannel`, `path` the socket directory filter.
     Serial {
         /// `serial` or `vmchannel`.
@@ -71,6 +76,7 @@ impl ListenerConfig {
         match self {
             ListenerConfig::Multicast { .. } => "multicast",
             ListenerConfig::Tcp { .. } => "tcp",
+            ListenerConfig::Vsock { .. } => "vsock",
             ListenerConfig::Serial { .. } => "serial",
         }
     }
@@ -110,6 +116,15 @@ pub struct DaemonConfig {
 pub const TEST_KEY: &[u8] = b"fence-virt-test-key\n";
 
 impl DaemonConfig {
+    /// `listener`, libvirt test driver with [`TestNode::standard`], the spec test key,
+    /// default hash/auth, no groups.
+    pub fn new(listener: ListenerConfig) -> DaemonConfig {
+        DaemonConfig {
+            listener,
+            ..DaemonConfig::multicast(Family::V4)
+        }
+    }
+
     /// Multicast listener of `family`, libvirt test driver with [`TestNode::standard`], the
     /// spec test key, default hash/auth, no groups.
     pub fn multicast(family: Family) -> DaemonConfig {
@@ -171,6 +186,9 @@ impl DaemonConfig {
                     s,
                     "\t\tfamily = \"{fam}\";\n\t\taddress = \"{address}\";\n\t\tport = \"{port}\";"
                 );
+            }
+            ListenerConfig::Vsock { port } => {
+                let _ = writeln!(s, "\t\tport = \"{port}\";");
             }
             ListenerConfig::Serial { mode, path } => {
                 let _ = writeln!(s, "\t\turi = \"{uri}\";\n\t\tmode = \"{mode}\";");
@@ -307,9 +325,10 @@ impl Daemon {
                     proc_net_has(&read("tcp"), *port, "0A")
                         || proc_net_has(&read("tcp6"), *port, "0A")
                 }
-                ListenerConfig::Serial { .. } => {
-                    // No socket of its own: ready once it has written its first log line.
-                    !self.stdout().is_empty()
+                ListenerConfig::Vsock { .. } | ListenerConfig::Serial { .. } => {
+                    // No socket of its own: ready once it has written its first log line
+                    // (C logs to stdout, ours to stderr).
+                    !self.stdout().is_empty() || !self.stderr().is_empty()
                 }
             }
         });

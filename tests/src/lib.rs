@@ -10,6 +10,8 @@
 //! * [`Agent`]: one run of `fence_xvm`/`fence_virt` (reference or ours) with argv or stdin;
 //! * [`Fencer`]: a stand-alone Pacemaker `pacemaker-fenced` whose `/usr/sbin/fence_xvm` is the
 //!   binary under test (spec §23, fence-agent-api §6), driven with `stonith_admin`;
+//! * [`guest_channel`]: QEMU stand-ins for the serial listener (a pty bridged to a domain's
+//!   unix socket with socat, a guestfwd-like TCP relay for vmchannel);
 //! * [`wire`]: raw sockets inside a namespace, to capture, alter and replay datagrams.
 //!
 //! Helpers panic with a clear message instead of returning errors: they only run in tests, and
@@ -20,6 +22,7 @@
 pub mod agent;
 pub mod bins;
 pub mod daemon;
+pub mod guest_channel;
 pub mod libvirt_test;
 pub mod netns;
 pub mod pacemaker;

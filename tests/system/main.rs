@@ -1,10 +1,13 @@
 //! System tests: one binary, one module per area.
 //!
+//! * [`channels`]: fence_virt over tcp, serial and vmchannel (and vsock where the kernel has a
+//!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
 //! * [`matrix`]: the fence_xvm ↔ fence_virtd interop matrix, run for every (agent, daemon)
 //!   pairing of reference C and our implementations; expectations recorded from C ↔ C.
 //! * [`replay`]: duplicate/replay suppression and tampering, with raw captured datagrams.
 //! * [`pacemaker`]: Pacemaker fencer end to end through `stonith_admin`.
 
+mod channels;
 mod matrix;
 mod pacemaker;
 mod replay;

@@ -1,0 +1,196 @@
+//! `fence_vmware_soap` without a network: `-h`, metadata and manpage byte-compared with the
+//! 4.12.1 fixtures and with the reference `/usr/sbin/fence_vmware_soap` (which must be
+//! installed: missing is a failure), RelaxNG validation, parse errors, validation messages,
+//! exit codes. Reference stderr is normalised (timestamps, Python's `ERROR:root:` duplicates,
+//! blank lines) because only the messages are part of the contract.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const REFERENCE: &str = "/usr/sbin/fence_vmware_soap";
+const FIXTURES: &str = "/work/shared/spec/fixtures/fence-agents-4.12.1";
+const RNG: &str = "/usr/share/cluster/relaxng/metadata.rng";
+
+fn ours() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("fence_vmware_soap")
+}
+
+fn reference() -> PathBuf {
+    let p = PathBuf::from(REFERENCE);
+    assert!(
+        p.exists(),
+        "{REFERENCE} missing: apt-get install fence-agents (scripts/install-peers.sh)"
+    );
+    p
+}
+
+fn run(prog: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut c = Command::new(prog);
+    c.args(args)
+        .env_remove("PCMK_service")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn agent");
+    let mut si = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        si.write_all(s.as_bytes()).unwrap();
+    }
+    drop(si);
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Message lines as `LEVEL: text`, without timestamps, blank lines or duplicates.
+fn norm_stderr(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for l in s.lines() {
+        let l = l.trim_end();
+        if l.is_empty() {
+            continue;
+        }
+        let b = l.as_bytes();
+        let l = if b.len() > 24 && b[4] == b'-' && b[10] == b' ' && b[19] == b',' {
+            l[24..].to_string()
+        } else if let Some((lvl, rest)) = l.split_once(":root:") {
+            format!("{lvl}: {rest}")
+        } else {
+            l.to_string()
+        };
+        if !v.contains(&l) {
+            v.push(l);
+        }
+    }
+    v
+}
+
+fn fixture(p: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{p}")).unwrap()
+}
+
+#[test]
+fn help_is_byte_equal_to_fixture_and_reference() {
+    let (rc, out, _) = run(&ours(), &["-h"], None);
+    assert_eq!(rc, 0);
+    assert_eq!(out, fixture("help/fence_vmware_soap.txt"));
+    let (rrc, rout, _) = run(&reference(), &["-h"], None);
+    assert_eq!((rc, &out), (rrc, &rout));
+}
+
+#[test]
+fn metadata_and_manpage_equal_fixtures_reference_and_validate() {
+    for (args, fx) in [
+        (&["-o", "metadata"][..], "metadata/fence_vmware_soap.xml"),
+        (
+            &["-o", "manpage"][..],
+            "metadata/fence_vmware_soap.manpage.xml",
+        ),
+    ] {
+        let (rc, out, _) = run(&ours(), args, None);
+        assert_eq!(rc, 0);
+        assert_eq!(out, fixture(fx), "{args:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.xml");
+        std::fs::write(&f, &out).unwrap();
+        let st = Command::new("xmllint")
+            .args(["--noout", "--relaxng", RNG])
+            .arg(&f)
+            .status()
+            .expect("xmllint (libxml2-utils)");
+        assert!(st.success(), "{args:?} does not validate against {RNG}");
+    }
+    // stdin, and the ipport default following --ssl, as the reference.
+    for (args, stdin) in [
+        (&[][..], Some("action=metadata\n")),
+        (&["-o", "metadata", "--ssl"][..], None),
+        (&["-o", "meta-data"][..], None),
+    ] {
+        assert_eq!(
+            run(&ours(), args, stdin),
+            run(&reference(), args, stdin),
+            "{args:?} {stdin:?}"
+        );
+    }
+}
+
+#[test]
+fn version_and_precedence_as_reference() {
+    for args in [
+        &["-V"][..],
+        &["-V", "-o", "metadata"][..],
+        &["-V", "-h"][..],
+        &["-h", "-o", "metadata"][..],
+    ] {
+        let (rc, out, _) = run(&ours(), args, None);
+        let (rrc, rout, _) = run(&reference(), args, None);
+        assert_eq!((rc, out), (rrc, rout), "{args:?}");
+    }
+}
+
+/// Usage errors and validation: same exit code, same stdout, same messages.
+#[test]
+fn parse_and_validation_errors_as_reference() {
+    let cases: &[(&[&str], Option<&str>)] = &[
+        (&[], Some("action=validate-all\n")),
+        (&[], Some("action=validate-all\nipaddr=1.2.3.4\nlogin=u\npasswd=p\nport=vm1\n")),
+        (
+            &[],
+            Some("action=validate-all\nip=1.2.3.4\nusername=u\npassword-script=echo p\nplug=vm1\npower-timeout=abc\n"),
+        ),
+        (&[], Some("action=validate-all\nip=h\nusername=u\npasswd=p\nplug=v\nretry_on=x\ndelay=y\n")),
+        (&[], Some("action=validate-all\nip=h\nusername=u\npasswd=p\n")),
+        (&[], Some("action=monitor\nip=h\nusername=u\npasswd=p\nbogus=1\nnodename=n\nverbose_level=x\naction=frob\n")),
+        (&["-o", "foo", "-a", "x", "-l", "u", "-p", "p", "-n", "x"], None),
+        (&["--foo"], None),
+        (&["-o", "status", "-a", "h", "-l", "u", "-p", "p"], None),
+        (&["-o", "status", "-l", "u", "-p", "p", "-n", "x"], None),
+        (&["-o", "off", "-a", "h", "-l", "u", "-p", "p", "-n", "x", "--power-timeout=abc", "--retry-on=x"], None),
+        (&["-o", "validate-all", "-a", "h", "-l", "u", "-p", "p", "-n", "x", "--ssl-insecure"], None),
+        (&["-o", "VALIDATE-ALL", "-a", "h", "-l", "u", "-S", "echo x", "-n", "x"], None),
+        (&["-o", "status", "-a", "h", "-l", "u", "-n", "x", "-q"], None),
+    ];
+    for (args, stdin) in cases {
+        let (rc, out, err) = run(&ours(), args, *stdin);
+        let (rrc, rout, rerr) = run(&reference(), args, *stdin);
+        assert_eq!((rc, &out), (rrc, &rout), "{args:?} {stdin:?}");
+        assert!(rc == 0 || rc == 1, "{rc}");
+        assert_eq!(norm_stderr(&err), norm_stderr(&rerr), "{args:?} {stdin:?}");
+    }
+}
+
+#[test]
+fn unreachable_device_fails_quickly_with_login_error() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    drop(l);
+    let t = std::time::Instant::now();
+    let (rc, out, err) = run(
+        &ours(),
+        &[
+            "-o",
+            "status",
+            "-a",
+            "127.0.0.1",
+            "-u",
+            &port,
+            "-l",
+            "u",
+            "-p",
+            "p",
+            "-n",
+            "x",
+        ],
+        None,
+    );
+    assert_eq!((rc, out.as_str()), (1, ""));
+    assert!(
+        err.contains("Unable to connect/login to fencing device"),
+        "{err}"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -16,7 +16,7 @@ use fence_proto::{HashAlg, MAX_KEY_LEN};
 use tokio::sync::watch;
 
 use crate::backend::Backend;
-use crate::config::{BackendConfig, Config, ConfigError, Groups, ListenerConfig};
+use crate::config::{BackendConfig, Config, ConfigError, ConfigTree, Groups, ListenerConfig};
 use crate::dispatch::Dispatcher;
 use crate::listener::{self, AuthSettings, ListenerContext};
 
@@ -205,8 +205,8 @@ pub struct Overrides {
 /// Deliberate difference (spec §21 item 12): the serial listener never uses its key file, so
 /// a missing one is only logged at info level (the C daemon refuses to start). An existing one
 /// is still narrowed to 0600 as C does.
-pub fn load(path: &Path) -> Result<Config, RunError> {
-    let (cfg, _tree) = Config::load(path)?;
+pub fn load(path: &Path) -> Result<(Config, ConfigTree), RunError> {
+    let (cfg, tree) = Config::load(path)?;
     enforce_private(path)?;
     let key = cfg.listener.key_file();
     match &cfg.listener {
@@ -218,7 +218,7 @@ pub fn load(path: &Path) -> Result<Config, RunError> {
         }
         _ => enforce_private(key)?,
     }
-    Ok(cfg)
+    Ok((cfg, tree))
 }
 
 /// A bound listener, ready to serve.
@@ -489,7 +489,7 @@ mod tests {
     fn serial_listener_starts_without_a_key_file_others_do_not() {
         let d = tempfile::tempdir().unwrap();
         let p = write_conf(d.path(), "serial", "path = \"/run/fence\";");
-        let cfg = load(&p).expect("serial needs no key file");
+        let (cfg, _) = load(&p).expect("serial needs no key file");
         assert_eq!(cfg.listener.name(), "serial");
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "the config is still narrowed to 0600");

@@ -11,3 +11,4 @@ mod channels;
 mod matrix;
 mod pacemaker;
 mod replay;
+mod vmware;

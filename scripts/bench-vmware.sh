@@ -1,0 +1,110 @@
+#!/bin/bash
+# Benchmark of issue 4 (VMware SOAP): our fence_vmware_soap and the reference
+# /usr/sbin/fence_vmware_soap against govmomi's vSphere simulator (tests/vcsim) with 100, 1000
+# and 5000 VMs: status, off+on and list, ratios printed (reference / ours). The reference runs
+# only at 100 and 1000 VMs (it downloads the WSDL and lists the whole inventory on every call).
+# Then our fence_virtd with the vmware_soap backend answering `fence_xvm -o status` over its
+# open session (private network namespace, multicast on loopback).
+#
+# Needs root (network namespace), golang-go, golang-github-vmware-govmomi-dev, fence-agents.
+# Usage: scripts/bench-vmware.sh [--quick]   (--quick: 100 and 1000 VMs only, 3 samples)
+set -eu
+cd "$(dirname "$0")/.."
+T=${CARGO_TARGET_DIR:-target}
+export CARGO_TARGET_DIR=$T
+SIZES="100 1000 5000"
+N=5
+[ "${1:-}" = "--quick" ] && { SIZES="100 1000"; N=3; }
+REF=/usr/sbin/fence_vmware_soap
+[ -x "$REF" ] || { echo "bench-vmware.sh: $REF missing (apt-get install fence-agents)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "bench-vmware.sh: needs root (network namespace)" >&2; exit 1; }
+
+cargo build --release -q -p fence-agents --bin fence_vmware_soap --bin fence_xvm
+cargo build --release -q -p fence-virtd --bin fence_virtd
+OURS=$T/release/fence_vmware_soap
+mkdir -p "$T/vcsim-bench"
+LAUNCHER=$T/vcsim-bench/vcsim-launcher
+if [ ! -x "$LAUNCHER" ]; then
+    (cd tests/vcsim && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= \
+        GOCACHE="$T/vcsim-bench/gocache" go build -o "$LAUNCHER" .)
+fi
+WSDL=$(sh scripts/vcsim-wsdl.sh "$T/vcsim-wsdl" 2>/dev/null | tail -1)
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# median of the numbers on stdin
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+SIM_PID=
+start_sim() { # $1 = VM count; sets PORT
+    local out=$T/vcsim-bench/sim.out
+    rm -f "$out"
+    "$LAUNCHER" -vms "$1" -user fenceuser -password fencepw -wsdl-dir "$WSDL" \
+        >"$out" 2>/dev/null </dev/zero &
+    SIM_PID=$!
+    for _ in $(seq 1 600); do [ -s "$out" ] && break; sleep 0.1; done
+    PORT=$(head -1 "$out" | sed 's#^http://[^:]*:\([0-9]*\)/sdk.*#\1#')
+}
+stop_sim() { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
+trap 'stop_sim; ip netns del vmbench$$ 2>/dev/null || true' EXIT
+
+time_ms() { # command... ; prints elapsed ms
+    local s; s=$(now_ms); "$@" >/dev/null 2>&1 || true; echo $(( $(now_ms) - s ))
+}
+VM=DC0_C0_RP0_VM1
+bench() { # $1 = agent, $2 = samples; prints "status offon list" medians in ms
+    local a=(-a 127.0.0.1 -u "$PORT" -l fenceuser -p fencepw)
+    local st oo li
+    st=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o status -n $VM; done | median)
+    oo=$(for _ in $(seq 1 "$2"); do
+        s=$(now_ms); "$1" "${a[@]}" -o off -n $VM >/dev/null 2>&1; "$1" "${a[@]}" -o on -n $VM >/dev/null 2>&1
+        echo $(( $(now_ms) - s )); done | median)
+    li=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o list; done | median)
+    echo "$st $oo $li"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0fx", a / b; else print "-" }'; }
+
+echo "| VMs | action | ours (ms) | reference (ms) | reference / ours |"
+echo "|---:|---|---:|---:|---:|"
+for n in $SIZES; do
+    start_sim "$n"
+    read -r os oo ol < <(bench "$OURS" "$N")
+    if [ "$n" -le 1000 ]; then
+        read -r rs ro rl < <(bench "$REF" 1)
+    else
+        rs=-; ro=-; rl=-
+    fi
+    stop_sim
+    echo "| $n | status | $os | $rs | $( [ "$rs" = - ] && echo - || ratio "$rs" "$os") |"
+    echo "| $n | off+on | $oo | $ro | $( [ "$ro" = - ] && echo - || ratio "$ro" "$oo") |"
+    echo "| $n | list | $ol | $rl | $( [ "$rl" = - ] && echo - || ratio "$rl" "$ol") |"
+done
+
+# Daemon backend: fence_xvm -o status against our fence_virtd holding one vSphere session.
+NS=vmbench$$
+ip netns add $NS
+ip netns exec $NS ip link set lo up
+ip netns exec $NS ip link set lo multicast on
+ip netns exec $NS ip route replace 224.0.0.0/4 dev lo
+D=$T/vcsim-bench/daemon
+mkdir -p "$D"
+printf 'fence-virt-test-key\n' >"$D/key"; chmod 600 "$D/key"
+out=$D/sim.out; rm -f "$out"
+ip netns exec $NS "$LAUNCHER" -vms 1000 -user fenceuser -password fencepw >"$out" 2>/dev/null </dev/zero &
+SIM_PID=$!
+for _ in $(seq 1 600); do [ -s "$out" ] && break; sleep 0.1; done
+PORT=$(head -1 "$out" | sed 's#^http://[^:]*:\([0-9]*\)/sdk.*#\1#')
+cat >"$D/fence_virt.conf" <<EOF
+fence_virtd { listener = "multicast"; backend = "vmware_soap"; }
+listeners { multicast { key_file = "$D/key"; port = "1229"; family = "ipv4"; address = "225.0.0.12"; } }
+backends { vmware_soap { address = "127.0.0.1"; port = "$PORT"; login = "fenceuser"; password = "fencepw"; ssl = "none"; } }
+EOF
+ip netns exec $NS "$T/release/fence_virtd" -F -f "$D/fence_virt.conf" -p "$D/pid" >/dev/null 2>&1 </dev/null &
+DPID=$!
+XVM=(ip netns exec $NS "$T/release/fence_xvm" -k "$D/key" -t 5 -o status -H $VM)
+for _ in $(seq 1 100); do "${XVM[@]}" >/dev/null 2>&1 && break; sleep 0.2; done
+"${XVM[@]}" >/dev/null 2>&1 # warm the name cache
+ds=$(for _ in $(seq 1 20); do time_ms "${XVM[@]}"; done | median)
+kill $DPID 2>/dev/null || true; wait $DPID 2>/dev/null || true
+echo
+echo "| daemon backend (1000 VMs) | fence_xvm -o status → fence_virtd (vmware_soap, open session) | $ds ms (median of 20, whole agent process incl. multicast round trip) |"
+echo "|---|---|---|"

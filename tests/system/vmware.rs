@@ -1,0 +1,480 @@
+//! VMware SOAP end to end against govmomi's vSphere simulator (tests/vcsim launcher, built with
+//! Debian's golang-go and golang-github-vmware-govmomi-dev: missing is a failure):
+//! * our `fence_vmware_soap`: every action by name, UUID and inventory path, wrong password,
+//!   unknown VM, TLS verify on (the generated CA through `SSL_CERT_FILE`, the standard way
+//!   the system store is overridden; the reference has no CA option) and off
+//!   (`--ssl-insecure`), endpoint killed mid-run;
+//! * cross-check with the reference `/usr/sbin/fence_vmware_soap` (WSDL fetched by
+//!   scripts/vcsim-wsdl.sh and served with `-wsdl-dir`): same stdout and exit codes. Documented
+//!   difference normalised: `list` order (ours sorted by name, the reference in inventory
+//!   order);
+//! * our fence_virtd with `backends { vmware_soap { … } }` driven by our fence_xvm.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fence_system_tests::agent::Agent;
+use fence_system_tests::bins::{our_bin_dir, Impl};
+use fence_system_tests::netns::Netns;
+
+const GOPATH: &str = "/usr/share/gocode";
+const USER: &str = "fenceuser";
+const PASS: &str = "fencepw";
+const REFERENCE: &str = "/usr/sbin/fence_vmware_soap";
+
+fn work_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vcsim-system");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn launcher() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vcsim");
+        assert!(
+            Path::new(GOPATH)
+                .join("src/github.com/vmware/govmomi/simulator")
+                .is_dir(),
+            "govmomi sources missing: apt-get install golang-github-vmware-govmomi-dev"
+        );
+        let bin = work_dir().join("vcsim-launcher");
+        let st = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(".")
+            .current_dir(&src)
+            .env("GOPATH", GOPATH)
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", work_dir().join("gocache"))
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run `go` (apt-get install golang-go): {e}"));
+        assert!(st.success(), "go build of the vcsim launcher failed");
+        bin
+    })
+}
+
+fn wsdl_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/vcsim-wsdl.sh");
+        let dest = work_dir().join("wsdl");
+        let o = Command::new("sh")
+            .arg(&script)
+            .arg(&dest)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/vcsim-wsdl.sh");
+        assert!(o.status.success(), "scripts/vcsim-wsdl.sh failed");
+        dest
+    })
+}
+
+struct Sim {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    ca: Option<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sim {
+    fn start(cmd: Command, args: &[&str], tls: bool) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let mut cmd = cmd;
+        cmd.args(args)
+            .args(["-user", USER, "-password", PASS])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if tls {
+            cmd.arg("-tls").arg("-ca-out").arg(&ca);
+        }
+        let mut child = cmd.spawn().expect("start vcsim launcher");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .next()
+            .expect("launcher printed its URL");
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches("/sdk").parse().ok())
+            .unwrap_or_else(|| panic!("bad launcher line {line:?}"));
+        Sim {
+            child,
+            _stdin: stdin,
+            port,
+            ca: tls.then_some(ca),
+            _dir: dir,
+        }
+    }
+
+    fn local(vms: usize, tls: bool) -> Sim {
+        let vms = vms.to_string();
+        let wsdl = wsdl_dir().to_string_lossy().into_owned();
+        Sim::start(
+            Command::new(launcher()),
+            &["-vms", &vms, "-wsdl-dir", &wsdl],
+            tls,
+        )
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+fn agent(prog: &Path, args: &[String], env: &[(&str, &str)]) -> Out {
+    let t = Instant::now();
+    let o = Command::new(prog)
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("PCMK_service")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run agent");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        took: t.elapsed(),
+    }
+}
+
+fn ours() -> PathBuf {
+    our_bin_dir().join("fence_vmware_soap")
+}
+
+fn base(sim: &Sim, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "-a",
+        "127.0.0.1",
+        "-u",
+        &sim.port.to_string(),
+        "-l",
+        USER,
+        "-p",
+        PASS,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+const VM1: &str = "DC0_C0_RP0_VM1";
+const VM1_UUID: &str = "f7c371d6-2003-5a48-9859-3bc9a8b08908";
+
+#[test]
+fn ours_all_actions_by_name_uuid_and_path() {
+    let sim = Sim::local(20, false);
+    let run = |extra: &[&str]| agent(&ours(), &base(&sim, extra), &[]);
+    let o = run(&["-o", "list"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.lines().count(), 20);
+    assert!(o.stdout.contains(&format!("{VM1},{VM1_UUID}\n")));
+    let o = run(&["-o", "list-status"]);
+    assert!(o.stdout.contains(&format!("{VM1},{VM1_UUID},UNKNOWN\n")));
+    let o = run(&["-o", "monitor"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+    for plug in [
+        VM1,
+        VM1_UUID,
+        "/DC0/vm/DC0_C0_RP0_VM1",
+        &VM1_UUID.to_uppercase(),
+    ] {
+        let o = run(&["-o", "status", "-n", plug]);
+        assert_eq!((o.code, o.stdout.as_str()), (0, "Status: ON\n"), "{plug}");
+    }
+    let o = run(&["-o", "off", "-n", VM1_UUID]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Success: Powered OFF\n"));
+    let o = run(&["-o", "status", "-n", VM1]);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"));
+    let o = run(&["-o", "off", "-n", VM1]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Success: Already OFF\n"));
+    let o = run(&["-o", "on", "-n", VM1]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Success: Powered ON\n"));
+    let o = run(&["-o", "reboot", "-n", VM1]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Success: Rebooted\n"));
+    let o = run(&["-o", "status", "-n", VM1]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Status: ON\n"));
+    // Cheap: status well under a second on loopback.
+    assert!(o.took < Duration::from_secs(2), "{:?}", o.took);
+}
+
+#[test]
+fn ours_errors_wrong_password_unknown_vm_and_tls() {
+    let sim = Sim::local(5, false);
+    let mut args = base(&sim, &["-o", "status", "-n", VM1]);
+    args[7] = "wrong".into();
+    let o = agent(&ours(), &args, &[]);
+    assert_eq!((o.code, o.stdout.as_str()), (1, ""));
+    assert!(
+        o.stderr
+            .contains("Unable to connect/login to fencing device"),
+        "{}",
+        o.stderr
+    );
+    let o = agent(
+        &ours(),
+        &base(&sim, &["-o", "status", "-n", "nosuchvm"]),
+        &[],
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (1, ""));
+    assert!(o
+        .stderr
+        .contains("Failed: Unable to obtain correct plug status or plug is not available"));
+    assert!(
+        o.stderr
+            .contains("plug 'nosuchvm' not found, looked up by exact VM name"),
+        "{}",
+        o.stderr
+    );
+
+    let tls = Sim::local(5, true);
+    let ca = tls.ca.clone().unwrap();
+    let ca = ca.to_str().unwrap();
+    let st = |extra: &[&str], env: &[(&str, &str)]| {
+        agent(
+            &ours(),
+            &base(&tls, &[&["-o", "status", "-n", VM1], extra].concat()),
+            env,
+        )
+    };
+    let o = st(&["--ssl-insecure"], &[]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "{}",
+        o.stderr
+    );
+    let o = st(&["--ssl-secure"], &[("SSL_CERT_FILE", ca)]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "{}",
+        o.stderr
+    );
+    let o = st(&["--ssl"], &[("SSL_CERT_FILE", ca)]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    // Verification really happens: the system store does not know the generated CA.
+    let o = st(
+        &["--ssl-secure"],
+        &[("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")],
+    );
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        o.stderr
+    );
+    // Plain HTTP against a TLS endpoint fails cleanly.
+    let o = st(&[], &[]);
+    assert_eq!((o.code, o.stdout.as_str()), (1, ""));
+}
+
+#[test]
+fn ours_endpoint_killed_mid_run_fails_promptly() {
+    let mut sim = Sim::local(5, false);
+    let args = base(&sim, &["-o", "off", "-n", VM1, "--power-wait=2"]);
+    let t = Instant::now();
+    let child = Command::new(ours())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    sim.kill();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+}
+
+#[test]
+fn ours_logs_out_on_sigterm() {
+    let sim = Sim::local(5, false);
+    let args = base(&sim, &["-o", "off", "-n", VM1, "--power-wait=30"]);
+    let child = Command::new(ours())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("logged out"));
+}
+
+fn sorted(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// The reference and ours on the same scenarios: same stdout (list order normalised) and exit
+/// code. The reference is slow (~14 s per call), so the list of scenarios is short.
+#[test]
+fn cross_check_with_reference() {
+    assert!(
+        Path::new(REFERENCE).exists(),
+        "{REFERENCE} missing: apt-get install fence-agents"
+    );
+    let sim = Sim::local(20, false);
+    let vm2 = "DC0_C0_RP0_VM2";
+    let scenarios: Vec<Vec<&str>> = vec![
+        vec!["-o", "list"],
+        vec!["-o", "list-status"],
+        vec!["-o", "monitor"],
+        vec!["-o", "status", "-n", VM1],
+        vec!["-o", "status", "-n", VM1_UUID],
+        vec!["-o", "status", "-n", "/DC0/vm/DC0_C0_RP0_VM1"],
+        vec!["-o", "status", "-n", "nosuchvm"],
+        vec!["-o", "off", "-n", vm2],
+        vec!["-o", "status", "-n", vm2],
+        vec!["-o", "off", "-n", vm2],
+        vec!["-o", "on", "-n", vm2],
+        vec!["-o", "reboot", "-n", vm2],
+    ];
+    for s in &scenarios {
+        let ours_o = agent(&ours(), &base(&sim, s), &[]);
+        let ref_o = agent(Path::new(REFERENCE), &base(&sim, s), &[]);
+        let norm = |o: &Out| {
+            if s[1].starts_with("list") {
+                sorted(&o.stdout)
+            } else {
+                o.stdout.lines().map(str::to_string).collect()
+            }
+        };
+        assert_eq!(
+            (ours_o.code, norm(&ours_o)),
+            (ref_o.code, norm(&ref_o)),
+            "{s:?}\nours stderr: {}\nreference stderr: {}",
+            ours_o.stderr,
+            ref_o.stderr
+        );
+    }
+    // Wrong password: both exit 1 with the EC_LOGIN_DENIED text.
+    let mut args = base(&sim, &["-o", "status", "-n", VM1]);
+    args[7] = "wrong".into();
+    let (a, b) = (
+        agent(&ours(), &args, &[]),
+        agent(Path::new(REFERENCE), &args, &[]),
+    );
+    assert_eq!((a.code, &a.stdout), (b.code, &b.stdout));
+    for o in [&a, &b] {
+        assert!(o
+            .stderr
+            .contains("Unable to connect/login to fencing device"));
+    }
+}
+
+/// Our fence_virtd with the vmware_soap backend, driven by our fence_xvm over multicast in a
+/// private network namespace (the simulator runs in the same namespace).
+#[test]
+fn daemon_backend_driven_by_fence_xvm() {
+    let ns = Netns::new();
+    let wsdl = wsdl_dir().to_string_lossy().into_owned();
+    let sim = Sim::start(
+        ns.cmd(launcher()),
+        &["-vms", "10", "-wsdl-dir", &wsdl],
+        false,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("fence_xvm.key");
+    fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
+    let conf = dir.path().join("fence_virt.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "fence_virtd {{\n\tlistener = \"multicast\";\n\tbackend = \"vmware_soap\";\n}}\n\
+             listeners {{\n\tmulticast {{\n\t\tkey_file = \"{}\";\n\t\tport = \"1229\";\n\t\tfamily = \"ipv4\";\n\t\taddress = \"225.0.0.12\";\n\t}}\n}}\n\
+             backends {{\n\tvmware_soap {{\n\t\taddress = \"127.0.0.1\";\n\t\tport = \"{}\";\n\t\tlogin = \"{USER}\";\n\t\tpassword_script = \"echo '{PASS}  '\";\n\t\tssl = \"none\";\n\t}}\n}}\n",
+            key.display(),
+            sim.port
+        ),
+    )
+    .unwrap();
+    let mut daemon = ns
+        .cmd(our_bin_dir().join("fence_virtd"))
+        .args(["-F", "-f"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.path().join("pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let k = key.to_str().unwrap().to_string();
+    let xvm = Agent::fence_xvm(Impl::Ours);
+    let run = |args: &[&str]| {
+        let mut v = args.to_vec();
+        v.extend(["-k", &k, "-t", "5"]);
+        xvm.run_args(&ns, &v, Duration::from_secs(20))
+    };
+    // Wait for the daemon (bounded).
+    let t = Instant::now();
+    let mut o = run(&["-o", "status", "-H", VM1]);
+    while o.code != 0 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(300));
+        o = run(&["-o", "status", "-H", VM1]);
+    }
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "{}",
+        o.stderr
+    );
+    let o = run(&["-o", "status", "-H", VM1_UUID]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = run(&["-o", "off", "-H", VM1]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = run(&["-o", "status", "-H", VM1]);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"));
+    let o = run(&["-o", "on", "-H", VM1]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = run(&["-o", "list"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains(VM1_UUID), "{}", o.stdout);
+    let o = run(&["-o", "status", "-H", "nosuchvm"]);
+    assert_ne!(o.code, 0);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -245,6 +245,25 @@ impl BenchDaemon {
 impl Drop for BenchDaemon {
     fn drop(&mut self) {
         stop(&mut self.child, Duration::from_secs(3));
+        // Without debug logging only trouble is logged: show it, it explains failed runs.
+        let logs = self.logs();
+        let trouble: Vec<&str> = logs
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                ["warn", "error", "fail"].iter().any(|w| l.contains(w))
+            })
+            .collect();
+        if !trouble.is_empty() {
+            eprintln!(
+                "bench: {} fence_virtd logged {} warning/error lines, the first ones:",
+                self.which,
+                trouble.len()
+            );
+            for l in trouble.iter().take(10) {
+                eprintln!("    {l}");
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! System tests: one binary, one module per area.
 //!
+//! * [`agent_timeout`]: regression for `fence_xvm -t 1` never giving up.
 //! * [`channels`]: fence_virt over tcp, serial and vmchannel (and vsock where the kernel has a
 //!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
 //! * [`matrix`]: the fence_xvm ↔ fence_virtd interop matrix, run for every (agent, daemon)
@@ -7,6 +8,7 @@
 //! * [`replay`]: duplicate/replay suppression and tampering, with raw captured datagrams.
 //! * [`pacemaker`]: Pacemaker fencer end to end through `stonith_admin`.
 
+mod agent_timeout;
 mod channels;
 mod matrix;
 mod pacemaker;

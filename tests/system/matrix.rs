@@ -480,6 +480,17 @@ pub fn run(pair: Pair, name: &str) {
             }
         }
     }
+    if name.starts_with("wrong_key") && pair.daemon == Impl::Ours {
+        // Ours logs a key or hash mismatch loudly, naming the sender (C only prints a line on
+        // stdout without it); the sender is the agent's address in the namespace.
+        let log = d.stderr();
+        assert!(
+            log.lines().any(|l| l.contains("WARN")
+                && l.contains("key or hash mismatch")
+                && l.contains("127.0.0.1")),
+            "{ctx}: no key-mismatch warning naming the sender in the daemon log:\n{log}"
+        );
+    }
     let daemon_key = d.key_path().display().to_string();
     for (vm, running) in c.after {
         assert_vm_state(&ns, c.family, &daemon_key, vm, *running, &ctx);

@@ -147,6 +147,9 @@ pub(crate) fn request(
         .port();
     let key = key_of(cfg);
     let rounds = attempts(cfg.timeout, retrans);
+    // The whole wait is bounded by the timeout (C waits rounds × retrans, and with a timeout
+    // shorter than one retransmit period it never gives up: `-t 1` must time out).
+    let give_up = std::time::Instant::now() + cfg.timeout;
     tracing::debug!(?locals, back_port, rounds, "multicast request");
     for round in 0..rounds {
         for &local in &locals {
@@ -157,7 +160,8 @@ pub(crate) fn request(
             }
         }
         tracing::debug!(round, "waiting for the connect-back");
-        if let Some(stream) = accept_within(&listener, retrans)? {
+        let left = give_up.saturating_duration_since(std::time::Instant::now());
+        if let Some(stream) = accept_within(&listener, retrans.min(left))? {
             let mut sock = socket2::Socket::from(stream);
             sock.set_nonblocking(false)
                 .map_err(|e| ClientError::io("configuring the connect-back", e))?;

@@ -51,15 +51,17 @@ time_ms() { # command... ; prints elapsed ms
     local s; s=$(now_ms); "$@" >/dev/null 2>&1 || true; echo $(( $(now_ms) - s ))
 }
 VM=DC0_C0_RP0_VM1
-bench() { # $1 = agent, $2 = samples; prints "status offon list" medians in ms
+VM_UUID=f7c371d6-2003-5a48-9859-3bc9a8b08908 # vcsim derives it from the name: stable
+bench() { # $1 = agent, $2 = samples; prints "status status-uuid offon list" medians in ms
     local a=(-a 127.0.0.1 -u "$PORT" -l fenceuser -p fencepw)
-    local st oo li
+    local st su oo li
     st=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o status -n $VM; done | median)
+    su=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o status -n $VM_UUID; done | median)
     oo=$(for _ in $(seq 1 "$2"); do
         s=$(now_ms); "$1" "${a[@]}" -o off -n $VM >/dev/null 2>&1; "$1" "${a[@]}" -o on -n $VM >/dev/null 2>&1
         echo $(( $(now_ms) - s )); done | median)
     li=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o list; done | median)
-    echo "$st $oo $li"
+    echo "$st $su $oo $li"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0fx", a / b; else print "-" }'; }
 
@@ -67,14 +69,15 @@ echo "| VMs | action | ours (ms) | reference (ms) | reference / ours |"
 echo "|---:|---|---:|---:|---:|"
 for n in $SIZES; do
     start_sim "$n"
-    read -r os oo ol < <(bench "$OURS" "$N")
+    read -r os ou oo ol < <(bench "$OURS" "$N")
     if [ "$n" -le 1000 ]; then
-        read -r rs ro rl < <(bench "$REF" 1)
+        read -r rs ru ro rl < <(bench "$REF" 1)
     else
-        rs=-; ro=-; rl=-
+        rs=-; ru=-; ro=-; rl=-
     fi
     stop_sim
-    echo "| $n | status | $os | $rs | $( [ "$rs" = - ] && echo - || ratio "$rs" "$os") |"
+    echo "| $n | status (name) | $os | $rs | $( [ "$rs" = - ] && echo - || ratio "$rs" "$os") |"
+    echo "| $n | status (UUID) | $ou | $ru | $( [ "$ru" = - ] && echo - || ratio "$ru" "$ou") |"
     echo "| $n | off+on | $oo | $ro | $( [ "$ro" = - ] && echo - || ratio "$ro" "$oo") |"
     echo "| $n | list | $ol | $rl | $( [ "$rl" = - ] && echo - || ratio "$rl" "$ol") |"
 done

@@ -551,4 +551,21 @@ mod tests {
             (HashAlg::Sha512, HashAlg::None)
         );
     }
+
+    #[test]
+    fn config_and_key_files_are_narrowed_to_0600_and_must_exist() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("fence_xvm.key");
+        std::fs::write(&key, b"k").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        enforce_private(&key).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        let missing = dir.path().join("absent.key");
+        assert!(matches!(
+            enforce_private(&missing),
+            Err(RunError::MissingFile { .. })
+        ));
+    }
 }

@@ -8,6 +8,28 @@ use crate::options::{xml_escape_full, ArgKind, ContentType, OptSpec, OptTable};
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// Options every fencing.py agent has, in the reference's declaration order (`avail_opt`
+/// starts with the agent's own, then these).
+pub const ALWAYS_PRESENT: &[&str] = &[
+    "help",
+    "debug",
+    "verbose",
+    "verbose_level",
+    "version",
+    "action",
+    "agent",
+    "power_timeout",
+    "shell_timeout",
+    "login_timeout",
+    "disable_timeout",
+    "power_wait",
+    "stonith_status_sleep",
+    "retry_on",
+    "delay",
+    "plug_separator",
+    "quiet",
+];
+
 /// The standard option table (`all_opt`), texts as in 4.12.1 metadata. Keys without a long
 /// option are capability markers (hidden).
 pub fn standard_options() -> Vec<OptSpec> {
@@ -102,25 +124,7 @@ pub fn expand_device_opt(def: &AgentDef) -> Vec<String> {
             set.push(k.to_string());
         }
     };
-    for k in [
-        "help",
-        "debug",
-        "verbose",
-        "verbose_level",
-        "version",
-        "action",
-        "agent",
-        "power_timeout",
-        "shell_timeout",
-        "login_timeout",
-        "disable_timeout",
-        "power_wait",
-        "stonith_status_sleep",
-        "retry_on",
-        "delay",
-        "plug_separator",
-        "quiet",
-    ] {
+    for k in ALWAYS_PRESENT {
         add(&mut set, k);
     }
     let deps: &[(&str, &[&str])] = &[

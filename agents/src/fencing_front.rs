@@ -181,25 +181,7 @@ pub fn help_text(key: &str) -> Option<&'static str> {
 /// The reference's `avail_opt` order (declared keys, then dependencies in declaration order,
 /// then the always-present options); `-h` sorts stably by `order` over this list.
 pub fn avail_order(def: &AgentDef) -> Vec<&'static str> {
-    const DEFAULT: &[&str] = &[
-        "help",
-        "debug",
-        "verbose",
-        "verbose_level",
-        "version",
-        "action",
-        "agent",
-        "power_timeout",
-        "shell_timeout",
-        "login_timeout",
-        "disable_timeout",
-        "power_wait",
-        "stonith_status_sleep",
-        "retry_on",
-        "delay",
-        "plug_separator",
-        "quiet",
-    ];
+    const DEFAULT: &[&str] = crate::fencing::ALWAYS_PRESENT;
     let deps = |k: &str| -> &'static [&'static str] {
         match k {
             "passwd" => &["passwd_script"],

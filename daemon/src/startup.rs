@@ -427,17 +427,7 @@ async fn wait_for_termination() {
     }
 }
 
-/// Render an error with its causes, once each: `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use fence_drivers::error_chain;
 
 #[cfg(test)]
 mod tests {

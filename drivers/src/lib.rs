@@ -71,3 +71,16 @@ pub trait Driver: Send + Sync {
     /// Cheap health check: the platform is reachable and our session is valid.
     fn check(&self) -> Result<(), DriverError>;
 }
+
+/// Render an error with its causes, once each: `a: b: c` (for logs and agent messages; the
+/// binaries print a chain once instead of repeating causes in every message).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -109,16 +109,7 @@ impl Soap {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+use fence_drivers::error_chain;
 
 /// Raw vSphere state names, so `list-status` prints what the reference prints.
 fn raw_state(s: PowerState) -> &'static str {

@@ -23,6 +23,8 @@ util-linux
 mount
 pkg-config
 golang-go
+groff-base
+man-db
 golang-github-vmware-govmomi-dev
 python3
 "

@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::ListenerContext;
 
-/// The request must arrive this soon after accept (fence_virtd: 1 s).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// The request must arrive this soon after accept (fence_virtd: 1 s); shared with vsock,
+/// whose stream-generic connection handler this listener also uses.
+pub use super::vsock::REQUEST_TIMEOUT;
 
 /// Bind the listening socket (SO_REUSEADDR, a large backlog: the C listener's backlog of 10
 /// stalls bursts of clients).
@@ -77,22 +77,6 @@ pub fn peer_identity(peer: &SocketAddr) -> String {
 }
 
 async fn handle(ctx: &ListenerContext, mut stream: TcpStream, peer: SocketAddr) {
-    let peer_s = peer.to_string();
-    let mut buf = [0u8; fence_proto::REQUEST_LEN];
-    match tokio::time::timeout(REQUEST_TIMEOUT, stream.read_exact(&mut buf)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %peer_s, error = %e, "connection closed before a full request");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(peer = %peer_s, "no full request within 1 s; closing");
-            return;
-        }
-    }
-    let Some(req) = ctx.verify(&buf, &peer_s) else {
-        return;
-    };
     let src = peer_identity(&peer);
-    super::serve_request(ctx, &mut stream, &req, &peer_s, &src).await;
+    super::vsock::handle_connection(ctx, &mut stream, &peer.to_string(), &src).await;
 }

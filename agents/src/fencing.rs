@@ -377,8 +377,10 @@ pub fn parse_stdin(table: &OptTable, input: &str, err: &mut dyn Write) -> Parsed
     p
 }
 
-/// Parses argv with GNU conventions (via `getopts`). Unknown option: the reference message.
-pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<Parsed, String> {
+/// Parses argv with GNU conventions (via `getopts`, options and words may mix). Unknown option:
+/// the reference message. Returns the options and the leftover non-option words, which the
+/// reference only warns about (see [`unused_args_warning`]).
+pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<(Parsed, Vec<String>), String> {
     let mut o = getopts::Options::new();
     o.parsing_style(getopts::ParsingStyle::FloatingFrees);
     for s in &table.specs {
@@ -427,7 +429,43 @@ pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<Parsed, String> {
             }
         }
     }
-    Ok(p)
+    Ok((p, m.free))
+}
+
+/// Python's `repr()` of a `str`, as the reference prints a list of words.
+fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// The reference's warning text for leftover argv words, e.g.
+/// `Unused arguments on command line: ['foo', 'b c']` (a Python list repr).
+pub fn unused_args_warning(words: &[String]) -> String {
+    let items: Vec<String> = words.iter().map(|w| py_repr(w)).collect();
+    format!("Unused arguments on command line: [{}]", items.join(", "))
 }
 
 #[cfg(test)]
@@ -480,10 +518,11 @@ mod tests {
     fn argv_rules() {
         let t = agent_table(&soap());
         let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let p = parse_argv(
+        let (p, free) = parse_argv(
             &t,
             &a(&[
                 "-oreboot",
+                "left",
                 "--ip=h",
                 "-vvv",
                 "-n",
@@ -491,9 +530,11 @@ mod tests {
                 "-n",
                 "y",
                 "--ssl-insecure",
+                "over",
             ]),
         )
         .unwrap();
+        assert_eq!(free, ["left", "over"]);
         assert_eq!(
             (
                 p["action"].as_str(),
@@ -507,6 +548,20 @@ mod tests {
         assert_eq!(
             parse_argv(&t, &a(&["--foo"])).unwrap_err(),
             "Parse error: option --foo not recognized"
+        );
+    }
+
+    #[test]
+    fn unused_words_are_listed_like_python() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            unused_args_warning(&w(&["foo", "b c"])),
+            "Unused arguments on command line: ['foo', 'b c']"
+        );
+        // Python switches to double quotes for a word with a single quote and no double one.
+        assert_eq!(
+            unused_args_warning(&w(&["it's", "a'\"b", "x\\y\tz"])),
+            r#"Unused arguments on command line: ["it's", 'a\'"b', 'x\\y\tz']"#
         );
     }
 }

@@ -498,7 +498,14 @@ pub fn prepare(
     let from_argv = argv.len() > 1;
     let mut p = if from_argv {
         match parse_argv(&table, &argv[1..]) {
-            Ok(p) => p,
+            Ok((p, free)) => {
+                // Printed before any other processing and even with --quiet, as the reference
+                // does (it logs before its logging is configured).
+                if !free.is_empty() {
+                    log(err, "WARNING", &crate::fencing::unused_args_warning(&free));
+                }
+                p
+            }
             Err(e) => return fail_usage(err, &e),
         }
     } else {

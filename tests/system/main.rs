@@ -7,6 +7,8 @@
 //!   pairing of reference C and our implementations; expectations recorded from C ↔ C.
 //! * [`replay`]: duplicate/replay suppression and tampering, with raw captured datagrams.
 //! * [`pacemaker`]: Pacemaker fencer end to end through `stonith_admin`.
+//! * [`vmware`], [`vmware_session`]: VMware SOAP agent and daemon backend against govmomi's
+//!   simulator; session life cycle (SIGTERM during login, endpoint restart, expiry).
 
 mod agent_timeout;
 mod channels;
@@ -14,3 +16,4 @@ mod matrix;
 mod pacemaker;
 mod replay;
 mod vmware;
+mod vmware_session;

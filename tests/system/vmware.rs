@@ -21,8 +21,8 @@ use fence_system_tests::bins::{our_bin_dir, Impl};
 use fence_system_tests::netns::Netns;
 
 const GOPATH: &str = "/usr/share/gocode";
-const USER: &str = "fenceuser";
-const PASS: &str = "fencepw";
+pub(super) const USER: &str = "fenceuser";
+pub(super) const PASS: &str = "fencepw";
 const REFERENCE: &str = "/usr/sbin/fence_vmware_soap";
 
 fn work_dir() -> PathBuf {
@@ -31,7 +31,7 @@ fn work_dir() -> PathBuf {
     d
 }
 
-fn launcher() -> &'static Path {
+pub(super) fn launcher() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vcsim");
@@ -58,7 +58,7 @@ fn launcher() -> &'static Path {
     })
 }
 
-fn wsdl_dir() -> &'static Path {
+pub(super) fn wsdl_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/vcsim-wsdl.sh");
@@ -74,16 +74,16 @@ fn wsdl_dir() -> &'static Path {
     })
 }
 
-struct Sim {
+pub(super) struct Sim {
     child: Child,
     _stdin: ChildStdin,
-    port: u16,
+    pub(super) port: u16,
     ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl Sim {
-    fn start(cmd: Command, args: &[&str], tls: bool) -> Sim {
+    pub(super) fn start(cmd: Command, args: &[&str], tls: bool) -> Sim {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         let mut cmd = cmd;
@@ -119,7 +119,7 @@ impl Sim {
         }
     }
 
-    fn local(vms: usize, tls: bool) -> Sim {
+    pub(super) fn local(vms: usize, tls: bool) -> Sim {
         let vms = vms.to_string();
         let wsdl = wsdl_dir().to_string_lossy().into_owned();
         Sim::start(
@@ -129,7 +129,7 @@ impl Sim {
         )
     }
 
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -165,7 +165,7 @@ fn agent(prog: &Path, args: &[String], env: &[(&str, &str)]) -> Out {
     }
 }
 
-fn ours() -> PathBuf {
+pub(super) fn ours() -> PathBuf {
     our_bin_dir().join("fence_vmware_soap")
 }
 
@@ -187,8 +187,8 @@ fn base(sim: &Sim, extra: &[&str]) -> Vec<String> {
     v
 }
 
-const VM1: &str = "DC0_C0_RP0_VM1";
-const VM1_UUID: &str = "f7c371d6-2003-5a48-9859-3bc9a8b08908";
+pub(super) const VM1: &str = "DC0_C0_RP0_VM1";
+pub(super) const VM1_UUID: &str = "f7c371d6-2003-5a48-9859-3bc9a8b08908";
 
 #[test]
 fn ours_all_actions_by_name_uuid_and_path() {

@@ -12,12 +12,14 @@
 //! * a suspended VM is reported ON (it can be resumed), the reference says OFF;
 //! * `list` is sorted by name (the reference prints inventory order);
 //! * an unknown or ambiguous plug gets an extra stderr line naming the plug and the lookup;
-//! * SIGTERM/SIGINT: log out, then exit 1 (the reference turns SIGTERM into exit 1 too).
+//! * SIGTERM/SIGINT: log out, then exit 1 (the reference turns SIGTERM into exit 1 too), also
+//!   when the signal arrives while `Login` is in flight (the session it creates is logged out
+//!   as soon as the call returns); before the login starts, exit 1 at once.
 //!
 //! Kept quirk: `list-status` prints `UNKNOWN` for every VM (the reference compares raw
 //! vSphere states with on/off).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use fence_agents::fencing::AgentDef;
@@ -48,8 +50,51 @@ fn front_end() -> FrontEnd {
     }
 }
 
-/// The session, shared with the signal thread so it can log out.
-static DRIVER: OnceLock<Arc<VmwareSoapDriver>> = OnceLock::new();
+/// Where the agent is in its session's life, shared with the signal thread (see
+/// [`install_signal_thread`]) so that a SIGTERM/SIGINT at any moment leaves no session behind.
+enum Phase {
+    /// No session and no login under way: a signal exits at once.
+    Idle,
+    /// `Login` may be on the wire: a signal is recorded here and the main thread logs the new
+    /// session out as soon as `connect` returns (bounded by the call timeout), then exits 1.
+    Connecting,
+    /// Logged in: the signal thread waits for the driver call in flight (see [`CALLS`]), logs
+    /// out and exits 1.
+    Connected(Arc<VmwareSoapDriver>),
+    /// A signal arrived; whoever holds the session logs out and exits 1.
+    Interrupted(Signal),
+}
+
+static PHASE: Mutex<Phase> = Mutex::new(Phase::Idle);
+
+/// Held by the main thread around every driver call, and by the signal thread while it logs
+/// out: a call in flight when the signal arrives cannot log in again (the driver re-logs in on
+/// `NotAuthenticated`) after the signal thread's `Logout`, and no call starts after it.
+static CALLS: Mutex<()> = Mutex::new(());
+
+fn phase() -> MutexGuard<'static, Phase> {
+    PHASE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn interrupted_exit(sig: Signal, logged_out: bool) -> ! {
+    let tail = if logged_out { "; logged out" } else { "" };
+    let _ = writeln!(std::io::stderr(), "ERROR: Interrupted by {sig}{tail}");
+    std::process::exit(1);
+}
+
+/// Enter a driver call (hold the guard for its length). Once a signal has been taken the
+/// signal thread owns the session: this never returns then, the signal thread ends the process.
+fn enter_call() -> MutexGuard<'static, ()> {
+    let g = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+    if matches!(*phase(), Phase::Interrupted(_)) {
+        // The signal thread is waiting for this lock to log out and exit 1: let it.
+        drop(g);
+        loop {
+            std::thread::park();
+        }
+    }
+    g
+}
 
 struct Soap {
     drv: Arc<VmwareSoapDriver>,
@@ -124,7 +169,11 @@ fn raw_state(s: PowerState) -> &'static str {
 impl PowerDevice for Soap {
     fn get_power_status(&mut self, plug: &str) -> Result<PlugState, DeviceError> {
         let vm = VmRef::parse(plug);
-        match self.drv.status(&vm) {
+        let r = {
+            let _call = enter_call();
+            self.drv.status(&vm)
+        };
+        match r {
             Ok(PowerState::Off) => Ok(PlugState::Off),
             Ok(PowerState::Unknown) => Ok(PlugState::Other("unknown".into())),
             // Suspended, paused, …: can run again, so not off (see module docs).
@@ -135,6 +184,7 @@ impl PowerDevice for Soap {
 
     fn set_power_status(&mut self, plug: &str, target: PowerTarget) -> Result<(), DeviceError> {
         let vm = VmRef::parse(plug);
+        let _call = enter_call();
         let r = match target {
             PowerTarget::On => self.drv.power_on(&vm),
             PowerTarget::Off => self.drv.power_off(&vm),
@@ -143,7 +193,11 @@ impl PowerDevice for Soap {
     }
 
     fn list(&mut self) -> Result<Vec<(String, String, String)>, DeviceError> {
-        match self.drv.list() {
+        let r = {
+            let _call = enter_call();
+            self.drv.list()
+        };
+        match r {
             Ok(v) => Ok(v
                 .into_iter()
                 .map(|i| (i.name, i.uuid, raw_state(i.state).to_string()))
@@ -153,11 +207,17 @@ impl PowerDevice for Soap {
     }
 
     fn monitor(&mut self) -> Option<Result<(), DeviceError>> {
-        Some(self.drv.check().map_err(|e| self.map(None, e)))
+        let r = {
+            let _call = enter_call();
+            self.drv.check()
+        };
+        Some(r.map_err(|e| self.map(None, e)))
     }
 }
 
-/// Block SIGTERM/SIGINT in every thread and wait for them in one: log out, exit 1.
+/// Block SIGTERM/SIGINT in every thread and wait for them in one. What happens depends on
+/// [`Phase`]: before the login, exit 1 at once; during it, let the main thread log the new
+/// session out when `Login` returns; once logged in, log out here. Every path exits 1.
 fn install_signal_thread() {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
@@ -165,15 +225,53 @@ fn install_signal_thread() {
     if set.thread_block().is_err() {
         return;
     }
-    std::thread::spawn(move || {
-        if let Ok(sig) = set.wait() {
-            if let Some(d) = DRIVER.get() {
-                let _ = d.logout();
+    std::thread::spawn(move || loop {
+        let Ok(sig) = set.wait() else { return };
+        let drv = {
+            let mut p = phase();
+            match std::mem::replace(&mut *p, Phase::Interrupted(sig)) {
+                Phase::Idle => interrupted_exit(sig, false),
+                // The main thread finishes the login and logs out (see `connect`).
+                Phase::Connecting => continue,
+                Phase::Connected(d) => d,
+                // A second signal: the first one is being handled.
+                Phase::Interrupted(first) => {
+                    *p = Phase::Interrupted(first);
+                    continue;
+                }
             }
-            let _ = writeln!(std::io::stderr(), "ERROR: Interrupted by {sig}; logged out");
-            std::process::exit(1);
-        }
+        };
+        // Wait for the call in flight (each is bounded by the call timeout); none starts now.
+        let _calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+        let ok = drv.logout().is_ok();
+        interrupted_exit(sig, ok);
     });
+}
+
+/// Log in, unless or until a signal says otherwise: a signal that arrived while `Login` was in
+/// flight is answered here, right after it returns, by logging out and exiting 1.
+fn connect(opts: VmwareSoapOptions) -> Result<Arc<VmwareSoapDriver>, DriverError> {
+    {
+        let mut p = phase();
+        if let Phase::Interrupted(sig) = *p {
+            interrupted_exit(sig, false);
+        }
+        *p = Phase::Connecting;
+    }
+    let r = VmwareSoapDriver::connect(opts).map(Arc::new);
+    let mut p = phase();
+    if let Phase::Interrupted(sig) = *p {
+        let logged_out = match &r {
+            Ok(d) => d.logout().is_ok(),
+            Err(_) => true,
+        };
+        interrupted_exit(sig, logged_out);
+    }
+    *p = match &r {
+        Ok(d) => Phase::Connected(d.clone()),
+        Err(_) => Phase::Idle,
+    };
+    r
 }
 
 fn connect_options(p: &Prepared) -> VmwareSoapOptions {
@@ -211,8 +309,8 @@ fn run(p: &Prepared) -> i32 {
     // The delay comes before the first contact with the device (§3.5).
     apply_delay(&p.run, &mut sleep);
     let opts = connect_options(p);
-    let drv = match VmwareSoapDriver::connect(opts) {
-        Ok(d) => Arc::new(d),
+    let drv = match connect(opts) {
+        Ok(d) => d,
         Err(e) => {
             log_error(&mut log, &error_chain(&e));
             let msg = match e {
@@ -223,7 +321,6 @@ fn run(p: &Prepared) -> i32 {
             return 1;
         }
     };
-    let _ = DRIVER.set(drv.clone());
     let mut dev = Soap {
         drv: drv.clone(),
         log: p.log_sink(),
@@ -232,6 +329,8 @@ fn run(p: &Prepared) -> i32 {
     let mut out = stdout.lock();
     let code = run_action(&mut dev, &p.run, &mut out, &mut log, &mut sleep);
     let _ = out.flush();
+    // A signal during this logout waits for it (CALLS), then exits 1.
+    let _call = enter_call();
     if let Err(e) = drv.logout() {
         tracing::debug!(error = %e, "logout failed");
     }

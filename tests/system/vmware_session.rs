@@ -1,0 +1,405 @@
+//! VMware SOAP session life cycle against govmomi's simulator (the tests/vcsim launcher, see
+//! [`super::vmware`]), observed through a recording TCP proxy ([`Proxy`]) between our program
+//! and the simulator:
+//! * `fence_vmware_soap` interrupted by SIGTERM while its `Login` is in flight still logs the
+//!   session out (exit 1, as the reference's SIGTERM handler); SIGTERM during `--delay` exits 1
+//!   without a single request.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::vmware::{ours, Sim, PASS, USER, VM1};
+
+/// What the proxy saw, in order: SOAP methods in requests and HTTP status codes in answers,
+/// each with the number of the TCP connection it travelled on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Request { conn: usize, method: String },
+    Answer { conn: usize, status: u16 },
+}
+
+/// Finds complete occurrences of `marker` followed by a token in a growing byte stream.
+struct Scanner {
+    marker: &'static [u8],
+    buf: Vec<u8>,
+    next: usize,
+}
+
+impl Scanner {
+    fn new(marker: &'static [u8]) -> Scanner {
+        Scanner {
+            marker,
+            buf: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// Appends `chunk`; returns the tokens after every new complete occurrence of the marker (a
+    /// token ends at a space, `>`, `/` or CR; an occurrence whose token is not complete yet is
+    /// reported once more bytes arrive).
+    fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(i) = find(&self.buf[self.next..], self.marker) {
+            let start = self.next + i + self.marker.len();
+            let Some(len) = self.buf[start..]
+                .iter()
+                .position(|b| matches!(b, b' ' | b'>' | b'/' | b'\r'))
+            else {
+                self.next += i;
+                break;
+            };
+            out.push(String::from_utf8_lossy(&self.buf[start..start + len]).into_owned());
+            self.next = start + len;
+        }
+        out
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A TCP proxy on loopback (optionally inside a network namespace) in front of one upstream
+/// port. It forwards bytes both ways unchanged, records [`Seen`] events, reports every request
+/// method on a channel, and can hold back the request of one method for a while.
+struct Proxy {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    methods: mpsc::Receiver<String>,
+    stop: Arc<AtomicBool>,
+    ns: Option<PathBuf>,
+}
+
+impl Proxy {
+    /// `ns`: the handle of a network namespace to listen and connect in.
+    fn start(upstream: u16, hold: Option<(&'static str, Duration)>, ns: Option<PathBuf>) -> Proxy {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (method_tx, methods) = mpsc::channel();
+        let (port_tx, port_rx) = mpsc::channel();
+        let (seen2, stop2, ns2) = (seen.clone(), stop.clone(), ns.clone());
+        std::thread::spawn(move || {
+            if let Some(ns) = ns2 {
+                let f = std::fs::File::open(&ns).expect("open netns handle");
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            }
+            let l = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+            port_tx.send(l.local_addr().unwrap().port()).unwrap();
+            let conns = AtomicUsize::new(0);
+            for client in l.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let conn = conns.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    // Upstream down: the client sees the connection closed, as it would.
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (seen_a, seen_b, tx) = (seen2.clone(), seen2.clone(), method_tx.clone());
+                std::thread::spawn(move || {
+                    let mut sc = Scanner::new(b"<soapenv:Body><");
+                    pump(client, server, |chunk| {
+                        for method in sc.feed(chunk) {
+                            seen_a.lock().unwrap().push(Seen::Request {
+                                conn,
+                                method: method.clone(),
+                            });
+                            let _ = tx.send(method.clone());
+                            if let Some((m, d)) = hold {
+                                if m == method {
+                                    std::thread::sleep(d);
+                                }
+                            }
+                        }
+                    })
+                });
+                std::thread::spawn(move || {
+                    let mut sc = Scanner::new(b"HTTP/1.1 ");
+                    pump(s2, c2, |chunk| {
+                        for status in sc.feed(chunk) {
+                            let status = status.parse().unwrap_or(0);
+                            seen_b.lock().unwrap().push(Seen::Answer { conn, status });
+                        }
+                    })
+                });
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("proxy started");
+        Proxy {
+            port,
+            seen,
+            methods,
+            stop,
+            ns,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Methods requested so far, in order.
+    fn requests(&self) -> Vec<String> {
+        self.seen()
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Request { method, .. } => Some(method),
+                Seen::Answer { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Waits (bounded) until a request for `method` passes; `false` on timeout.
+    fn wait_for(&self, method: &str, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.methods.recv_timeout(left) {
+                Ok(m) if m == method => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The HTTP status of the answer to the last request for `method`, if one came back.
+    fn answer_to_last(&self, method: &str) -> Option<u16> {
+        let seen = self.seen();
+        let (i, conn) = seen.iter().enumerate().rev().find_map(|(i, s)| match s {
+            Seen::Request { conn, method: m } if m == method => Some((i, *conn)),
+            _ => None,
+        })?;
+        seen[i + 1..].iter().find_map(|s| match s {
+            Seen::Answer { conn: c, status } if *c == conn => Some(*status),
+            _ => None,
+        })
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop (inside the namespace if there is one).
+        let port = self.port;
+        let wake = move || {
+            let _ =
+                TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1));
+        };
+        match self.ns.clone() {
+            Some(ns) => {
+                let _ = std::thread::spawn(move || {
+                    if let Ok(f) = std::fs::File::open(ns) {
+                        if nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).is_ok() {
+                            wake();
+                        }
+                    }
+                })
+                .join();
+            }
+            None => wake(),
+        }
+    }
+}
+
+/// Copies `from` → `to`, showing every chunk to `look` before forwarding it; on EOF or error
+/// closes the write side of `to` and the read side of `from`.
+fn pump(mut from: TcpStream, mut to: TcpStream, mut look: impl FnMut(&[u8])) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                look(&buf[..n]);
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+fn wait_child(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// SIGTERM while `Login` is on the wire: the agent must not leave the session the server then
+/// creates behind. The proxy holds the Login request back for 1.5 s; the signal arrives during
+/// that time.
+#[test]
+fn agent_sigterm_during_login_still_logs_out() {
+    let sim = Sim::local(5, false);
+    let proxy = Proxy::start(sim.port, Some(("Login", Duration::from_millis(1500))), None);
+    let args: Vec<String> = [
+        "-a",
+        "127.0.0.1",
+        "-u",
+        &proxy.port.to_string(),
+        "-l",
+        USER,
+        "-p",
+        PASS,
+        "-o",
+        "status",
+        "-n",
+        VM1,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut child = Command::new(ours())
+        .args(&args)
+        .env_remove("PCMK_service")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        proxy.wait_for("Login", Duration::from_secs(10)),
+        "no Login seen: {:?}",
+        proxy.seen()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = wait_child(&mut child, Duration::from_secs(20)).expect("agent exits within 20 s");
+    let mut stderr = String::new();
+    let mut stdout = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(st.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stdout, "", "no action ran");
+    assert!(
+        stderr.contains("Interrupted by SIGTERM"),
+        "stderr: {stderr}"
+    );
+    // Give the proxy's answer pump a moment to record the last answer (bounded).
+    let end = Instant::now() + Duration::from_secs(5);
+    while proxy.answer_to_last("Logout").is_none() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reqs = proxy.requests();
+    let login = reqs.iter().position(|m| m == "Login");
+    let logout = reqs.iter().rposition(|m| m == "Logout");
+    assert!(
+        matches!((login, logout), (Some(a), Some(b)) if b > a),
+        "a Logout must follow the Login: {:?}",
+        proxy.seen()
+    );
+    assert_eq!(
+        proxy.answer_to_last("Login"),
+        Some(200),
+        "{:?}",
+        proxy.seen()
+    );
+    assert_eq!(
+        proxy.answer_to_last("Logout"),
+        Some(200),
+        "{:?}",
+        proxy.seen()
+    );
+    // Nothing but the session's own calls: no VM lookup after the signal.
+    assert!(
+        reqs.iter()
+            .all(|m| ["RetrieveServiceContent", "Login", "Logout"].contains(&m.as_str())),
+        "{reqs:?}"
+    );
+}
+
+/// SIGTERM during `--delay` (applied to off and reboot), before any contact with the device:
+/// exit 1 at once, no request.
+#[test]
+fn agent_sigterm_during_delay_exits_without_connecting() {
+    let sim = Sim::local(2, false);
+    let proxy = Proxy::start(sim.port, None, None);
+    let port = proxy.port.to_string();
+    let args = [
+        "-a",
+        "127.0.0.1",
+        "-u",
+        &port,
+        "-l",
+        USER,
+        "-p",
+        PASS,
+        "-o",
+        "off",
+        "-n",
+        VM1,
+        "--delay=10",
+    ];
+    let t = Instant::now();
+    let mut child = Command::new(ours())
+        .args(args)
+        .env_remove("PCMK_service")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = wait_child(&mut child, Duration::from_secs(5)).expect("agent exits within 5 s");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(st.code(), Some(1), "stderr: {stderr}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(stderr.contains("Interrupted by SIGTERM"), "{stderr}");
+    assert!(!stderr.contains("logged out"), "{stderr}");
+    assert_eq!(proxy.seen(), vec![], "no request during the delay");
+}
+
+#[test]
+fn scanner_finds_split_markers() {
+    let mut s = Scanner::new(b"<soapenv:Body><");
+    assert!(s.feed(b"xx<soapenv:Bo").is_empty());
+    assert!(s.feed(b"dy><Log").is_empty());
+    assert_eq!(s.feed(b"in xmlns=\"urn:vim25\">"), vec!["Login"]);
+    assert_eq!(
+        s.feed(b"<soapenv:Body><Logout xmlns=\"\"><soapenv:Body><A>"),
+        vec!["Logout", "A"]
+    );
+}

@@ -380,22 +380,104 @@ fn endpoint_killed_mid_run_is_unreachable_not_a_hang() {
 }
 
 #[test]
-fn status_latency_is_flat_in_inventory_size() {
+fn power_by_name_proves_the_name_unique_across_folders() {
+    // VM1 lives in sub-folder "sub"; VM2 moves to "other" and takes VM0's name.
+    let sim = Sim::start(
+        &[
+            "-vms",
+            "4",
+            "-move",
+            "DC0_C0_RP0_VM1=sub",
+            "-move",
+            "DC0_C0_RP0_VM2=other",
+            "-rename",
+            "DC0_C0_RP0_VM2=DC0_C0_RP0_VM0",
+        ],
+        false,
+    );
+    let d = sim.connect();
+    let in_sub = name("DC0_C0_RP0_VM1");
+    assert_eq!(d.status(&in_sub).unwrap(), PowerState::On);
+    d.power_off(&in_sub).unwrap();
+    assert_eq!(d.status(&in_sub).unwrap(), PowerState::Off);
+    // A power operation proves the name unique over every folder and refuses it ...
+    let dup = name("DC0_C0_RP0_VM0");
+    match d.power_off(&dup) {
+        Err(DriverError::Ambiguous { count, .. }) => assert_eq!(count, 2),
+        other => panic!("duplicate in another folder: {other:?}"),
+    }
+    // ... while status, read-only, answers for the VM in the top folder (documented).
+    assert_eq!(d.status(&dup).unwrap(), PowerState::On);
+    // A status-only lookup remembered does not let a power operation skip the proof.
+    assert!(matches!(
+        d.power_on(&dup),
+        Err(DriverError::Ambiguous { .. })
+    ));
+    assert!(matches!(
+        d.status(&name("DC0_C0_RP0_VM2")),
+        Err(DriverError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.power_off(&name("DC0_C0_RP0_VM2")),
+        Err(DriverError::NotFound(_))
+    ));
+    let vm3 = name("DC0_C0_RP0_VM3");
+    assert_eq!(d.status(&vm3).unwrap(), PowerState::On);
+    d.power_off(&vm3).unwrap();
+    assert_eq!(d.status(&vm3).unwrap(), PowerState::Off);
+    assert_eq!(d.list().unwrap().len(), 4);
+    // A fresh driver scoped to the datacenter sees the same.
+    let mut o = sim.opts(Tls::Plain);
+    o.datacenter = Some("DC0".into());
+    let d0 = VmwareSoapDriver::connect(o).unwrap();
+    assert_eq!(d0.status(&in_sub).unwrap(), PowerState::Off);
+    assert!(matches!(
+        d0.power_off(&dup),
+        Err(DriverError::Ambiguous { count: 2, .. })
+    ));
+    d0.power_on(&in_sub).unwrap();
+    assert_eq!(d.status(&in_sub).unwrap(), PowerState::On);
+}
+
+/// The cost of a status by name, in SOAP round trips, does not depend on the inventory size
+/// (folder probing), while the fallback walk does; timings are printed for information only
+/// (the benchmark, scripts/bench-vmware.sh, measures them).
+#[test]
+fn status_by_name_costs_the_same_round_trips_at_any_inventory_size() {
+    let mut costs = Vec::new();
     for n in [100usize, 2000] {
         let t = Instant::now();
         let nvms = n.to_string();
-        let sim = Sim::start(&["-vms", &nvms], false);
+        let target = format!("DC0_C0_RP0_VM{}", n / 2);
+        let escaped = "DC0_C0_RP0_VM3";
+        let renamed = format!("{escaped}={escaped}%x");
+        let sim = Sim::start(&["-vms", &nvms, "-rename", &renamed], false);
         let started = t.elapsed();
         let d = sim.connect();
-        let vm = name(&format!("DC0_C0_RP0_VM{}", n / 2));
+        let vm = name(&target);
+        let c0 = d.soap_calls();
         let t = Instant::now();
         assert_eq!(d.status(&vm).unwrap(), PowerState::On);
         let first_name = t.elapsed();
+        let by_name_calls = d.soap_calls() - c0;
+        let c0 = d.soap_calls();
         let t = Instant::now();
         for _ in 0..10 {
             assert_eq!(d.status(&vm).unwrap(), PowerState::On);
         }
         let cached_name = t.elapsed() / 10;
+        assert_eq!(d.soap_calls() - c0, 10, "a remembered name costs one call");
+        // A name with a character vSphere escapes takes the walk: one page per 100 VMs.
+        let c0 = d.soap_calls();
+        assert_eq!(
+            d.status(&name(&format!("{escaped}%x"))).unwrap(),
+            PowerState::On
+        );
+        let walk_calls = d.soap_calls() - c0;
+        assert!(
+            walk_calls as usize >= n / 100,
+            "walk of {n} VMs in {walk_calls} calls"
+        );
         let u = uuid_of(&d, vm.as_str());
         let t = Instant::now();
         for _ in 0..10 {
@@ -406,8 +488,18 @@ fn status_latency_is_flat_in_inventory_size() {
         assert_eq!(d.list().unwrap().len(), n);
         let list = t.elapsed();
         println!(
-            "vcsim {n} VMs (start {started:?}): status by name first {first_name:?}, \
-             by name again {cached_name:?}, by UUID {by_uuid:?}, list {list:?}"
+            "vcsim {n} VMs (start {started:?}): status by name first {first_name:?} \
+             ({by_name_calls} calls), again {cached_name:?}, by UUID {by_uuid:?}, \
+             escaped name by walk {walk_calls} calls, list {list:?}"
         );
+        costs.push(by_name_calls);
     }
+    assert_eq!(
+        costs[0], costs[1],
+        "round trips per status by name: {costs:?}"
+    );
+    assert!(
+        costs[0] <= 3,
+        "folder list + FindChild + one read: {costs:?}"
+    );
 }

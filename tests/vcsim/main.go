@@ -12,7 +12,8 @@
 //   - TLS with a freshly generated ECDSA CA + leaf certificate (the built-in test certificate
 //     has a 1024-bit RSA key that rustls refuses);
 //   - fixed credentials, so that a wrong password is refused;
-//   - test fixtures: renames (UTF-8 names, duplicate names across datacenters), suspended VMs;
+//   - test fixtures: VMs moved into sub-folders, renames (UTF-8 names, duplicate names across
+//     datacenters or folders), suspended VMs;
 //   - optional static files (VMware's WSDL) for the reference Python agent.
 //
 // Build in GOPATH mode: GOPATH=/usr/share/gocode GO111MODULE=off go build -o BIN .
@@ -175,7 +176,8 @@ func main() {
 	user := flag.String("user", "fenceuser", "accepted user name")
 	pass := flag.String("password", "fencepw", "accepted password")
 	wsdlDir := flag.String("wsdl-dir", "", "serve the files of this directory under /sdk/")
-	var renames, suspends multiFlag
+	var moves, renames, suspends multiFlag
+	flag.Var(&moves, "move", "NAME=FOLDER: move a VM into a sub-folder of its datacenter's VM folder, applied before renames (repeatable)")
 	flag.Var(&renames, "rename", "OLD=NEW: rename a VM before serving (repeatable)")
 	flag.Var(&suspends, "suspend", "NAME: suspend a VM before serving (repeatable)")
 	flag.Parse()
@@ -233,8 +235,8 @@ func main() {
 	s := m.Service.NewServer()
 	defer s.Close()
 
-	if len(renames) > 0 || len(suspends) > 0 {
-		if err := prepare(s.URL, renames, suspends); err != nil {
+	if len(moves) > 0 || len(renames) > 0 || len(suspends) > 0 {
+		if err := prepare(s.URL, moves, renames, suspends); err != nil {
 			log.Fatalf("prepare: %v", err)
 		}
 	}
@@ -264,7 +266,7 @@ func main() {
 }
 
 // prepare applies renames and suspends through the SOAP API, as a client would.
-func prepare(u *url.URL, renames, suspends []string) error {
+func prepare(u *url.URL, moves, renames, suspends []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := govmomi.NewClient(ctx, u, true)
@@ -286,6 +288,38 @@ func prepare(u *url.URL, renames, suspends []string) error {
 			}
 		}
 		return nil, fmt.Errorf("no VM %q", name)
+	}
+	for _, mv := range moves {
+		kv := strings.SplitN(mv, "=", 2)
+		if len(kv) != 2 {
+			return fmt.Errorf("bad -move %q", mv)
+		}
+		f, err := lookup(kv[0])
+		if err != nil {
+			return err
+		}
+		vm, _ := f.VirtualMachine(ctx, kv[0])
+		dc, err := f.DefaultDatacenter(ctx)
+		if err != nil {
+			return err
+		}
+		folders, err := dc.Folders(ctx)
+		if err != nil {
+			return err
+		}
+		sub, err := f.Folder(ctx, folders.VmFolder.InventoryPath+"/"+kv[1])
+		if err != nil {
+			if sub, err = folders.VmFolder.CreateFolder(ctx, kv[1]); err != nil {
+				return fmt.Errorf("create folder %s: %v", kv[1], err)
+			}
+		}
+		task, err := sub.MoveInto(ctx, []types.ManagedObjectReference{vm.Reference()})
+		if err != nil {
+			return err
+		}
+		if err := task.Wait(ctx); err != nil {
+			return fmt.Errorf("move %s: %v", mv, err)
+		}
 	}
 	for _, r := range renames {
 		kv := strings.SplitN(r, "=", 2)

@@ -15,17 +15,34 @@
 //!   since 5.0; govmomi's simulator 0.24 lacks it) fall back to `FindByUuid`.
 //! * VM by inventory path (a name starting with `/`, e.g. `/DC0/vm/web1`): `FindByInventoryPath`,
 //!   one call, as the reference does.
-//! * VM by plain name: the API has no server-side name index for VMs (`FindChild` looks in one
-//!   folder only and returns the first match, `FindByDnsName` matches guest host names), so the
-//!   cheapest correct lookup is one property-collector pass over a `ContainerView` of
-//!   `VirtualMachine` (rooted at the datacenter's VM folder when a datacenter is set) reading
-//!   **only `name`**, paged. That is O(inventory) once; the driver then remembers name → moref
-//!   for [`NAME_CACHE_TTL`] and re-validates a remembered moref with one single-object read of
-//!   `name` + `runtime.powerState` (which is also the status answer). So a fence sequence — off,
-//!   then status polls — walks once, then makes one call per poll. Duplicate names anywhere in
-//!   the scope are [`DriverError::Ambiguous`] (the reference silently picks the last one).
-//!   Caveat: a duplicate created after the name was remembered goes unnoticed for up to
-//!   [`NAME_CACHE_TTL`]; a rename or deletion of the remembered VM is noticed at once.
+//! * VM by plain name: the API has no name index for VMs, but every VM sits in a folder (or a
+//!   vApp) and `SearchIndex.FindChild` finds a child of one folder by name. Two lookups:
+//!   - **status** (read-only) asks `FindChild` in each datacenter's top VM folder (their list
+//!     comes from one query whose traversal stops at datacenters, so it grows with the number
+//!     of datacenters, not of VMs) and confirms a hit with one single-object read of `name` +
+//!     `runtime.powerState`, which is also the answer: three calls whatever the inventory
+//!     size. A name found in two datacenters is [`DriverError::Ambiguous`]. A name found in
+//!     no top folder goes to the complete lookup below.
+//!   - **power on/off** (and status when the fast path finds nothing) must not hit the wrong
+//!     VM, so they prove the name unique: the driver reads every VM folder in scope (one
+//!     query through folders and datacenters' VM folders that returns only folders), asks
+//!     `FindChild` in **every** one and confirms each hit as above; duplicates anywhere are
+//!     [`DriverError::Ambiguous`] (the reference silently picks the last one). Its server-side
+//!     cost follows the size of the folder tree. When asking folder by folder is not complete
+//!     or not cheaper — more than [`MAX_FOLDER_PROBES`] VM folders, any vApp in scope, or a
+//!     name containing `%`, `/` or `\` (stored escaped by vSphere) — it is one pass over a
+//!     `ContainerView` of `VirtualMachine` reading **only `name`**, paged (O(inventory)).
+//!
+//!   The driver remembers name → moref for [`NAME_CACHE_TTL`] (noting whether the name was
+//!   proven unique; a power operation on a name only looked up by status proves it first), and
+//!   re-validates a remembered moref with the single-object read, so the status polls of a
+//!   fence sequence cost one call each. Folder lists are remembered as long; a lookup that finds
+//!   nothing with a remembered list reads it again before answering "not found". Caveat: a
+//!   duplicate created after the name was remembered goes unnoticed for up to
+//!   [`NAME_CACHE_TTL`]; a rename or deletion of the remembered VM is noticed at once; a status
+//!   by name may answer for the VM in a top folder when a VM of the same name sits in a
+//!   sub-folder of the same datacenter (use the UUID or the inventory path to be exact — a
+//!   power operation refuses that name as ambiguous).
 //! * status: one single-object `RetrievePropertiesEx` of `runtime.powerState` after the lookup.
 //! * on/off: `PowerOnVM_Task`/`PowerOffVM_Task` on the VM's moref, then the task's
 //!   `info.state` is polled until `success`/`error` within the call timeout (the reference does
@@ -69,6 +86,10 @@ use crate::{Driver, DriverError, PowerState, VmInfo, VmRef};
 
 /// How long a name → VM resolution is reused (see the module documentation).
 pub const NAME_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Most VM folders a name lookup asks one by one (`FindChild`) before one name-only pass over
+/// the whole inventory is the cheaper way (see the module documentation).
+pub const MAX_FOLDER_PROBES: usize = 32;
 
 /// Default `maxObjects` per property-collector page.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -121,6 +142,28 @@ struct ServiceContent {
     session_manager: Moref,
 }
 
+/// A remembered name → VM resolution.
+#[derive(Debug, Clone)]
+struct NameEntry {
+    vm: Moref,
+    at: Instant,
+    /// Every VM folder was asked (or the inventory walked): the name is unique.
+    unique: bool,
+}
+
+/// Lookup hits: the VM and, when read on the way, its power state.
+type Hits = Vec<(Moref, Option<PowerState>)>;
+
+/// The containers VMs can sit in, as read by [`VmwareSoapDriver::vm_folders`].
+#[derive(Debug, Clone)]
+struct VmFolders {
+    /// Folders whose `childType` includes `VirtualMachine`.
+    folders: Vec<Moref>,
+    /// Whether any vApp is in scope (its VMs are not children of a folder).
+    vapps: bool,
+    read_at: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Session {
     cookie: Option<String>,
@@ -138,7 +181,9 @@ pub struct VmwareSoapDriver {
     /// Datacenter and its VM folder when a datacenter filter is set.
     scope: Option<(Moref, Moref)>,
     session: Mutex<Session>,
-    names: Mutex<HashMap<String, (Moref, Instant)>>,
+    names: Mutex<HashMap<String, NameEntry>>,
+    folders: Mutex<Option<VmFolders>>,
+    top_folders: Mutex<Option<(Vec<Moref>, Instant)>>,
     page_size: AtomicU32,
     find_all_by_uuid: AtomicBool,
     logged_out: AtomicBool,
@@ -281,6 +326,8 @@ impl VmwareSoapDriver {
             scope: None,
             session: Mutex::new(Session::default()),
             names: Mutex::new(HashMap::new()),
+            folders: Mutex::new(None),
+            top_folders: Mutex::new(None),
             page_size: AtomicU32::new(DEFAULT_PAGE_SIZE),
             find_all_by_uuid: AtomicBool::new(true),
             logged_out: AtomicBool::new(false),
@@ -295,6 +342,12 @@ impl VmwareSoapDriver {
     /// Objects per property-collector page (`maxObjects`) for enumerations; at least 1.
     pub fn set_page_size(&self, n: u32) {
         self.page_size.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// SOAP method calls this driver has sent so far (for tests and benchmarks that check a
+    /// lookup's cost in round trips rather than in time).
+    pub fn soap_calls(&self) -> u64 {
+        self.transport.calls()
     }
 
     /// The SDK URL this driver talks to.
@@ -454,6 +507,47 @@ impl VmwareSoapDriver {
         Ok(view)
     }
 
+    /// All objects a property-collector query (`specSet` XML) returns, page by page.
+    fn retrieve_all(
+        &self,
+        spec: &str,
+        each: &mut dyn FnMut(ObjectContent),
+    ) -> Result<(), CallError> {
+        let args = format!(
+            "{spec}<options><maxObjects>{}</maxObjects></options>",
+            self.page_size.load(Ordering::Relaxed)
+        );
+        let resp = self.call("RetrievePropertiesEx", &self.sc.property_collector, &args)?;
+        let (objs, mut token) = retrieve_result(&resp);
+        for o in objs {
+            check_missing(&o)?;
+            each(o);
+        }
+        let mut pages = 1;
+        while let Some(t) = token.take() {
+            if pages >= MAX_PAGES {
+                self.cancel(&t);
+                return Err(CallError::Driver(DriverError::Platform(format!(
+                    "inventory enumeration exceeded {MAX_PAGES} pages"
+                ))));
+            }
+            let args = format!("<token>{}</token>", esc(&t));
+            let resp = self.call(
+                "ContinueRetrievePropertiesEx",
+                &self.sc.property_collector,
+                &args,
+            )?;
+            let (objs, next) = retrieve_result(&resp);
+            for o in objs {
+                check_missing(&o)?;
+                each(o);
+            }
+            token = next;
+            pages += 1;
+        }
+        Ok(())
+    }
+
     /// Every VM in scope with the given properties, page by page.
     fn enumerate(
         &self,
@@ -471,51 +565,200 @@ impl VmwareSoapDriver {
                 ),
                 view.xml("obj")
             );
-            let args = format!(
-                "{}<options><maxObjects>{}</maxObjects></options>",
-                spec_xml("VirtualMachine", paths, &object_set),
-                self.page_size.load(Ordering::Relaxed)
-            );
-            let resp = match self.call("RetrievePropertiesEx", &self.sc.property_collector, &args) {
+            let spec = spec_xml("VirtualMachine", paths, &object_set);
+            match self.retrieve_all(&spec, &mut each) {
                 // The view belongs to a session that is gone: make a new one once.
                 Err(CallError::Fault(f)) if f.kind == "ManagedObjectNotFound" && attempt == 0 => {
                     self.session.lock().view = None;
-                    continue;
                 }
-                r => r?,
-            };
-            let (objs, mut token) = retrieve_result(&resp);
-            for o in objs {
-                check_missing(&o)?;
-                each(o);
+                r => return r,
             }
-            let mut pages = 1;
-            while let Some(t) = token.take() {
-                if pages >= MAX_PAGES {
-                    self.cancel(&t);
-                    return Err(CallError::Driver(DriverError::Platform(format!(
-                        "inventory enumeration exceeded {MAX_PAGES} pages"
-                    ))));
-                }
-                let args = format!("<token>{}</token>", esc(&t));
-                let resp = self.call(
-                    "ContinueRetrievePropertiesEx",
-                    &self.sc.property_collector,
-                    &args,
-                )?;
-                let (objs, next) = retrieve_result(&resp);
-                for o in objs {
-                    check_missing(&o)?;
-                    each(o);
-                }
-                token = next;
-                pages += 1;
-            }
-            return Ok(());
         }
         Err(CallError::Driver(DriverError::Platform(
             "CreateContainerView: view vanished twice".into(),
         )))
+    }
+
+    /// The VM folders (and whether there are vApps) in scope: one query whose traversal goes
+    /// through folders and datacenters' VM folders only, so its size follows the number of
+    /// folders, not of VMs. Remembered for [`NAME_CACHE_TTL`] unless `fresh`.
+    fn vm_folders(&self, fresh: bool) -> Result<(VmFolders, bool), CallError> {
+        if !fresh {
+            if let Some(f) = self.folders.lock().clone() {
+                if f.read_at.elapsed() < NAME_CACHE_TTL {
+                    return Ok((f, false));
+                }
+            }
+        }
+        let start = self
+            .scope
+            .as_ref()
+            .map(|(_, f)| f.clone())
+            .unwrap_or_else(|| self.sc.root_folder.clone());
+        let spec = format!(
+            concat!(
+                "<specSet>",
+                "<propSet><type>Folder</type><pathSet>childType</pathSet></propSet>",
+                "<propSet><type>VirtualApp</type><pathSet>name</pathSet></propSet>",
+                "<objectSet>{}<skip>false</skip>",
+                r#"<selectSet xsi:type="TraversalSpec"><name>folders</name>"#,
+                "<type>Folder</type><path>childEntity</path><skip>false</skip>",
+                "<selectSet><name>folders</name></selectSet>",
+                "<selectSet><name>datacenters</name></selectSet></selectSet>",
+                r#"<selectSet xsi:type="TraversalSpec"><name>datacenters</name>"#,
+                "<type>Datacenter</type><path>vmFolder</path><skip>false</skip>",
+                "<selectSet><name>folders</name></selectSet></selectSet>",
+                "</objectSet></specSet>"
+            ),
+            start.xml("obj")
+        );
+        let mut found = VmFolders {
+            folders: Vec::new(),
+            vapps: false,
+            read_at: Instant::now(),
+        };
+        self.retrieve_all(&spec, &mut |o| match o.obj.ty.as_str() {
+            "Folder" => {
+                let holds_vms = o.prop("childType").is_some_and(|t| {
+                    t.children_named("string")
+                        .any(|c| c.text.trim() == "VirtualMachine")
+                });
+                if holds_vms {
+                    found.folders.push(o.obj);
+                }
+            }
+            "VirtualApp" => found.vapps = true,
+            _ => {}
+        })?;
+        tracing::debug!(
+            folders = found.folders.len(),
+            vapps = found.vapps,
+            "VM folders in scope"
+        );
+        *self.folders.lock() = Some(found.clone());
+        Ok((found, true))
+    }
+
+    /// The top VM folder of every datacenter in scope: one query whose traversal follows
+    /// folders down to datacenters and no further. Remembered for [`NAME_CACHE_TTL`].
+    fn top_vm_folders(&self, fresh: bool) -> Result<(Vec<Moref>, bool), CallError> {
+        if let Some((_, f)) = &self.scope {
+            return Ok((vec![f.clone()], false));
+        }
+        if !fresh {
+            if let Some((f, at)) = self.top_folders.lock().clone() {
+                if at.elapsed() < NAME_CACHE_TTL {
+                    return Ok((f, false));
+                }
+            }
+        }
+        let spec = format!(
+            concat!(
+                "<specSet>",
+                "<propSet><type>Datacenter</type><pathSet>vmFolder</pathSet></propSet>",
+                "<objectSet>{}<skip>false</skip>",
+                r#"<selectSet xsi:type="TraversalSpec"><name>folders</name>"#,
+                "<type>Folder</type><path>childEntity</path><skip>false</skip>",
+                "<selectSet><name>folders</name></selectSet></selectSet>",
+                "</objectSet></specSet>"
+            ),
+            self.sc.root_folder.xml("obj")
+        );
+        let mut found = Vec::new();
+        self.retrieve_all(&spec, &mut |o| {
+            if let Some(f) = o.prop("vmFolder").and_then(Moref::from_element) {
+                found.push(f);
+            }
+        })?;
+        *self.top_folders.lock() = Some((found.clone(), Instant::now()));
+        Ok((found, true))
+    }
+
+    /// Ask each folder for a child VM named `name` and confirm each hit (exact name, the
+    /// server's matching rules are its own), reading its state in the same call. The flag
+    /// says a folder has gone (the folder list is stale).
+    fn probe(&self, folders: &[Moref], name: &str) -> Result<(Hits, bool), CallError> {
+        let mut hits = Vec::new();
+        let mut vanished = false;
+        for folder in folders {
+            let args = format!("{}<name>{}</name>", folder.xml("entity"), esc(name));
+            let resp = match self.call("FindChild", &self.sc.search_index, &args) {
+                Err(CallError::Fault(f)) if f.kind == "ManagedObjectNotFound" => {
+                    vanished = true;
+                    continue;
+                }
+                r => r?,
+            };
+            let Some(m) = resp
+                .child("returnval")
+                .and_then(Moref::from_element)
+                .filter(|m| m.ty == "VirtualMachine")
+            else {
+                continue;
+            };
+            if let Some(o) = self.retrieve_one(&m, &["name", "runtime.powerState"])? {
+                if o.text("name").map(decode_name).as_deref() == Some(name) {
+                    hits.push((m, o.text("runtime.powerState").map(power_state)));
+                }
+            }
+        }
+        Ok((hits, vanished))
+    }
+
+    /// Fast name lookup for status: the datacenters' top VM folders only. `None`: not
+    /// applicable (escaped characters) or nothing found there.
+    fn probe_top_folders(&self, name: &str) -> Result<Option<Hits>, CallError> {
+        if name.contains(['%', '/', '\\']) {
+            return Ok(None);
+        }
+        let mut fresh = false;
+        for _ in 0..2 {
+            let (folders, was_fresh) = self.top_vm_folders(fresh)?;
+            let (hits, vanished) = self.probe(&folders, name)?;
+            if vanished && !was_fresh {
+                fresh = true;
+                continue;
+            }
+            return Ok((!hits.is_empty()).then_some(hits));
+        }
+        Ok(None)
+    }
+
+    /// Complete name lookup by asking every VM folder (see the module documentation). `None`
+    /// when that would not be complete or not be cheaper than one pass over the inventory.
+    fn probe_all_folders(&self, name: &str) -> Result<Option<Hits>, CallError> {
+        if name.contains(['%', '/', '\\']) {
+            return Ok(None);
+        }
+        let mut fresh = false;
+        for _ in 0..2 {
+            let (vf, was_fresh) = self.vm_folders(fresh)?;
+            if vf.vapps || vf.folders.len() > MAX_FOLDER_PROBES {
+                return Ok(None);
+            }
+            let (hits, vanished) = self.probe(&vf.folders, name)?;
+            // A remembered folder list may be stale: read it again before saying "not found"
+            // or when a folder has gone.
+            if (hits.is_empty() || vanished) && !was_fresh {
+                fresh = true;
+                continue;
+            }
+            return Ok(Some(hits));
+        }
+        Ok(None)
+    }
+
+    /// Name lookup by one name-only pass over the inventory.
+    fn walk_names(&self, name: &str) -> Result<Hits, CallError> {
+        let mut hits = Vec::new();
+        self.enumerate(&["name"], |o| {
+            if let Some(n) = o.text("name") {
+                if n == name || decode_name(n) == name {
+                    hits.push((o.obj, None));
+                }
+            }
+        })?;
+        Ok(hits)
     }
 
     fn find_datacenter(&self, path: &str) -> Result<(Moref, Moref), CallError> {
@@ -597,38 +840,52 @@ impl VmwareSoapDriver {
             .ok_or_else(|| not_found(path, "FindByInventoryPath"))
     }
 
-    fn find_by_name(&self, name: &str) -> Result<(Moref, Option<PowerState>), CallError> {
+    /// Resolve a plain name; `unique`: prove that no other VM in scope has it (power
+    /// operations), otherwise the fast top-folder lookup may answer (status).
+    fn find_by_name(
+        &self,
+        name: &str,
+        unique: bool,
+    ) -> Result<(Moref, Option<PowerState>), CallError> {
         let cached = self
             .names
             .lock()
             .get(name)
-            .filter(|(_, at)| at.elapsed() < NAME_CACHE_TTL)
-            .map(|(m, _)| m.clone());
-        if let Some(m) = cached {
-            if let Some(o) = self.retrieve_one(&m, &["name", "runtime.powerState"])? {
+            .filter(|e| e.at.elapsed() < NAME_CACHE_TTL && (e.unique || !unique))
+            .cloned();
+        if let Some(e) = cached {
+            if let Some(o) = self.retrieve_one(&e.vm, &["name", "runtime.powerState"])? {
                 if o.text("name").map(decode_name).as_deref() == Some(name) {
                     let st = o.text("runtime.powerState").map(power_state);
-                    return Ok((m, st));
+                    return Ok((e.vm, st));
                 }
             }
             self.names.lock().remove(name);
         }
-        let mut hits = Vec::new();
-        self.enumerate(&["name"], |o| {
-            if let Some(n) = o.text("name") {
-                if n == name || decode_name(n) == name {
-                    hits.push(o.obj);
-                }
-            }
-        })?;
+        let fast = if unique {
+            None
+        } else {
+            self.probe_top_folders(name)?
+        };
+        let proven = fast.is_none();
+        let mut hits = match fast {
+            Some(hits) => hits,
+            None => match self.probe_all_folders(name)? {
+                Some(hits) => hits,
+                None => self.walk_names(name)?,
+            },
+        };
         match hits.len() {
             0 => Err(not_found(name, "name")),
             1 => {
-                let m = hits.pop().expect("one element");
-                self.names
-                    .lock()
-                    .insert(name.to_string(), (m.clone(), Instant::now()));
-                Ok((m, None))
+                let (m, st) = hits.pop().expect("one element");
+                let entry = NameEntry {
+                    vm: m.clone(),
+                    at: Instant::now(),
+                    unique: proven,
+                };
+                self.names.lock().insert(name.to_string(), entry);
+                Ok((m, st))
             }
             n => Err(CallError::Driver(DriverError::Ambiguous {
                 name: name.to_string(),
@@ -637,11 +894,12 @@ impl VmwareSoapDriver {
         }
     }
 
-    fn resolve(&self, vm: &VmRef) -> Result<(Moref, Option<PowerState>), CallError> {
+    /// Find a VM; `unique`: a plain name must be proven unique (see [`Self::find_by_name`]).
+    fn resolve(&self, vm: &VmRef, unique: bool) -> Result<(Moref, Option<PowerState>), CallError> {
         match vm {
             VmRef::Uuid(u) => Ok((self.find_by_uuid(u)?, None)),
             VmRef::Name(n) if n.starts_with('/') => Ok((self.find_by_path(n)?, None)),
-            VmRef::Name(n) => self.find_by_name(n),
+            VmRef::Name(n) => self.find_by_name(n, unique),
         }
     }
 
@@ -655,7 +913,7 @@ impl VmwareSoapDriver {
     }
 
     fn status_inner(&self, vm: &VmRef) -> Result<PowerState, CallError> {
-        let (m, st) = self.resolve(vm)?;
+        let (m, st) = self.resolve(vm, false)?;
         match st {
             Some(s) => Ok(s),
             None => self.state_of(vm, &m),
@@ -669,7 +927,7 @@ impl VmwareSoapDriver {
             "PowerOffVM_Task"
         };
         let reached = |s: PowerState| if on { s == PowerState::On } else { s.is_off() };
-        let (m, _) = self.resolve(vm)?;
+        let (m, _) = self.resolve(vm, true)?;
         let already = |this: &Self, f: Fault| -> Result<(), CallError> {
             if f.kind == "InvalidPowerState" && reached(this.state_of(vm, &m)?) {
                 tracing::debug!(vm = %vm, method, "already in the wanted state");

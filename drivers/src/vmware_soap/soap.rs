@@ -155,6 +155,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub(crate) struct Transport {
     agent: ureq::Agent,
     url: String,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl Transport {
@@ -174,11 +175,17 @@ impl Transport {
         Transport {
             agent: b.build(),
             url,
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Method calls sent so far (answered or not).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn unreachable(&self, why: String) -> DriverError {
@@ -199,6 +206,8 @@ impl Transport {
         args: &str,
     ) -> Result<(Element, Vec<String>), CallError> {
         let body = envelope(method, this, args);
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut req = self
             .agent
             .post(&self.url)

@@ -16,7 +16,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use fence_system_tests::agent::Agent;
+use fence_system_tests::agent::{Agent, AgentOutput};
 use fence_system_tests::bins::{our_bin_dir, Impl};
 use fence_system_tests::netns::Netns;
 
@@ -419,6 +419,93 @@ fn cross_check_with_reference() {
     }
 }
 
+/// Our fence_virtd with the `vmware_soap` backend in a network namespace, listening for
+/// fence_xvm over multicast; killed on drop.
+pub(super) struct VmwareDaemon {
+    pub(super) child: Child,
+    key: String,
+    dir: tempfile::TempDir,
+}
+
+impl VmwareDaemon {
+    /// Start it against the SDK on `127.0.0.1:sdk_port` inside `ns` (plain HTTP, the password
+    /// through `password_script` with trailing blanks that must be trimmed).
+    pub(super) fn start(ns: &Netns, sdk_port: u16) -> VmwareDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("fence_xvm.key");
+        fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
+        let conf = dir.path().join("fence_virt.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "fence_virtd {{\n\tlistener = \"multicast\";\n\tbackend = \"vmware_soap\";\n}}\n\
+                 listeners {{\n\tmulticast {{\n\t\tkey_file = \"{}\";\n\t\tport = \"1229\";\n\t\tfamily = \"ipv4\";\n\t\taddress = \"225.0.0.12\";\n\t}}\n}}\n\
+                 backends {{\n\tvmware_soap {{\n\t\taddress = \"127.0.0.1\";\n\t\tport = \"{}\";\n\t\tlogin = \"{USER}\";\n\t\tpassword_script = \"echo '{PASS}  '\";\n\t\tssl = \"none\";\n\t}}\n}}\n",
+                key.display(),
+                sdk_port
+            ),
+        )
+        .unwrap();
+        let child = ns
+            .cmd(our_bin_dir().join("fence_virtd"))
+            .args(["-F", "-f"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path().join("pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        VmwareDaemon {
+            child,
+            key: key.to_str().unwrap().to_string(),
+            dir,
+        }
+    }
+
+    /// Our fence_xvm (`-t 5`, the daemon's key) with `args`, bounded to 20 s.
+    pub(super) fn xvm(&self, ns: &Netns, args: &[&str]) -> AgentOutput {
+        let mut v = args.to_vec();
+        v.extend(["-k", &self.key, "-t", "5"]);
+        Agent::fence_xvm(Impl::Ours).run_args(ns, &v, Duration::from_secs(20))
+    }
+
+    /// Repeat `args` until the exit code is `want` or `within` has passed; the last output.
+    pub(super) fn xvm_until(
+        &self,
+        ns: &Netns,
+        args: &[&str],
+        want: i32,
+        within: Duration,
+    ) -> AgentOutput {
+        let t = Instant::now();
+        let mut o = self.xvm(ns, args);
+        while o.code != want && t.elapsed() < within {
+            std::thread::sleep(Duration::from_millis(300));
+            o = self.xvm(ns, args);
+        }
+        o
+    }
+
+    /// Still running?
+    pub(super) fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// What the daemon logged so far (for failure messages).
+    pub(super) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for VmwareDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Our fence_virtd with the vmware_soap backend, driven by our fence_xvm over multicast in a
 /// private network namespace (the simulator runs in the same namespace).
 #[test]
@@ -430,46 +517,15 @@ fn daemon_backend_driven_by_fence_xvm() {
         &["-vms", "10", "-wsdl-dir", &wsdl],
         false,
     );
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("fence_xvm.key");
-    fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
-    let conf = dir.path().join("fence_virt.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "fence_virtd {{\n\tlistener = \"multicast\";\n\tbackend = \"vmware_soap\";\n}}\n\
-             listeners {{\n\tmulticast {{\n\t\tkey_file = \"{}\";\n\t\tport = \"1229\";\n\t\tfamily = \"ipv4\";\n\t\taddress = \"225.0.0.12\";\n\t}}\n}}\n\
-             backends {{\n\tvmware_soap {{\n\t\taddress = \"127.0.0.1\";\n\t\tport = \"{}\";\n\t\tlogin = \"{USER}\";\n\t\tpassword_script = \"echo '{PASS}  '\";\n\t\tssl = \"none\";\n\t}}\n}}\n",
-            key.display(),
-            sim.port
-        ),
-    )
-    .unwrap();
-    let mut daemon = ns
-        .cmd(our_bin_dir().join("fence_virtd"))
-        .args(["-F", "-f"])
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.path().join("pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let k = key.to_str().unwrap().to_string();
-    let xvm = Agent::fence_xvm(Impl::Ours);
-    let run = |args: &[&str]| {
-        let mut v = args.to_vec();
-        v.extend(["-k", &k, "-t", "5"]);
-        xvm.run_args(&ns, &v, Duration::from_secs(20))
-    };
+    let daemon = VmwareDaemon::start(&ns, sim.port);
+    let run = |args: &[&str]| daemon.xvm(&ns, args);
     // Wait for the daemon (bounded).
-    let t = Instant::now();
-    let mut o = run(&["-o", "status", "-H", VM1]);
-    while o.code != 0 && t.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(300));
-        o = run(&["-o", "status", "-H", VM1]);
-    }
+    let o = daemon.xvm_until(
+        &ns,
+        &["-o", "status", "-H", VM1],
+        0,
+        Duration::from_secs(20),
+    );
     assert_eq!(
         (o.code, o.stdout.as_str()),
         (0, "Status: ON\n"),
@@ -489,6 +545,4 @@ fn daemon_backend_driven_by_fence_xvm() {
     assert!(o.stdout.contains(VM1_UUID), "{}", o.stdout);
     let o = run(&["-o", "status", "-H", "nosuchvm"]);
     assert_ne!(o.code, 0);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
 }

@@ -3,7 +3,13 @@
 //! and the simulator:
 //! * `fence_vmware_soap` interrupted by SIGTERM while its `Login` is in flight still logs the
 //!   session out (exit 1, as the reference's SIGTERM handler); SIGTERM during `--delay` exits 1
-//!   without a single request.
+//!   without a single request;
+//! * our fence_virtd with the `vmware_soap` backend keeps one session, answers cleanly (failure,
+//!   daemon alive) while the endpoint is down, and works again without a restart once a fresh
+//!   endpoint listens on the same port (the old cookie is unknown there, the old TCP connection
+//!   dead: new connection, re-login);
+//! * the daemon logs in again when the server expires its idle session (launcher flag
+//!   `-session-idle-timeout`), seen as a second `Login` through the proxy.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -14,7 +20,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::vmware::{ours, Sim, PASS, USER, VM1};
+use fence_system_tests::netns::Netns;
+
+use super::vmware::{launcher, ours, Sim, VmwareDaemon, PASS, USER, VM1, VM1_UUID};
 
 /// What the proxy saw, in order: SOAP methods in requests and HTTP status codes in answers,
 /// each with the number of the TCP connection it travelled on.
@@ -390,6 +398,122 @@ fn agent_sigterm_during_delay_exits_without_connecting() {
     assert!(stderr.contains("Interrupted by SIGTERM"), "{stderr}");
     assert!(!stderr.contains("logged out"), "{stderr}");
     assert_eq!(proxy.seen(), vec![], "no request during the delay");
+}
+
+/// A loopback port free in `ns` right now (bound, then released).
+fn free_port_in(ns: &Netns) -> u16 {
+    ns.run_in(|| {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    })
+}
+
+fn sim_on(ns: &Netns, port: u16, extra: &[&str]) -> Sim {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["-vms", "5", "-listen", &listen];
+    args.extend_from_slice(extra);
+    let sim = Sim::start(ns.cmd(launcher()), &args, false);
+    assert_eq!(sim.port, port, "simulator listens on the port asked for");
+    sim
+}
+
+/// The endpoint goes away and comes back (a fresh simulator on the same port: new sessions,
+/// old TCP connection dead) under a running daemon: requests fail cleanly meanwhile, then work
+/// again without restarting the daemon.
+#[test]
+fn daemon_reconnects_after_endpoint_restart() {
+    let ns = Netns::new();
+    let port = free_port_in(&ns);
+    let mut sim = sim_on(&ns, port, &[]);
+    let mut daemon = VmwareDaemon::start(&ns, port);
+    let status = ["-o", "status", "-H", VM1];
+    let o = daemon.xvm_until(&ns, &status, 0, Duration::from_secs(20));
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "{}\ndaemon: {}",
+        o.stderr,
+        daemon.log()
+    );
+
+    sim.kill();
+    for args in [&status[..], &["-o", "off", "-H", VM1]] {
+        let t = Instant::now();
+        let o = daemon.xvm(&ns, args);
+        assert_eq!(o.code, 1, "{args:?} with the endpoint down: {}", o.stderr);
+        assert!(
+            !o.timed_out,
+            "{args:?}: the daemon answers, it does not go silent"
+        );
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+        assert!(daemon.alive(), "daemon died: {}", daemon.log());
+    }
+
+    // The launcher prints its URL once it listens: the first request must already work.
+    let sim2 = sim_on(&ns, port, &[]);
+    let o = daemon.xvm(&ns, &status);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "after the restart: {}\ndaemon: {}",
+        o.stderr,
+        daemon.log()
+    );
+    let o = daemon.xvm(&ns, &["-o", "off", "-H", VM1_UUID]);
+    assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
+    let o = daemon.xvm(&ns, &status);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"));
+    let o = daemon.xvm(&ns, &["-o", "on", "-H", VM1]);
+    assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
+    let o = daemon.xvm(&ns, &status);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Status: ON\n"));
+
+    // A restart between two requests, none in between: the pooled connection is dead and the
+    // session unknown, yet the very next request is answered.
+    drop(sim2);
+    let _sim3 = sim_on(&ns, port, &[]);
+    let o = daemon.xvm(&ns, &["-o", "off", "-H", VM1]);
+    assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
+    let o = daemon.xvm(&ns, &status);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"));
+    assert!(daemon.alive());
+}
+
+/// The server drops the daemon's session after 2 s idle; the daemon's next request logs in
+/// again (a second `Login` through the proxy) and is answered correctly.
+#[test]
+fn daemon_logs_in_again_after_session_expiry() {
+    let ns = Netns::new();
+    let port = free_port_in(&ns);
+    let _sim = sim_on(&ns, port, &["-session-idle-timeout", "2s"]);
+    let proxy = Proxy::start(port, None, Some(ns.handle_path()));
+    let daemon = VmwareDaemon::start(&ns, proxy.port);
+    let status = ["-o", "status", "-H", VM1];
+    let o = daemon.xvm_until(&ns, &status, 0, Duration::from_secs(20));
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "{}\ndaemon: {}",
+        o.stderr,
+        daemon.log()
+    );
+    let logins = |p: &Proxy| p.requests().iter().filter(|m| *m == "Login").count();
+    assert_eq!(logins(&proxy), 1, "{:?}", proxy.seen());
+    // Idle for 2 s, checked every 2 s: gone after at most ~4 s.
+    std::thread::sleep(Duration::from_secs(5));
+    let o = daemon.xvm(&ns, &["-o", "off", "-H", VM1]);
+    assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
+    assert_eq!(logins(&proxy), 2, "one re-login: {:?}", proxy.seen());
+    assert_eq!(proxy.answer_to_last("Login"), Some(200));
+    let o = daemon.xvm(&ns, &status);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"));
+    std::thread::sleep(Duration::from_secs(5));
+    let o = daemon.xvm(&ns, &["-o", "on", "-H", VM1]);
+    assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
+    assert_eq!(logins(&proxy), 3, "{:?}", proxy.seen());
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //   - fixed credentials, so that a wrong password is refused;
 //   - test fixtures: VMs moved into sub-folders, renames (UTF-8 names, duplicate names across
 //     datacenters or folders), suspended VMs;
-//   - optional static files (VMware's WSDL) for the reference Python agent.
+//   - optional static files (VMware's WSDL) for the reference Python agent;
+//   - an idle session timeout (-session-idle-timeout), to test re-login after expiry.
 //
 // Build in GOPATH mode: GOPATH=/usr/share/gocode GO111MODULE=off go build -o BIN .
 package main
@@ -176,6 +177,7 @@ func main() {
 	user := flag.String("user", "fenceuser", "accepted user name")
 	pass := flag.String("password", "fencepw", "accepted password")
 	wsdlDir := flag.String("wsdl-dir", "", "serve the files of this directory under /sdk/")
+	idle := flag.Duration("session-idle-timeout", 0, "expire sessions idle for longer than this (0: never)")
 	var moves, renames, suspends multiFlag
 	flag.Var(&moves, "move", "NAME=FOLDER: move a VM into a sub-folder of its datacenter's VM folder, applied before renames (repeatable)")
 	flag.Var(&renames, "rename", "OLD=NEW: rename a VM before serving (repeatable)")
@@ -183,6 +185,10 @@ func main() {
 	flag.Parse()
 
 	log.SetOutput(os.Stderr)
+
+	// Sessions idle for longer than this are dropped server-side (checked at that interval),
+	// as vCenter does after its session timeout.
+	simulator.SessionIdleTimeout = *idle
 
 	m := simulator.VPX()
 	m.Datacenter = *dcs

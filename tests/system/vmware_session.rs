@@ -501,19 +501,26 @@ fn daemon_logs_in_again_after_session_expiry() {
         daemon.log()
     );
     let logins = |p: &Proxy| p.requests().iter().filter(|m| *m == "Login").count();
-    assert_eq!(logins(&proxy), 1, "{:?}", proxy.seen());
+    // One Login at start-up; a slow start could already have needed a second one.
+    let before = logins(&proxy);
+    assert!((1..=2).contains(&before), "{:?}", proxy.seen());
     // Idle for 2 s, checked every 2 s: gone after at most ~4 s.
     std::thread::sleep(Duration::from_secs(5));
     let o = daemon.xvm(&ns, &["-o", "off", "-H", VM1]);
     assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
-    assert_eq!(logins(&proxy), 2, "one re-login: {:?}", proxy.seen());
+    assert_eq!(
+        logins(&proxy),
+        before + 1,
+        "one re-login: {:?}",
+        proxy.seen()
+    );
     assert_eq!(proxy.answer_to_last("Login"), Some(200));
     let o = daemon.xvm(&ns, &status);
     assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"));
     std::thread::sleep(Duration::from_secs(5));
     let o = daemon.xvm(&ns, &["-o", "on", "-H", VM1]);
     assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
-    assert_eq!(logins(&proxy), 3, "{:?}", proxy.seen());
+    assert_eq!(logins(&proxy), before + 2, "{:?}", proxy.seen());
 }
 
 #[test]

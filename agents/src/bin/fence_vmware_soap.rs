@@ -263,7 +263,8 @@ fn connect(opts: VmwareSoapOptions) -> Result<Arc<VmwareSoapDriver>, DriverError
     if let Phase::Interrupted(sig) = *p {
         let logged_out = match &r {
             Ok(d) => d.logout().is_ok(),
-            Err(_) => true,
+            // The login failed: there is no session to log out.
+            Err(_) => false,
         };
         interrupted_exit(sig, logged_out);
     }

@@ -1,18 +1,22 @@
 #!/bin/bash
 # Benchmark of issue 4 (VMware SOAP): our fence_vmware_soap and the reference
-# /usr/sbin/fence_vmware_soap against govmomi's vSphere simulator (tests/vcsim) with 100, 1000
-# and 5000 VMs: status, off+on and list, ratios printed (reference / ours). The reference runs
-# only at 100 and 1000 VMs (it downloads the WSDL and lists the whole inventory on every call).
-# Then our fence_virtd with the vmware_soap backend answering `fence_xvm -o status` over its
-# open session (private network namespace, multicast on loopback).
+# /usr/sbin/fence_vmware_soap against govmomi's vSphere simulator (tests/vcsim) with 100, 1000,
+# 5000 and 20000 VMs: status (by name and by UUID), off+on and list, ratios printed
+# (reference / ours). Ours: median of 5 runs; the reference: one run per action and size (it
+# downloads the WSDL and lists the whole inventory on every call, seconds each).
+# Then, per size, the open-session numbers without an agent process in the way
+# (tests/bench/vsphere.rs): the vSphere driver's status over one session, and our fence_virtd
+# (tcp listener, vmware_soap backend) answering an in-process fence_virt -T client. Last, our
+# fence_virtd answering whole `fence_xvm -o status` processes (private network namespace,
+# multicast on loopback).
 #
 # Needs root (network namespace), golang-go, golang-github-vmware-govmomi-dev, fence-agents.
 # Usage: scripts/bench-vmware.sh [--quick]   (--quick: 100 and 1000 VMs only, 3 samples)
 set -eu
 cd "$(dirname "$0")/.."
-T=${CARGO_TARGET_DIR:-target}
+T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 export CARGO_TARGET_DIR=$T
-SIZES="100 1000 5000"
+SIZES="100 1000 5000 20000"
 N=5
 [ "${1:-}" = "--quick" ] && { SIZES="100 1000"; N=3; }
 REF=/usr/sbin/fence_vmware_soap
@@ -21,6 +25,8 @@ REF=/usr/sbin/fence_vmware_soap
 
 cargo build --release -q -p fence-agents --bin fence_vmware_soap --bin fence_xvm
 cargo build --release -q -p fence-virtd --bin fence_virtd
+cargo build --release -q -p fence-system-tests --bin fence-bench-vsphere
+VSPHERE=$T/release/fence-bench-vsphere
 OURS=$T/release/fence_vmware_soap
 mkdir -p "$T/vcsim-bench"
 LAUNCHER=$T/vcsim-bench/vcsim-launcher
@@ -65,16 +71,36 @@ bench() { # $1 = agent, $2 = samples; prints "status status-uuid offon list" med
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0fx", a / b; else print "-" }'; }
 
+D=$T/vcsim-bench/daemon
+mkdir -p "$D"
+printf 'fence-virt-test-key\n' >"$D/key"; chmod 600 "$D/key"
+OPEN=$D/open-session.md
+: >"$OPEN"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+open_session() { # $1 = VM count; the simulator runs on $PORT
+    local tport dpid
+    tport=$(free_port)
+    cat >"$D/tcp.conf" <<EOF
+fence_virtd { listener = "tcp"; backend = "vmware_soap"; }
+listeners { tcp { key_file = "$D/key"; address = "127.0.0.1"; port = "$tport"; } }
+backends { vmware_soap { address = "127.0.0.1"; port = "$PORT"; login = "fenceuser"; password = "fencepw"; ssl = "none"; } }
+EOF
+    chmod 600 "$D/tcp.conf"
+    "$T/release/fence_virtd" -F -f "$D/tcp.conf" -p "$D/tcp.pid" >/dev/null 2>&1 </dev/null &
+    dpid=$!
+    for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$tport") 2>/dev/null && break; sleep 0.1; done
+    "$VSPHERE" --sdk-port "$PORT" --vm $VM --samples 50 --label "$1" \
+        --daemon 127.0.0.1:"$tport" --key "$D/key" >>"$OPEN" || echo "| $1 | open-session bench failed | - | - |" >>"$OPEN"
+    kill "$dpid" 2>/dev/null || true; wait "$dpid" 2>/dev/null || true
+}
+
 echo "| VMs | action | ours (ms) | reference (ms) | reference / ours |"
 echo "|---:|---|---:|---:|---:|"
 for n in $SIZES; do
     start_sim "$n"
     read -r os ou oo ol < <(bench "$OURS" "$N")
-    if [ "$n" -le 1000 ]; then
-        read -r rs ru ro rl < <(bench "$REF" 1)
-    else
-        rs=-; ru=-; ro=-; rl=-
-    fi
+    read -r rs ru ro rl < <(bench "$REF" 1)
+    open_session "$n"
     stop_sim
     echo "| $n | status (name) | $os | $rs | $( [ "$rs" = - ] && echo - || ratio "$rs" "$os") |"
     echo "| $n | status (UUID) | $ou | $ru | $( [ "$ru" = - ] && echo - || ratio "$ru" "$ou") |"
@@ -82,15 +108,17 @@ for n in $SIZES; do
     echo "| $n | list | $ol | $rl | $( [ "$rl" = - ] && echo - || ratio "$rl" "$ol") |"
 done
 
+echo
+echo "| VMs | open session: what answers a status | median (ms) | p90 (ms) |"
+echo "|---:|---|---:|---:|"
+cat "$OPEN"
+
 # Daemon backend: fence_xvm -o status against our fence_virtd holding one vSphere session.
 NS=vmbench$$
 ip netns add $NS
 ip netns exec $NS ip link set lo up
 ip netns exec $NS ip link set lo multicast on
 ip netns exec $NS ip route replace 224.0.0.0/4 dev lo
-D=$T/vcsim-bench/daemon
-mkdir -p "$D"
-printf 'fence-virt-test-key\n' >"$D/key"; chmod 600 "$D/key"
 out=$D/sim.out; rm -f "$out"
 ip netns exec $NS "$LAUNCHER" -vms 1000 -user fenceuser -password fencepw >"$out" 2>/dev/null </dev/zero &
 SIM_PID=$!

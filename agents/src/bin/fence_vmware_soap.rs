@@ -6,8 +6,9 @@
 //! Deliberate differences, all documented here and in the driver:
 //! * no WSDL download, no temp files; each call has a deadline
 //!   ([`fence_agents::fencing_front::Prepared::call_timeout`]);
-//! * targeted lookups (UUID → `FindAllByUuid`, `/path` → `FindByInventoryPath`, name → one
-//!   name-only pass) instead of enumerating the inventory for every status and poll;
+//! * targeted lookups (UUID → `FindAllByUuid`, `/path` → `FindByInventoryPath`, name →
+//!   `FindChild` in the VM folders, see [`fence_drivers::vmware_soap`]) instead of enumerating
+//!   the inventory for every status and poll; on/off refuse a name that two VMs share;
 //! * `monitor` logs in and reads the session (`Driver::check`) instead of listing every VM;
 //! * a suspended VM is reported ON (it can be resumed), the reference says OFF;
 //! * `list` is sorted by name (the reference prints inventory order);
@@ -107,7 +108,7 @@ fn lookup(vm: &VmRef) -> &'static str {
         VmRef::Name(n) if n.starts_with('/') => {
             "by inventory path (SearchIndex.FindByInventoryPath)"
         }
-        VmRef::Name(_) => "by exact VM name over the inventory",
+        VmRef::Name(_) => "by exact VM name in every VM folder (SearchIndex.FindChild)",
     }
 }
 

@@ -479,11 +479,17 @@ fn status_by_name_costs_the_same_round_trips_at_any_inventory_size() {
             "walk of {n} VMs in {walk_calls} calls"
         );
         let u = uuid_of(&d, vm.as_str());
+        let c0 = d.soap_calls();
+        assert_eq!(d.status(&u).unwrap(), PowerState::On);
+        // FindAllByUuid (MethodNotFound on this simulator), FindByUuid, one read.
+        assert!(d.soap_calls() - c0 <= 3, "search + one read");
+        let c0 = d.soap_calls();
         let t = Instant::now();
         for _ in 0..10 {
             assert_eq!(d.status(&u).unwrap(), PowerState::On);
         }
         let by_uuid = t.elapsed() / 10;
+        assert_eq!(d.soap_calls() - c0, 10, "a remembered UUID costs one call");
         let t = Instant::now();
         assert_eq!(d.list().unwrap().len(), n);
         let list = t.elapsed();

@@ -12,7 +12,8 @@
 //!   the datacenter if one is set): one call, server-side index. Two VMs with the same BIOS UUID
 //!   (clones with kept UUIDs) are reported as [`DriverError::Ambiguous`] instead of letting the
 //!   server pick one as the reference does. Servers without `FindAllByUuid` (the API has had it
-//!   since 5.0; govmomi's simulator 0.24 lacks it) fall back to `FindByUuid`.
+//!   since 5.0; govmomi's simulator 0.24 lacks it) fall back to `FindByUuid`. The result is
+//!   remembered like a name (below) and re-validated with one read of `config.uuid`.
 //! * VM by inventory path (a name starting with `/`, e.g. `/DC0/vm/web1`): `FindByInventoryPath`,
 //!   one call, as the reference does.
 //! * VM by plain name: the API has no name index for VMs, but every VM sits in a folder (or a
@@ -246,6 +247,12 @@ fn power_state(s: &str) -> PowerState {
         "suspended" => PowerState::Suspended,
         _ => PowerState::Unknown,
     }
+}
+
+/// Key of a remembered UUID in the name cache (no VM name starts with a NUL).
+fn uuid_cache_key(uuid: &str) -> String {
+    let u = crate::vm::normalize_uuid(uuid).unwrap_or_else(|| uuid.trim().to_lowercase());
+    format!("\0uuid:{u}")
 }
 
 fn not_found(vm: &str, how: &str) -> CallError {
@@ -831,6 +838,39 @@ impl VmwareSoapDriver {
             .ok_or_else(|| not_found(uuid, "FindByUuid"))
     }
 
+    /// [`Self::find_by_uuid`], remembered like names: a remembered VM is re-validated with one
+    /// read of `config.uuid` + `runtime.powerState` (some servers search UUIDs linearly, the
+    /// simulator among them, so this keeps the daemon's polls flat). `FindAllByUuid` sees every
+    /// VM with that UUID, so a remembered UUID counts as proven unique.
+    fn find_by_uuid_remembered(
+        &self,
+        uuid: &str,
+    ) -> Result<(Moref, Option<PowerState>), CallError> {
+        let key = uuid_cache_key(uuid);
+        let cached = self
+            .names
+            .lock()
+            .get(&key)
+            .filter(|e| e.at.elapsed() < NAME_CACHE_TTL)
+            .cloned();
+        if let Some(e) = cached {
+            if let Some(o) = self.retrieve_one(&e.vm, &["config.uuid", "runtime.powerState"])? {
+                if o.text("config.uuid").map(uuid_cache_key).as_deref() == Some(key.as_str()) {
+                    return Ok((e.vm, o.text("runtime.powerState").map(power_state)));
+                }
+            }
+            self.names.lock().remove(&key);
+        }
+        let m = self.find_by_uuid(uuid)?;
+        let entry = NameEntry {
+            vm: m.clone(),
+            at: Instant::now(),
+            unique: true,
+        };
+        self.names.lock().insert(key, entry);
+        Ok((m, None))
+    }
+
     fn find_by_path(&self, path: &str) -> Result<Moref, CallError> {
         let args = format!("<inventoryPath>{}</inventoryPath>", esc(path));
         let resp = self.call("FindByInventoryPath", &self.sc.search_index, &args)?;
@@ -897,7 +937,7 @@ impl VmwareSoapDriver {
     /// Find a VM; `unique`: a plain name must be proven unique (see [`Self::find_by_name`]).
     fn resolve(&self, vm: &VmRef, unique: bool) -> Result<(Moref, Option<PowerState>), CallError> {
         match vm {
-            VmRef::Uuid(u) => Ok((self.find_by_uuid(u)?, None)),
+            VmRef::Uuid(u) => self.find_by_uuid_remembered(u),
             VmRef::Name(n) if n.starts_with('/') => Ok((self.find_by_path(n)?, None)),
             VmRef::Name(n) => self.find_by_name(n, unique),
         }
@@ -941,7 +981,11 @@ impl VmwareSoapDriver {
         let resp = match self.call(method, &m, "") {
             Ok(r) => r,
             Err(CallError::Fault(f)) if f.kind == "ManagedObjectNotFound" => {
-                self.names.lock().remove(vm.as_str());
+                let key = match vm {
+                    VmRef::Uuid(u) => uuid_cache_key(u),
+                    VmRef::Name(n) => n.clone(),
+                };
+                self.names.lock().remove(&key);
                 return Err(not_found(vm.as_str(), "moref vanished"));
             }
             Err(CallError::Fault(f)) if f.kind != "NotAuthenticated" => return already(self, f),

@@ -712,45 +712,34 @@ impl VmwareSoapDriver {
         Ok((hits, vanished))
     }
 
-    /// Fast name lookup for status: the datacenters' top VM folders only. `None`: not
-    /// applicable (escaped characters) or nothing found there.
-    fn probe_top_folders(&self, name: &str) -> Result<Option<Hits>, CallError> {
+    /// Name lookup by asking folders (see the module documentation). `complete`: every VM
+    /// folder in scope, answering `None` when that would not be complete or not be cheaper than
+    /// one pass over the inventory; otherwise the datacenters' top VM folders only (the fast
+    /// status path), answering `None` when nothing is found there. Names with characters
+    /// vSphere stores escaped are always `None`.
+    fn probe_folders(&self, name: &str, complete: bool) -> Result<Option<Hits>, CallError> {
         if name.contains(['%', '/', '\\']) {
             return Ok(None);
         }
         let mut fresh = false;
         for _ in 0..2 {
-            let (folders, was_fresh) = self.top_vm_folders(fresh)?;
+            let (folders, was_fresh) = if complete {
+                let (vf, was_fresh) = self.vm_folders(fresh)?;
+                if vf.vapps || vf.folders.len() > MAX_FOLDER_PROBES {
+                    return Ok(None);
+                }
+                (vf.folders, was_fresh)
+            } else {
+                self.top_vm_folders(fresh)?
+            };
             let (hits, vanished) = self.probe(&folders, name)?;
-            if vanished && !was_fresh {
+            // A remembered folder list may be stale: read it again when a folder has gone, and
+            // before a complete lookup says "not found".
+            if !was_fresh && (vanished || (complete && hits.is_empty())) {
                 fresh = true;
                 continue;
             }
-            return Ok((!hits.is_empty()).then_some(hits));
-        }
-        Ok(None)
-    }
-
-    /// Complete name lookup by asking every VM folder (see the module documentation). `None`
-    /// when that would not be complete or not be cheaper than one pass over the inventory.
-    fn probe_all_folders(&self, name: &str) -> Result<Option<Hits>, CallError> {
-        if name.contains(['%', '/', '\\']) {
-            return Ok(None);
-        }
-        let mut fresh = false;
-        for _ in 0..2 {
-            let (vf, was_fresh) = self.vm_folders(fresh)?;
-            if vf.vapps || vf.folders.len() > MAX_FOLDER_PROBES {
-                return Ok(None);
-            }
-            let (hits, vanished) = self.probe(&vf.folders, name)?;
-            // A remembered folder list may be stale: read it again before saying "not found"
-            // or when a folder has gone.
-            if (hits.is_empty() || vanished) && !was_fresh {
-                fresh = true;
-                continue;
-            }
-            return Ok(Some(hits));
+            return Ok((complete || !hits.is_empty()).then_some(hits));
         }
         Ok(None)
     }
@@ -905,12 +894,12 @@ impl VmwareSoapDriver {
         let fast = if unique {
             None
         } else {
-            self.probe_top_folders(name)?
+            self.probe_folders(name, false)?
         };
         let proven = fast.is_none();
         let mut hits = match fast {
             Some(hits) => hits,
-            None => match self.probe_all_folders(name)? {
+            None => match self.probe_folders(name, true)? {
                 Some(hits) => hits,
                 None => self.walk_names(name)?,
             },

@@ -227,6 +227,43 @@ fn ours_all_actions_by_name_uuid_and_path() {
     assert!(o.took < Duration::from_secs(2), "{:?}", o.took);
 }
 
+/// No temp files: every action with TMPDIR, HOME and the working directory pointing at empty
+/// directories leaves them empty (the issue: "writes no temp files").
+#[test]
+fn ours_writes_no_temp_files() {
+    let sim = Sim::local(5, false);
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for action in [
+        "status",
+        "off",
+        "on",
+        "reboot",
+        "list",
+        "monitor",
+        "list-status",
+    ] {
+        let o = Command::new(ours())
+            .args(base(&sim, &["-o", action, "-n", VM1]))
+            .env("TMPDIR", dirs[0].path())
+            .env("HOME", dirs[1].path())
+            .current_dir(dirs[2].path())
+            .env_remove("PCMK_service")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{action}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for d in &dirs {
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert!(left.is_empty(), "{}: {left:?}", d.path().display());
+    }
+}
+
 #[test]
 fn ours_errors_wrong_password_unknown_vm_and_tls() {
     let sim = Sim::local(5, false);

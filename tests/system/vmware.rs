@@ -441,6 +441,30 @@ fn cross_check_with_reference() {
             b.stderr
         );
     }
+    // The same by UUID (ours on VM4, the reference on VM5).
+    let listed = agent(&ours(), &base(&sim, &["-o", "list"]), &[]).stdout;
+    let uuid_of = |vm: &str| {
+        listed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{vm},")).map(str::to_string))
+            .unwrap_or_else(|| panic!("{vm} not listed: {listed}"))
+    };
+    let (u4, u5) = (uuid_of("DC0_C0_RP0_VM4"), uuid_of("DC0_C0_RP0_VM5"));
+    for act in ["off", "status", "on", "reboot", "status"] {
+        let a = agent(&ours(), &base(&sim, &["-o", act, "-n", &u4]), &[]);
+        let b = agent(
+            Path::new(REFERENCE),
+            &base(&sim, &["-o", act, "-n", &u5]),
+            &[],
+        );
+        assert_eq!(
+            (a.code, &a.stdout),
+            (b.code, &b.stdout),
+            "{act} by UUID\nours stderr: {}\nreference stderr: {}",
+            a.stderr,
+            b.stderr
+        );
+    }
     // Wrong password: both exit 1 with the EC_LOGIN_DENIED text.
     let mut args = base(&sim, &["-o", "status", "-n", VM1]);
     args[7] = "wrong".into();
@@ -454,6 +478,76 @@ fn cross_check_with_reference() {
             .stderr
             .contains("Unable to connect/login to fencing device"));
     }
+}
+
+/// TLS and an unreachable endpoint, ours against the reference on the same simulator: verify on
+/// with the simulator's CA (both stacks read it from the environment: `SSL_CERT_FILE` for ours
+/// and OpenSSL, `REQUESTS_CA_BUNDLE` for the reference's `requests`), verify on without it
+/// (`--ssl` and `--ssl-secure`: both refuse), verify off (`--ssl-insecure`), then the endpoint
+/// gone: same stdout and exit codes.
+#[test]
+fn cross_check_tls_and_unreachable_with_reference() {
+    let mut sim = Sim::local(5, true);
+    let ca = sim.ca.clone().unwrap();
+    let ca = ca.to_str().unwrap();
+    let trust = [("SSL_CERT_FILE", ca), ("REQUESTS_CA_BUNDLE", ca)];
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: Vec<(Vec<&str>, Env, Option<i32>)> = vec![
+        (
+            vec!["--ssl-secure", "-o", "status", "-n", VM1],
+            &trust,
+            Some(0),
+        ),
+        (
+            vec!["--ssl-secure", "-o", "status", "-n", VM1_UUID],
+            &trust,
+            Some(0),
+        ),
+        (vec!["--ssl", "-o", "list"], &trust, Some(0)),
+        (vec!["--ssl-secure", "-o", "monitor"], &trust, Some(0)),
+        (
+            vec!["--ssl-secure", "-o", "status", "-n", VM1],
+            &[],
+            Some(1),
+        ),
+        (vec!["--ssl", "-o", "status", "-n", VM1], &[], Some(1)),
+        (
+            vec!["--ssl-insecure", "-o", "status", "-n", VM1],
+            &[],
+            Some(0),
+        ),
+        (
+            vec!["--ssl-insecure", "-o", "status", "-n", "nosuchvm"],
+            &[],
+            None,
+        ),
+    ];
+    let check = |args: &[&str], env: &[(&str, &str)], want: Option<i32>, sim: &Sim| {
+        let a = agent(&ours(), &base(sim, args), env);
+        let b = agent(Path::new(REFERENCE), &base(sim, args), env);
+        let norm = |o: &Out| sorted(&o.stdout);
+        assert_eq!(
+            (a.code, norm(&a)),
+            (b.code, norm(&b)),
+            "{args:?} {env:?}\nours stderr: {}\nreference stderr: {}",
+            a.stderr,
+            b.stderr
+        );
+        if let Some(w) = want {
+            assert_eq!(a.code, w, "{args:?} {env:?}: {}", a.stderr);
+        }
+    };
+    for (args, env, want) in &cases {
+        check(args, env, *want, &sim);
+    }
+    sim.kill();
+    check(
+        &["--ssl-insecure", "-o", "status", "-n", VM1],
+        &[],
+        Some(1),
+        &sim,
+    );
+    check(&["-o", "status", "-n", VM1], &[], Some(1), &sim);
 }
 
 /// Our fence_virtd with the `vmware_soap` backend in a network namespace, listening for

@@ -166,7 +166,9 @@ pub fn build_driver(b: &BackendConfig) -> Result<Arc<dyn Driver>, RunError> {
             };
             let tls = match c.ssl {
                 TlsMode::Plain => Tls::Plain,
-                TlsMode::Verify => Tls::Verify { ca: None },
+                TlsMode::Verify => Tls::Verify {
+                    ca: c.ca_file.clone(),
+                },
                 TlsMode::Insecure => Tls::Insecure,
             };
             let port = c.port.unwrap_or(if tls == Tls::Plain { 80 } else { 443 });

@@ -16,7 +16,7 @@
 //!   drops it).
 //! * `vsock` is configured (port and key file); the C wizard cannot.
 //! * Backends `sim` (nothing to ask) and `vmware_soap` (address, login, password or password
-//!   script, TLS mode) are configured; `cpg` questions are asked when it is chosen anyway.
+//!   script, TLS mode, CA file) are configured; `cpg` questions are asked when it is chosen anyway.
 //! * Answers our daemon would reject at load time are asked again instead of being written:
 //!   a multicast address that is not a multicast group, a port outside 1–65535 or not in
 //!   decimal (the C wizard takes `0x4cd`), a serial mode that is neither `serial`, `vmchannel`
@@ -695,7 +695,26 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
                         },
                     )
                 })?;
-        self.set(&path, Some(&ssl))
+        self.set(&path, Some(&ssl))?;
+
+        // A CA file only means something when certificates are checked.
+        let path = format!("{S}/@ca_file");
+        if ssl != "secure" {
+            return self.set(&path, None);
+        }
+        let current = self.get(&path).unwrap_or_else(|| "none".to_string());
+        let ca = self.io.ask_checked(
+            "CA certificates file (PEM; none: the system store)",
+            &current,
+            |_, a| {
+                Ok(if is_none(a) || Path::new(a).is_file() {
+                    Ok(a.to_string())
+                } else {
+                    Err(format!("No such file: {a}\n"))
+                })
+            },
+        )?;
+        self.set(&path, (!is_none(&ca)).then_some(ca.as_str()))
     }
 }
 

@@ -286,13 +286,23 @@ fn vsock_and_our_backends_parse_in_the_reference() {
     let r = run_wizard(
         OURS,
         Some(DEBIAN),
-        "\n\n\n\n\n\nvmware_soap\nvc.example\nfence\n/usr/local/bin/vc-password\n\ny\n",
+        "\n\n\n\n\n\nvmware_soap\nvc.example\nfence\n/usr/local/bin/vc-password\n\n\
+         /nonexistent/ca.pem\n/etc/hostname\ny\n",
     );
     check_written(&r, "multicast");
+    assert!(
+        r.out.contains("No such file: /nonexistent/ca.pem"),
+        "{}",
+        r.out
+    );
     let t = tree(r.file.as_deref().unwrap());
     assert_eq!(
         t.get("backends/vmware_soap/@password_script"),
         Some("/usr/local/bin/vc-password")
     );
     assert_eq!(t.get("backends/vmware_soap/@ssl"), Some("secure"));
+    assert_eq!(
+        t.get("backends/vmware_soap/@ca_file"),
+        Some("/etc/hostname")
+    );
 }

@@ -562,6 +562,11 @@ impl VmwareDaemon {
     /// Start it against the SDK on `127.0.0.1:sdk_port` inside `ns` (plain HTTP, the password
     /// through `password_script` with trailing blanks that must be trimmed).
     pub(super) fn start(ns: &Netns, sdk_port: u16) -> VmwareDaemon {
+        Self::start_tls(ns, sdk_port, "ssl = \"none\";")
+    }
+
+    /// [`Self::start`] with `tls` (the `ssl`/`ca_file` lines) instead of plain HTTP.
+    pub(super) fn start_tls(ns: &Netns, sdk_port: u16, tls: &str) -> VmwareDaemon {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("fence_xvm.key");
         fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
@@ -571,7 +576,7 @@ impl VmwareDaemon {
             format!(
                 "fence_virtd {{\n\tlistener = \"multicast\";\n\tbackend = \"vmware_soap\";\n}}\n\
                  listeners {{\n\tmulticast {{\n\t\tkey_file = \"{}\";\n\t\tport = \"1229\";\n\t\tfamily = \"ipv4\";\n\t\taddress = \"225.0.0.12\";\n\t}}\n}}\n\
-                 backends {{\n\tvmware_soap {{\n\t\taddress = \"127.0.0.1\";\n\t\tport = \"{}\";\n\t\tlogin = \"{USER}\";\n\t\tpassword_script = \"echo '{PASS}  '\";\n\t\tssl = \"none\";\n\t}}\n}}\n",
+                 backends {{\n\tvmware_soap {{\n\t\taddress = \"127.0.0.1\";\n\t\tport = \"{}\";\n\t\tlogin = \"{USER}\";\n\t\tpassword_script = \"echo '{PASS}  '\";\n\t\t{tls}\n\t}}\n}}\n",
                 key.display(),
                 sdk_port
             ),
@@ -635,6 +640,43 @@ impl Drop for VmwareDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The daemon's TLS choices against a simulator with its own CA: `ssl = "secure"` with
+/// `ca_file` verifies and works, `ssl = "secure"` with only the system store refuses to start
+/// (naming the certificate problem), `ssl = "insecure"` works.
+#[test]
+fn daemon_backend_tls_verify_with_ca_file() {
+    let ns = Netns::new();
+    let wsdl = wsdl_dir().to_string_lossy().into_owned();
+    let sim = Sim::start(ns.cmd(launcher()), &["-vms", "3", "-wsdl-dir", &wsdl], true);
+    let ca = sim.ca.clone().unwrap();
+    let status = ["-o", "status", "-H", VM1];
+    for tls in [
+        format!("ssl = \"secure\"; ca_file = \"{}\";", ca.display()),
+        "ssl = \"insecure\";".to_string(),
+    ] {
+        let d = VmwareDaemon::start_tls(&ns, sim.port, &tls);
+        let o = d.xvm_until(&ns, &status, 0, Duration::from_secs(20));
+        assert_eq!(
+            (o.code, o.stdout.as_str()),
+            (0, "Status: ON\n"),
+            "{tls}: {}\ndaemon: {}",
+            o.stderr,
+            d.log()
+        );
+    }
+    let mut d = VmwareDaemon::start_tls(&ns, sim.port, "ssl = \"secure\";");
+    let t = Instant::now();
+    while d.alive() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !d.alive(),
+        "an unverifiable certificate must stop the daemon"
+    );
+    let log = d.log();
+    assert!(log.contains("certificate"), "{log}");
 }
 
 /// Our fence_virtd with the vmware_soap backend, driven by our fence_xvm over multicast in a

@@ -274,6 +274,9 @@ pub struct VmwareSoapConfig {
     pub password_script: Option<String>,
     /// TLS mode (`ssl`).
     pub ssl: TlsMode,
+    /// CA certificates (PEM) trusted instead of the system store (`ca_file`; only with
+    /// `ssl = "secure"`).
+    pub ca_file: Option<PathBuf>,
     /// Limit to one datacenter (`datacenter`).
     pub datacenter: Option<String>,
     /// Per-call timeout in seconds (`timeout`, default 60).
@@ -768,6 +771,7 @@ impl<'a> Reader<'a> {
                     "password",
                     "password_script",
                     "ssl",
+                    "ca_file",
                     "datacenter",
                     "timeout",
                 ];
@@ -800,6 +804,20 @@ impl<'a> Reader<'a> {
                     Some(e) if e.value.eq_ignore_ascii_case("none") => TlsMode::Plain,
                     Some(e) => return Err(self.invalid(&k("ssl"), e, "secure, insecure or none")),
                 };
+                let ca_file = match self.entry(&k("ca_file")) {
+                    Some(e) if ssl != TlsMode::Verify => {
+                        return Err(self.invalid(
+                            &k("ca_file"),
+                            e,
+                            "no ca_file: certificates are only checked with ssl = \"secure\"",
+                        ))
+                    }
+                    Some(e) if e.value.trim().is_empty() => {
+                        return Err(self.invalid(&k("ca_file"), e, "a PEM file path"))
+                    }
+                    Some(e) => Some(PathBuf::from(e.value.trim())),
+                    None => None,
+                };
                 BackendConfig::VmwareSoap(VmwareSoapConfig {
                     address,
                     port,
@@ -807,6 +825,7 @@ impl<'a> Reader<'a> {
                     password,
                     password_script,
                     ssl,
+                    ca_file,
                     datacenter: self.str(&k("datacenter")),
                     timeout_secs: self.int(
                         &k("timeout"),
@@ -1193,6 +1212,7 @@ mod tests {
                 password: Some("pw".into()),
                 password_script: None,
                 ssl: TlsMode::Insecure,
+                ca_file: None,
                 datacenter: Some("DC1".into()),
                 timeout_secs: VMWARE_TIMEOUT_DEFAULT,
             })
@@ -1253,6 +1273,25 @@ mod tests {
         let e =
             v("address = \"h\"; login = \"u\"; password = \"p\"; ssl = \"maybe\";").unwrap_err();
         assert_eq!(invalid_at(&e).0, "backends/vmware_soap/@ssl");
+        // ca_file: a path with ssl = "secure" (the default), refused with the other modes.
+        let c =
+            v("address = \"h\"; login = \"u\"; password = \"p\"; ca_file = \"/etc/vc-ca.pem\";")
+                .unwrap();
+        match c.backend {
+            BackendConfig::VmwareSoap(s) => {
+                assert_eq!(s.ssl, TlsMode::Verify);
+                assert_eq!(s.ca_file, Some(PathBuf::from("/etc/vc-ca.pem")));
+            }
+            other => panic!("{other:?}"),
+        }
+        for ssl in ["insecure", "none"] {
+            let e = v(&format!(
+                "address = \"h\"; login = \"u\"; password = \"p\"; ssl = \"{ssl}\"; ca_file = \"/x\";"
+            ))
+            .unwrap_err();
+            assert_eq!(invalid_at(&e).0, "backends/vmware_soap/@ca_file", "{ssl}");
+            assert!(e.to_string().contains("ssl = \"secure\""), "{e}");
+        }
         let c = v("address = \"h\"; login = \"u\"; password_script = \"/bin/pw\"; ssl = \"none\";")
             .unwrap();
         match c.backend {

@@ -413,6 +413,25 @@ fn power_by_name_proves_the_name_unique_across_folders() {
         d.power_on(&dup),
         Err(DriverError::Ambiguous { .. })
     ));
+    // "Off" ends a fence without a power operation, so status never answers it for an
+    // unproven name: with the top-folder VM off (and remembered as found on), the name is
+    // proven, found twice, and refused — the running one in "other" must not look fenced.
+    let top = name("/DC0/vm/DC0_C0_RP0_VM0");
+    d.power_off(&top).unwrap();
+    assert!(matches!(
+        d.status(&dup),
+        Err(DriverError::Ambiguous { count: 2, .. })
+    ));
+    let fresh = sim.connect();
+    assert!(matches!(
+        fresh.status(&dup),
+        Err(DriverError::Ambiguous { count: 2, .. })
+    ));
+    assert_eq!(
+        d.status(&name("/DC0/vm/other/DC0_C0_RP0_VM0")).unwrap(),
+        PowerState::On
+    );
+    d.power_on(&top).unwrap();
     assert!(matches!(
         d.status(&name("DC0_C0_RP0_VM2")),
         Err(DriverError::NotFound(_))

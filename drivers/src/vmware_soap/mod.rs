@@ -22,8 +22,12 @@
 //!     comes from one query whose traversal stops at datacenters, so it grows with the number
 //!     of datacenters, not of VMs) and confirms a hit with one single-object read of `name` +
 //!     `runtime.powerState`, which is also the answer: three calls whatever the inventory
-//!     size. A name found in two datacenters is [`DriverError::Ambiguous`]. A name found in
-//!     no top folder goes to the complete lookup below.
+//!     size. That fast answer is given only when the VM is **not off**: "off" ends a fence
+//!     without any power operation ("already off"), so an off VM found this way is reported
+//!     only after the complete lookup below has proven the name unique (a same-named running
+//!     VM in a sub-folder would otherwise be left running while the fence reports success).
+//!     A name found in two datacenters is [`DriverError::Ambiguous`]. A name found in no top
+//!     folder goes to the complete lookup.
 //!   - **power on/off** (and status when the fast path finds nothing) must not hit the wrong
 //!     VM, so they prove the name unique: the driver reads every VM folder in scope (one
 //!     query through folders and datacenters' VM folders that returns only folders), asks
@@ -41,9 +45,10 @@
 //!   nothing with a remembered list reads it again before answering "not found". Caveat: a
 //!   duplicate created after the name was remembered goes unnoticed for up to
 //!   [`NAME_CACHE_TTL`]; a rename or deletion of the remembered VM is noticed at once; a status
-//!   by name may answer for the VM in a top folder when a VM of the same name sits in a
-//!   sub-folder of the same datacenter (use the UUID or the inventory path to be exact — a
-//!   power operation refuses that name as ambiguous).
+//!   by name may answer "on" for the VM in a top folder when a VM of the same name sits in a
+//!   sub-folder of the same datacenter (use the UUID or the inventory path to be exact); it
+//!   never answers "off" for an unproven name, and a power operation refuses that name as
+//!   ambiguous.
 //! * status: one single-object `RetrievePropertiesEx` of `runtime.powerState` after the lookup.
 //! * on/off: `PowerOnVM_Task`/`PowerOffVM_Task` on the VM's moref, then the task's
 //!   `info.state` is polled until `success`/`error` within the call timeout (the reference does
@@ -247,6 +252,12 @@ fn power_state(s: &str) -> PowerState {
         "suspended" => PowerState::Suspended,
         _ => PowerState::Unknown,
     }
+}
+
+/// Whether a status answer could end a fence without any power operation ("already off"), so
+/// that a plain name behind it must be proven unique first. Unread counts as such.
+fn may_end_fence(st: Option<PowerState>) -> bool {
+    st.map_or(true, PowerState::is_off)
 }
 
 /// Key of a remembered UUID in the name cache (no VM name starts with a NUL).
@@ -886,23 +897,46 @@ impl VmwareSoapDriver {
             if let Some(o) = self.retrieve_one(&e.vm, &["name", "runtime.powerState"])? {
                 if o.text("name").map(decode_name).as_deref() == Some(name) {
                     let st = o.text("runtime.powerState").map(power_state);
-                    return Ok((e.vm, st));
+                    if e.unique || !may_end_fence(st) {
+                        return Ok((e.vm, st));
+                    }
+                    // Remembered by the fast path and now off: prove the name first.
+                    return self.find_unique_name(name);
                 }
             }
             self.names.lock().remove(name);
         }
-        let fast = if unique {
-            None
-        } else {
-            self.probe_folders(name, false)?
-        };
-        let proven = fast.is_none();
-        let mut hits = match fast {
+        if !unique {
+            if let Some(hits) = self.probe_folders(name, false)? {
+                match hits.as_slice() {
+                    [(m, st)] if !may_end_fence(*st) => {
+                        let entry = NameEntry {
+                            vm: m.clone(),
+                            at: Instant::now(),
+                            unique: false,
+                        };
+                        self.names.lock().insert(name.to_string(), entry);
+                        return Ok((m.clone(), *st));
+                    }
+                    // Off (or unreadable): that answer can end a fence, so prove the name.
+                    [_] => {}
+                    _ => {
+                        return Err(CallError::Driver(DriverError::Ambiguous {
+                            name: name.to_string(),
+                            count: hits.len(),
+                        }))
+                    }
+                }
+            }
+        }
+        self.find_unique_name(name)
+    }
+
+    /// The complete name lookup: every VM folder, or the walk; duplicates are refused.
+    fn find_unique_name(&self, name: &str) -> Result<(Moref, Option<PowerState>), CallError> {
+        let mut hits = match self.probe_folders(name, true)? {
             Some(hits) => hits,
-            None => match self.probe_folders(name, true)? {
-                Some(hits) => hits,
-                None => self.walk_names(name)?,
-            },
+            None => self.walk_names(name)?,
         };
         match hits.len() {
             0 => Err(not_found(name, "name")),
@@ -911,7 +945,7 @@ impl VmwareSoapDriver {
                 let entry = NameEntry {
                     vm: m.clone(),
                     at: Instant::now(),
-                    unique: proven,
+                    unique: true,
                 };
                 self.names.lock().insert(name.to_string(), entry);
                 Ok((m, st))

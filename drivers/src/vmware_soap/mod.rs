@@ -259,7 +259,7 @@ fn power_state(s: &str) -> PowerState {
 /// Whether a status answer could end a fence without any power operation ("already off"), so
 /// that a plain name behind it must be proven unique first. Unread counts as such.
 fn may_end_fence(st: Option<PowerState>) -> bool {
-    st.map_or(true, PowerState::is_off)
+    !matches!(st, Some(s) if !s.is_off())
 }
 
 /// Key of a remembered UUID in the name cache (no VM name starts with a NUL).

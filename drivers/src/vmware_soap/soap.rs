@@ -11,9 +11,10 @@ use std::time::Duration;
 use super::xml::{self, esc, Element};
 use crate::DriverError;
 
-/// `SOAPAction` header. The reference sends `vim25`; we name an API version that every vCenter
-/// and ESXi from 6.0 on accepts and that has every method we use (all date from 5.0 or older).
-const SOAP_ACTION: &str = "urn:vim25/6.0";
+/// `SOAPAction` header. The reference sends `vim25`; we name the oldest API version that has
+/// every method we use (`FindAllByUuid` came with 5.0), which every vCenter and ESXi from 5.0
+/// on accepts (servers keep serving older API versions).
+const SOAP_ACTION: &str = "urn:vim25/5.0";
 
 /// Largest response body we accept (a 100-object property page is a few tens of kB).
 const MAX_BODY: u64 = 64 << 20;
@@ -151,6 +152,35 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Name resolution under the call deadline: ureq resolves host names with no time limit, so
+/// the lookup runs on a helper thread and a slow one fails as a timeout (the thread finishes
+/// on its own when the system resolver gives up; getaddrinfo cannot be cancelled).
+struct BoundedResolver(Duration);
+
+impl ureq::Resolver for BoundedResolver {
+    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        use std::net::ToSocketAddrs as _;
+        // Literal addresses need no lookup (and no thread).
+        if let Ok(a) = netloc.parse::<std::net::SocketAddr>() {
+            return Ok(vec![a]);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = netloc.to_string();
+        std::thread::Builder::new()
+            .name("dns".into())
+            .spawn(move || {
+                let _ = tx.send(name.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+            })?;
+        match rx.recv_timeout(self.0) {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("looking up {netloc} took longer than {:?}", self.0),
+            )),
+        }
+    }
+}
+
 /// One HTTP endpoint (`http[s]://host:port/sdk`) with its agent.
 pub(crate) struct Transport {
     agent: ureq::Agent,
@@ -165,6 +195,7 @@ impl Transport {
         tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     ) -> Transport {
         let mut b = ureq::AgentBuilder::new()
+            .resolver(BoundedResolver(timeout))
             .timeout_connect(timeout)
             .timeout(timeout)
             .redirects(0)
@@ -384,6 +415,29 @@ pub(crate) fn retrieve_result(resp: &Element) -> (Vec<ObjectContent>, Option<Str
 
 #[cfg(test)]
 mod tests {
+    use ureq::Resolver as _;
+
+    #[test]
+    fn resolver_is_bounded_and_skips_literals() {
+        let r = super::BoundedResolver(Duration::ZERO);
+        // A literal needs no lookup, so even a zero deadline answers.
+        assert_eq!(
+            r.resolve("127.0.0.1:443").unwrap(),
+            vec!["127.0.0.1:443".parse().unwrap()]
+        );
+        assert_eq!(
+            r.resolve("[::1]:80").unwrap(),
+            vec!["[::1]:80".parse().unwrap()]
+        );
+        // A name goes through the helper thread: with no time at all it times out ...
+        let e = r.resolve("localhost:443").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("localhost:443"), "{e}");
+        // ... and with time it resolves.
+        let r = super::BoundedResolver(Duration::from_secs(5));
+        assert!(!r.resolve("localhost:443").unwrap().is_empty());
+    }
+
     use super::*;
 
     const RESPONSES: &str =

@@ -500,8 +500,8 @@ fn status_by_name_costs_the_same_round_trips_at_any_inventory_size() {
         let u = uuid_of(&d, vm.as_str());
         let c0 = d.soap_calls();
         assert_eq!(d.status(&u).unwrap(), PowerState::On);
-        // FindAllByUuid (MethodNotFound on this simulator), FindByUuid, one read.
-        assert!(d.soap_calls() - c0 <= 3, "search + one read");
+        // FindAllByUuid (served by the launcher), one read.
+        assert_eq!(d.soap_calls() - c0, 2, "search + one read");
         let c0 = d.soap_calls();
         let t = Instant::now();
         for _ in 0..10 {
@@ -527,4 +527,161 @@ fn status_by_name_costs_the_same_round_trips_at_any_inventory_size() {
         costs[0] <= 3,
         "folder list + FindChild + one read: {costs:?}"
     );
+}
+
+fn assert_ambiguous<T: std::fmt::Debug>(r: Result<T, DriverError>, uuid: &VmRef, what: &str) {
+    match r {
+        Err(DriverError::Ambiguous { name, count }) => {
+            assert_eq!(name, uuid.as_str(), "{what}");
+            assert_eq!(count, 2, "{what}");
+        }
+        other => panic!("{what}: a BIOS UUID two VMs share must be ambiguous, got {other:?}"),
+    }
+}
+
+/// By UUID the driver asks `FindAllByUuid` (served by the launcher on top of the simulator):
+/// one search and one read for a first status, in any letter case.
+#[test]
+fn status_by_uuid_uses_find_all_by_uuid() {
+    let sim = Sim::start(&["-vms", "3"], false);
+    let d = sim.connect();
+    let u1 = uuid_of(&d, "DC0_C0_RP0_VM1");
+    let c0 = d.soap_calls();
+    assert_eq!(d.status(&u1).unwrap(), PowerState::On);
+    assert_eq!(d.soap_calls() - c0, 2, "FindAllByUuid + one read");
+    // A second UUID: no fallback was learnt, same cost.
+    let u2 = uuid_of(&d, "DC0_C0_RP0_VM2");
+    let upper = VmRef::parse(&u2.as_str().to_uppercase());
+    let c0 = d.soap_calls();
+    assert_eq!(d.status(&upper).unwrap(), PowerState::On);
+    assert_eq!(d.soap_calls() - c0, 2, "FindAllByUuid + one read");
+    d.power_off(&upper).unwrap();
+    assert_eq!(d.status(&name("DC0_C0_RP0_VM2")).unwrap(), PowerState::Off);
+    assert_eq!(d.status(&name("DC0_C0_RP0_VM1")).unwrap(), PowerState::On);
+    assert!(matches!(
+        d.status(&VmRef::parse("01234567-89ab-cdef-0123-456789abcdef")),
+        Err(DriverError::NotFound(_))
+    ));
+}
+
+/// Two VMs with the same BIOS UUID (a clone that kept it): status and every power action by
+/// that UUID are refused as ambiguous and touch neither VM; other UUIDs still work.
+#[test]
+fn bios_uuid_shared_by_two_vms_is_ambiguous() {
+    let sim = Sim::start(
+        &["-vms", "3", "-same-uuid", "DC0_C0_RP0_VM2=DC0_C0_RP0_VM0"],
+        false,
+    );
+    let d = sim.connect();
+    let list = d.list().unwrap();
+    let u0 = uuid_of(&d, "DC0_C0_RP0_VM0");
+    assert_eq!(
+        list.iter().filter(|v| VmRef::parse(&v.uuid) == u0).count(),
+        2,
+        "-same-uuid applied: {list:?}"
+    );
+    let upper = VmRef::parse(&u0.as_str().to_uppercase());
+    for u in [&u0, &upper] {
+        assert_ambiguous(d.status(u), u, "status");
+        assert_ambiguous(d.power_off(u), u, "power_off");
+        assert_ambiguous(d.power_on(u), u, "power_on");
+    }
+    for vm in ["DC0_C0_RP0_VM0", "DC0_C0_RP0_VM2"] {
+        assert_eq!(
+            d.status(&name(vm)).unwrap(),
+            PowerState::On,
+            "{vm} untouched"
+        );
+    }
+    // Still ambiguous when one of them is off (no early "already off").
+    d.power_off(&name("DC0_C0_RP0_VM0")).unwrap();
+    assert_ambiguous(d.status(&u0), &u0, "status, one off");
+    assert_ambiguous(d.power_off(&u0), &u0, "power_off, one off");
+    assert_eq!(
+        d.status(&name("DC0_C0_RP0_VM2")).unwrap(),
+        PowerState::On,
+        "the other one stays on"
+    );
+    // A fresh driver (nothing remembered) says the same.
+    let d2 = sim.connect();
+    assert_ambiguous(d2.power_off(&u0), &u0, "fresh power_off");
+    let u1 = uuid_of(&d, "DC0_C0_RP0_VM1");
+    d.power_off(&u1).unwrap();
+    assert_eq!(d.status(&u1).unwrap(), PowerState::Off);
+}
+
+/// With a datacenter configured, `FindAllByUuid` is restricted to it: a BIOS UUID shared across
+/// two datacenters is ambiguous unscoped, unique (and actionable) within either one.
+#[test]
+fn find_all_by_uuid_restricted_to_the_datacenter() {
+    let sim = Sim::start(
+        &[
+            "-datacenters",
+            "2",
+            "-vms",
+            "2",
+            "-same-uuid",
+            "DC1_C0_RP0_VM0=DC0_C0_RP0_VM0",
+        ],
+        false,
+    );
+    let d = sim.connect();
+    let u = uuid_of(&d, "DC0_C0_RP0_VM0");
+    assert_eq!(uuid_of(&d, "DC1_C0_RP0_VM0"), u, "-same-uuid applied");
+    assert_ambiguous(d.status(&u), &u, "unscoped status");
+    assert_ambiguous(d.power_off(&u), &u, "unscoped power_off");
+
+    let scoped = |dc: &str| {
+        let mut o = sim.opts(Tls::Plain);
+        o.datacenter = Some(dc.into());
+        VmwareSoapDriver::connect(o).unwrap()
+    };
+    let d0 = scoped("DC0");
+    let c0 = d0.soap_calls();
+    assert_eq!(d0.status(&u).unwrap(), PowerState::On);
+    assert_eq!(d0.soap_calls() - c0, 2, "FindAllByUuid + one read");
+    d0.power_off(&u).unwrap();
+    assert_eq!(d0.status(&u).unwrap(), PowerState::Off);
+    // Only DC0's VM went off.
+    assert_eq!(
+        d.status(&name("/DC0/vm/DC0_C0_RP0_VM0")).unwrap(),
+        PowerState::Off
+    );
+    assert_eq!(
+        d.status(&name("/DC1/vm/DC1_C0_RP0_VM0")).unwrap(),
+        PowerState::On
+    );
+    let d1 = scoped("DC1");
+    assert_eq!(d1.status(&u).unwrap(), PowerState::On);
+    // DC0's other VM is invisible from DC1 by UUID.
+    let other = uuid_of(&d, "DC0_C0_RP0_VM1");
+    assert!(matches!(d1.status(&other), Err(DriverError::NotFound(_))));
+    assert_eq!(d0.status(&other).unwrap(), PowerState::On);
+}
+
+/// A server without `FindAllByUuid` (the simulator as shipped: `-no-find-all-by-uuid`) answers
+/// MethodNotFound; the driver falls back to `FindByUuid` once and remembers it.
+#[test]
+fn find_by_uuid_fallback_without_find_all_by_uuid() {
+    let sim = Sim::start(&["-vms", "3", "-no-find-all-by-uuid"], false);
+    let d = sim.connect();
+    let u1 = uuid_of(&d, "DC0_C0_RP0_VM1");
+    let c0 = d.soap_calls();
+    assert_eq!(d.status(&u1).unwrap(), PowerState::On);
+    assert_eq!(
+        d.soap_calls() - c0,
+        3,
+        "FindAllByUuid (MethodNotFound), FindByUuid, one read"
+    );
+    let u2 = uuid_of(&d, "DC0_C0_RP0_VM2");
+    let c0 = d.soap_calls();
+    assert_eq!(d.status(&u2).unwrap(), PowerState::On);
+    assert_eq!(d.soap_calls() - c0, 2, "FindByUuid remembered + one read");
+    d.power_off(&u2).unwrap();
+    assert_eq!(d.status(&name("DC0_C0_RP0_VM2")).unwrap(), PowerState::Off);
+    assert_eq!(d.status(&u1).unwrap(), PowerState::On);
+    assert!(matches!(
+        d.status(&VmRef::parse("01234567-89ab-cdef-0123-456789abcdef")),
+        Err(DriverError::NotFound(_))
+    ));
 }

@@ -14,6 +14,9 @@
 //   - fixed credentials, so that a wrong password is refused;
 //   - test fixtures: VMs moved into sub-folders, renames (UTF-8 names, duplicate names across
 //     datacenters or folders), suspended VMs;
+//   - SearchIndex.FindAllByUuid (0.24's simulator lacks the method; -no-find-all-by-uuid keeps
+//     it missing, the simulator then answers the MethodNotFound fault a pre-5.0 server would);
+//   - VMs sharing a BIOS UUID (-same-uuid A=B), as clones that kept their UUID;
 //   - optional static files (VMware's WSDL) for the reference Python agent;
 //   - an idle session timeout (-session-idle-timeout), to test re-login after expiry.
 //
@@ -22,6 +25,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -30,16 +34,20 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"encoding/xml"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +57,7 @@ import (
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -122,6 +131,141 @@ func (pc *pagingCollector) CancelRetrievePropertiesEx(ctx *simulator.Context, r 
 	return &methods.CancelRetrievePropertiesExBody{Res: new(types.CancelRetrievePropertiesExResponse)}
 }
 
+// findAllByUUID sits in front of the simulator's HTTP handler and answers
+// SearchIndex.FindAllByUuid, which 0.24's simulator does not implement; every other request goes
+// to the simulator unchanged.
+//
+// The session check stays the simulator's: the request is first replayed to it as FindByUuid
+// (same arguments), and a fault there (NotAuthenticated, unknown object, ...) is the answer.
+// Otherwise the answer lists every VirtualMachine whose config.uuid (vmSearch, instanceUuid
+// false or absent; compared case-insensitively) or config.instanceUuid (instanceUuid true)
+// matches, restricted to the VMs under the given datacenter if there is one.
+type findAllByUUID struct {
+	next http.Handler
+}
+
+// findAllEnvelope decodes the request body (element names match whatever the namespace prefix).
+type findAllEnvelope struct {
+	Body struct {
+		Req *types.FindAllByUuid `xml:"FindAllByUuid"`
+	} `xml:"Body"`
+}
+
+func (h *findAllByUUID) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if !bytes.Contains(body, []byte("FindAllByUuid")) {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	var env findAllEnvelope
+	if err := xml.Unmarshal(body, &env); err != nil || env.Body.Req == nil {
+		// Not a FindAllByUuid call after all (the word in an argument): the simulator decides.
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	req := env.Body.Req
+
+	// Authentication and session bookkeeping by the simulator, through FindByUuid.
+	probe := bytes.ReplaceAll(body, []byte("FindAllByUuid"), []byte("FindByUuid"))
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(bytes.NewReader(probe))
+	r2.ContentLength = int64(len(probe))
+	rec := httptest.NewRecorder()
+	h.next.ServeHTTP(rec, r2)
+	for k, v := range rec.Header() {
+		if k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	if rec.Code != http.StatusOK {
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		return
+	}
+
+	found := findAllVMs(req)
+	var out bytes.Buffer
+	out.WriteString(xml.Header)
+	out.WriteString(`<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" ` +
+		`xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ` +
+		`xmlns:xsd="http://www.w3.org/2001/XMLSchema" ` +
+		`xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">` +
+		`<soapenv:Body><FindAllByUuidResponse xmlns="urn:vim25">`)
+	for _, ref := range found {
+		out.WriteString(`<returnval type="`)
+		_ = xml.EscapeText(&out, []byte(ref.Type))
+		out.WriteString(`">`)
+		_ = xml.EscapeText(&out, []byte(ref.Value))
+		out.WriteString(`</returnval>`)
+	}
+	out.WriteString(`</FindAllByUuidResponse></soapenv:Body></soapenv:Envelope>`)
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out.Bytes())
+}
+
+// findAllVMs: the VMs matching req, sorted by managed object id. Host search (vmSearch false)
+// finds nothing: the tests only look for VMs.
+func findAllVMs(req *types.FindAllByUuid) []types.ManagedObjectReference {
+	var found []types.ManagedObjectReference
+	if !req.VmSearch {
+		return found
+	}
+	byInstance := req.InstanceUuid != nil && *req.InstanceUuid
+	for _, e := range simulator.Map.All("VirtualMachine") {
+		vm, ok := e.(*simulator.VirtualMachine)
+		if !ok {
+			continue
+		}
+		var id string
+		var parent *types.ManagedObjectReference
+		simulator.Map.WithLock(vm, func() {
+			if vm.Config != nil {
+				if byInstance {
+					id = vm.Config.InstanceUuid
+				} else {
+					id = vm.Config.Uuid
+				}
+			}
+			parent = vm.Parent
+		})
+		if id == "" || !strings.EqualFold(id, req.Uuid) {
+			continue
+		}
+		if req.Datacenter != nil && !under(parent, *req.Datacenter) {
+			continue
+		}
+		found = append(found, vm.Reference())
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].Value < found[j].Value })
+	return found
+}
+
+// under reports whether ref or one of its ancestors is anc (bounded walk up the parents).
+func under(ref *types.ManagedObjectReference, anc types.ManagedObjectReference) bool {
+	for i := 0; ref != nil && i < 64; i++ {
+		if *ref == anc {
+			return true
+		}
+		e, ok := simulator.Map.Get(*ref).(mo.Entity)
+		if !ok {
+			return false
+		}
+		ref = e.Entity().Parent
+	}
+	return false
+}
+
 // makeCerts generates a CA and a leaf for 127.0.0.1/localhost signed by it; writes the CA PEM.
 func makeCerts(caPath string) (tls.Certificate, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -178,7 +322,9 @@ func main() {
 	pass := flag.String("password", "fencepw", "accepted password")
 	wsdlDir := flag.String("wsdl-dir", "", "serve the files of this directory under /sdk/")
 	idle := flag.Duration("session-idle-timeout", 0, "expire sessions idle for longer than this (0: never)")
-	var moves, renames, suspends multiFlag
+	noFindAll := flag.Bool("no-find-all-by-uuid", false, "leave SearchIndex.FindAllByUuid unimplemented (MethodNotFound), as 0.24's simulator has it")
+	var moves, renames, suspends, sameUUIDs multiFlag
+	flag.Var(&sameUUIDs, "same-uuid", "A=B: give VM A the BIOS UUID (config.uuid) of VM B, names as created, applied first (repeatable)")
 	flag.Var(&moves, "move", "NAME=FOLDER: move a VM into a sub-folder of its datacenter's VM folder, applied before renames (repeatable)")
 	flag.Var(&renames, "rename", "OLD=NEW: rename a VM before serving (repeatable)")
 	flag.Var(&suspends, "suspend", "NAME: suspend a VM before serving (repeatable)")
@@ -240,9 +386,14 @@ func main() {
 	}
 	s := m.Service.NewServer()
 	defer s.Close()
+	if !*noFindAll {
+		// Set before any client knows the URL (it is printed below), so no request is in
+		// flight; the server reads its Handler per request.
+		s.Config.Handler = &findAllByUUID{next: s.Config.Handler}
+	}
 
-	if len(moves) > 0 || len(renames) > 0 || len(suspends) > 0 {
-		if err := prepare(s.URL, moves, renames, suspends); err != nil {
+	if len(sameUUIDs) > 0 || len(moves) > 0 || len(renames) > 0 || len(suspends) > 0 {
+		if err := prepare(s.URL, sameUUIDs, moves, renames, suspends); err != nil {
 			log.Fatalf("prepare: %v", err)
 		}
 	}
@@ -271,8 +422,9 @@ func main() {
 	}
 }
 
-// prepare applies renames and suspends through the SOAP API, as a client would.
-func prepare(u *url.URL, moves, renames, suspends []string) error {
+// prepare applies UUID copies, moves, renames and suspends (in that order) through the SOAP API,
+// as a client would.
+func prepare(u *url.URL, sameUUIDs, moves, renames, suspends []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := govmomi.NewClient(ctx, u, true)
@@ -294,6 +446,36 @@ func prepare(u *url.URL, moves, renames, suspends []string) error {
 			}
 		}
 		return nil, fmt.Errorf("no VM %q", name)
+	}
+	for _, su := range sameUUIDs {
+		kv := strings.SplitN(su, "=", 2)
+		if len(kv) != 2 {
+			return fmt.Errorf("bad -same-uuid %q", su)
+		}
+		fb, err := lookup(kv[1])
+		if err != nil {
+			return err
+		}
+		vmB, _ := fb.VirtualMachine(ctx, kv[1])
+		var b mo.VirtualMachine
+		if err := vmB.Properties(ctx, vmB.Reference(), []string{"config.uuid"}, &b); err != nil {
+			return fmt.Errorf("uuid of %s: %v", kv[1], err)
+		}
+		if b.Config == nil || b.Config.Uuid == "" {
+			return fmt.Errorf("%s has no config.uuid", kv[1])
+		}
+		fa, err := lookup(kv[0])
+		if err != nil {
+			return err
+		}
+		vmA, _ := fa.VirtualMachine(ctx, kv[0])
+		task, err := vmA.Reconfigure(ctx, types.VirtualMachineConfigSpec{Uuid: b.Config.Uuid})
+		if err != nil {
+			return err
+		}
+		if err := task.Wait(ctx); err != nil {
+			return fmt.Errorf("same-uuid %s: %v", su, err)
+		}
 	}
 	for _, mv := range moves {
 		kv := strings.SplitN(mv, "=", 2)

@@ -101,6 +101,47 @@ pub fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// How long `password_script` may run before start-up gives up on it.
+pub const PASSWORD_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run a `password_script` with `/bin/sh -c`, no stdin, and a deadline; its stdout without
+/// trailing blanks is the password. A script that hangs is killed, so start-up cannot hang.
+pub fn run_password_script(script: &str, timeout: Duration) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    // Read on a thread so that a chatty script cannot block on a full pipe.
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("did not finish within {timeout:?}; killed"));
+            }
+            Err(e) => return Err(format!("cannot wait for it: {e}")),
+        }
+    };
+    let buf = reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("exited with {status}"));
+    }
+    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+}
+
 /// Build the fencing driver named in the config.
 pub fn build_driver(b: &BackendConfig) -> Result<Arc<dyn Driver>, RunError> {
     let fail = |name: &str, e: Box<dyn std::error::Error + Send + Sync>| RunError::Backend {
@@ -142,21 +183,8 @@ pub fn build_driver(b: &BackendConfig) -> Result<Arc<dyn Driver>, RunError> {
             use fence_drivers::vmware_soap::{Tls, VmwareSoapDriver, VmwareSoapOptions};
             let password = match (&c.password, &c.password_script) {
                 (Some(p), _) => p.clone(),
-                (None, Some(script)) => {
-                    let o = std::process::Command::new("/bin/sh")
-                        .arg("-c")
-                        .arg(script)
-                        .stdin(std::process::Stdio::null())
-                        .output()
-                        .map_err(|e| fail("vmware_soap", format!("password_script: {e}").into()))?;
-                    if !o.status.success() {
-                        return Err(fail(
-                            "vmware_soap",
-                            format!("password_script exited with {}", o.status).into(),
-                        ));
-                    }
-                    String::from_utf8_lossy(&o.stdout).trim_end().to_string()
-                }
+                (None, Some(script)) => run_password_script(script, PASSWORD_SCRIPT_TIMEOUT)
+                    .map_err(|e| fail("vmware_soap", format!("password_script: {e}").into()))?,
                 (None, None) => {
                     return Err(fail(
                         "vmware_soap",
@@ -434,6 +462,23 @@ pub use fence_drivers::error_chain;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_script_output_exit_status_and_deadline() {
+        let t = Duration::from_secs(10);
+        assert_eq!(run_password_script("echo 'pw  '", t).unwrap(), "pw");
+        assert_eq!(run_password_script("printf 'a b\\n\\n'", t).unwrap(), "a b");
+        let e = run_password_script("echo x; exit 3", t).unwrap_err();
+        assert!(e.contains("exited"), "{e}");
+        let start = std::time::Instant::now();
+        let e = run_password_script("sleep 20", Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 
     /// Every example in `conf/` must stay loadable and name the listener its file name says.
     #[test]

@@ -279,7 +279,7 @@ pub struct VmwareSoapConfig {
     pub ca_file: Option<PathBuf>,
     /// Limit to one datacenter (`datacenter`).
     pub datacenter: Option<String>,
-    /// Per-call timeout in seconds (`timeout`, default 60).
+    /// Per-call timeout in seconds (`timeout`, default [`VMWARE_TIMEOUT_DEFAULT`]).
     pub timeout_secs: u64,
 }
 
@@ -298,8 +298,9 @@ pub struct PmMonitorConfig {
 
 /// Default `cache` of the pm-monitor block.
 pub const PM_MONITOR_CACHE_DEFAULT: u64 = 2;
-/// Default `timeout` of the vmware_soap block.
-pub const VMWARE_TIMEOUT_DEFAULT: u64 = 60;
+/// Default `timeout` of the vmware_soap block: one call normally takes milliseconds, and a
+/// whole request (lookup, power task, confirmation) must fit well inside the agents' 30 s.
+pub const VMWARE_TIMEOUT_DEFAULT: u64 = 10;
 
 impl Config {
     /// Read, parse and interpret `path`. The tree is returned too: `-d 4+` dumps it and `-c`
@@ -776,6 +777,14 @@ impl<'a> Reader<'a> {
                     "timeout",
                 ];
                 self.note_unknown(&sect, block, &known);
+                // Present but empty is as good as missing, and said so with its position.
+                for key in ["address", "login", "datacenter", "password_script"] {
+                    if let Some(e) = self.entry(&k(key)) {
+                        if e.value.trim().is_empty() {
+                            return Err(self.invalid(&k(key), e, "a non-empty value"));
+                        }
+                    }
+                }
                 let address = self.str(&k("address")).ok_or_else(|| {
                     self.missing(
                         &k("address"),
@@ -1273,6 +1282,31 @@ mod tests {
         let e =
             v("address = \"h\"; login = \"u\"; password = \"p\"; ssl = \"maybe\";").unwrap_err();
         assert_eq!(invalid_at(&e).0, "backends/vmware_soap/@ssl");
+        // Blank values ("" is a syntax error already) are refused with their position, not at
+        // connect time.
+        for (key, block) in [
+            (
+                "address",
+                "address = \"  \"; login = \"u\"; password = \"p\";",
+            ),
+            ("login", "address = \"h\"; login = \" \"; password = \"p\";"),
+            (
+                "datacenter",
+                "address = \"h\"; login = \"u\"; password = \"p\"; datacenter = \" \";",
+            ),
+            (
+                "password_script",
+                "address = \"h\"; login = \"u\"; password_script = \"\t\";",
+            ),
+        ] {
+            let e = v(block).unwrap_err();
+            assert_eq!(
+                invalid_at(&e).0,
+                format!("backends/vmware_soap/@{key}"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("non-empty"), "{e}");
+        }
         // ca_file: a path with ssl = "secure" (the default), refused with the other modes.
         let c =
             v("address = \"h\"; login = \"u\"; password = \"p\"; ca_file = \"/etc/vc-ca.pem\";")

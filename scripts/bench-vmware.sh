@@ -53,8 +53,19 @@ start_sim() { # $1 = VM count; sets PORT
 stop_sim() { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
 trap 'stop_sim; ip netns del vmbench$$ 2>/dev/null || true' EXIT
 
+# A failed run would look fast: every run must exit 0, failures are counted and fail the bench.
+FAILS=$T/vcsim-bench/failures
+mkdir -p "$T/vcsim-bench"; : >"$FAILS"
+checked() { # command... ; runs it quietly, records a non-zero exit
+    local rc=0
+    "$@" >/dev/null 2>&1 || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "bench-vmware: run failed (exit $rc): $*" >&2
+        echo "$rc $*" >>"$FAILS"
+    fi
+}
 time_ms() { # command... ; prints elapsed ms
-    local s; s=$(now_ms); "$@" >/dev/null 2>&1 || true; echo $(( $(now_ms) - s ))
+    local s; s=$(now_ms); checked "$@"; echo $(( $(now_ms) - s ))
 }
 VM=DC0_C0_RP0_VM1
 VM_UUID=f7c371d6-2003-5a48-9859-3bc9a8b08908 # vcsim derives it from the name: stable
@@ -64,7 +75,7 @@ bench() { # $1 = agent, $2 = samples; prints "status status-uuid offon list" med
     st=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o status -n $VM; done | median)
     su=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o status -n $VM_UUID; done | median)
     oo=$(for _ in $(seq 1 "$2"); do
-        s=$(now_ms); "$1" "${a[@]}" -o off -n $VM >/dev/null 2>&1; "$1" "${a[@]}" -o on -n $VM >/dev/null 2>&1
+        s=$(now_ms); checked "$1" "${a[@]}" -o off -n $VM; checked "$1" "${a[@]}" -o on -n $VM
         echo $(( $(now_ms) - s )); done | median)
     li=$(for _ in $(seq 1 "$2"); do time_ms "$1" "${a[@]}" -o list; done | median)
     echo "$st $su $oo $li"
@@ -139,3 +150,9 @@ kill $DPID 2>/dev/null || true; wait $DPID 2>/dev/null || true
 echo
 echo "| daemon backend (1000 VMs) | fence_xvm -o status → fence_virtd (vmware_soap, open session) | $ds ms (median of 20, whole agent process incl. multicast round trip) |"
 echo "|---|---|---|"
+
+if [ -s "$FAILS" ]; then
+    echo "bench-vmware: $(wc -l <"$FAILS") run(s) failed; the figures above are not valid:" >&2
+    cat "$FAILS" >&2
+    exit 1
+fi

@@ -9,7 +9,9 @@
 //!   endpoint listens on the same port (the old cookie is unknown there, the old TCP connection
 //!   dead: new connection, re-login);
 //! * the daemon logs in again when the server expires its idle session (launcher flag
-//!   `-session-idle-timeout`), seen as a second `Login` through the proxy.
+//!   `-session-idle-timeout`), seen as a second `Login` through the proxy;
+//! * every run of `fence_vmware_soap` that logged in logs out, answered 200, whatever the
+//!   action and outcome (unknown VM included); a refused login leaves nothing to log out.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -193,6 +195,41 @@ impl Proxy {
             _ => None,
         })
     }
+}
+
+impl Proxy {
+    /// Every request so far with the HTTP status of its answer (the next answer on the same
+    /// connection: HTTP/1.1 without pipelining), `None` if none came back.
+    fn exchanges(&self) -> Vec<(String, Option<u16>)> {
+        let seen = self.seen();
+        seen.iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Seen::Request { conn, method } => {
+                    let answer = seen[i + 1..].iter().find_map(|s| match s {
+                        Seen::Answer { conn: c, status } if c == conn => Some(*status),
+                        _ => None,
+                    });
+                    Some((method.clone(), answer))
+                }
+                Seen::Answer { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// Whether every `Login` answered 200 in `ex` is followed by a `Logout` answered 200 (each
+/// Logout closes at most one session).
+fn logins_logged_out(ex: &[(String, Option<u16>)]) -> bool {
+    let mut open = 0usize;
+    for (method, answer) in ex {
+        match (method.as_str(), answer) {
+            ("Login", Some(200)) => open += 1,
+            ("Logout", Some(200)) if open > 0 => open -= 1,
+            _ => {}
+        }
+    }
+    open == 0
 }
 
 impl Drop for Proxy {
@@ -521,6 +558,100 @@ fn daemon_logs_in_again_after_session_expiry() {
     let o = daemon.xvm(&ns, &["-o", "on", "-H", VM1]);
     assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, daemon.log());
     assert_eq!(logins(&proxy), before + 2, "{:?}", proxy.seen());
+}
+
+/// One run of our `fence_vmware_soap` through a fresh proxy (bounded to 30 s); exit code,
+/// stdout, stderr and the proxy.
+fn agent_through_proxy(sim: &Sim, password: &str, action: &[&str]) -> (i32, String, String, Proxy) {
+    let proxy = Proxy::start(sim.port, None, None);
+    let port = proxy.port.to_string();
+    let mut args = vec!["-a", "127.0.0.1", "-u", &port, "-l", USER, "-p", password];
+    args.extend_from_slice(action);
+    let mut child = Command::new(ours())
+        .args(&args)
+        .env_remove("PCMK_service")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Small outputs: the pipes do not fill before the exit.
+    let st = wait_child(&mut child, Duration::from_secs(30)).expect("agent exits within 30 s");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (st.code().unwrap_or(-1), stdout, stderr, proxy)
+}
+
+/// Logout on the wire: for status, off, on, reboot, list, monitor and an unknown VM (exit 1)
+/// every successful `Login` of the run is followed by a `Logout` the server answers 200; with a
+/// wrong password the `Login` fails and no `Logout` is sent for a session that does not exist.
+#[test]
+fn agent_logs_out_on_the_wire_after_every_run() {
+    let sim = Sim::local(5, false);
+    let cases: [(&[&str], i32, &str); 7] = [
+        (&["-o", "status", "-n", VM1], 0, "Status: ON\n"),
+        (&["-o", "off", "-n", VM1], 0, "Success: Powered OFF\n"),
+        (&["-o", "on", "-n", VM1], 0, "Success: Powered ON\n"),
+        (&["-o", "reboot", "-n", VM1_UUID], 0, "Success: Rebooted\n"),
+        (&["-o", "list"], 0, ""),
+        (&["-o", "monitor"], 0, ""),
+        (&["-o", "status", "-n", "nosuchvm"], 1, ""),
+    ];
+    for (action, code, stdout) in cases {
+        let (c, out, err, proxy) = agent_through_proxy(&sim, PASS, action);
+        assert_eq!(c, code, "{action:?}: {err}");
+        if action[1] == "list" {
+            assert_eq!(out.lines().count(), 5, "{action:?}: {out}");
+        } else {
+            assert_eq!(out, stdout, "{action:?}: {err}");
+        }
+        // The agent read the Logout answer before exiting, so the proxy has recorded it; the
+        // bounded wait only covers the recording thread's scheduling.
+        let end = Instant::now() + Duration::from_secs(5);
+        while !logins_logged_out(&proxy.exchanges()) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ex = proxy.exchanges();
+        assert!(
+            ex.iter().any(|e| *e == ("Login".to_string(), Some(200))),
+            "{action:?}: no successful Login: {ex:?}"
+        );
+        assert!(
+            logins_logged_out(&ex),
+            "{action:?}: a session was left open: {ex:?}"
+        );
+        assert_eq!(
+            ex.last().map(|e| e.0.as_str()),
+            Some("Logout"),
+            "{action:?}: Logout is the last call: {ex:?}"
+        );
+    }
+
+    let (c, out, err, proxy) = agent_through_proxy(&sim, "wrong", &["-o", "status", "-n", VM1]);
+    assert_eq!((c, out.as_str()), (1, ""), "{err}");
+    let ex = proxy.exchanges();
+    let logins: Vec<_> = ex.iter().filter(|e| e.0 == "Login").collect();
+    assert!(!logins.is_empty(), "a Login was tried: {ex:?}");
+    assert!(
+        logins.iter().all(|e| e.1.is_some_and(|s| s != 200)),
+        "the wrong password is refused: {ex:?}"
+    );
+    assert!(
+        ex.iter().all(|e| e.0 != "Logout"),
+        "no Logout without a session: {ex:?}"
+    );
 }
 
 #[test]

@@ -8,7 +8,11 @@
 //!   scripts/vcsim-wsdl.sh and served with `-wsdl-dir`): same stdout and exit codes. Documented
 //!   difference normalised: `list` order (ours sorted by name, the reference in inventory
 //!   order);
-//! * our fence_virtd with `backends { vmware_soap { … } }` driven by our fence_xvm.
+//! * our fence_virtd with `backends { vmware_soap { … } }` driven by our fence_xvm;
+//! * safety of names two VMs share (different folders): off and reboot refuse the name, also
+//!   when the VM in the top folder is already off, and touch neither VM;
+//! * a suspended VM is `Status: ON` for ours (deliberate difference: the reference says OFF,
+//!   yet a suspended VM resumes with its disks and leases) and `off` powers it off.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -718,4 +722,124 @@ fn daemon_backend_driven_by_fence_xvm() {
     assert!(o.stdout.contains(VM1_UUID), "{}", o.stdout);
     let o = run(&["-o", "status", "-H", "nosuchvm"]);
     assert_ne!(o.code, 0);
+}
+
+/// `DC0_C0_RP0_VM0` names two VMs: the original in the top VM folder and, in sub-folder
+/// `other`, VM2 renamed. Off and reboot by that name must fail as ambiguous (EC_STATUS, the
+/// "is ambiguous" line) and touch neither VM, whatever their states: in particular when the
+/// top-folder one is already off and the other on, "Already OFF" would be a false success.
+#[test]
+fn ours_refuses_a_name_two_vms_share_even_if_one_is_off() {
+    const DUP: &str = "DC0_C0_RP0_VM0";
+    const TOP: &str = "/DC0/vm/DC0_C0_RP0_VM0";
+    const SUB: &str = "/DC0/vm/other/DC0_C0_RP0_VM0";
+    let sim = Sim::start(
+        Command::new(launcher()),
+        &[
+            "-vms",
+            "4",
+            "-move",
+            "DC0_C0_RP0_VM2=other",
+            "-rename",
+            "DC0_C0_RP0_VM2=DC0_C0_RP0_VM0",
+        ],
+        false,
+    );
+    let run = |extra: &[&str]| agent(&ours(), &base(&sim, extra), &[]);
+    let status_is = |path: &str, want: &str| {
+        let o = run(&["-o", "status", "-n", path]);
+        assert_eq!(
+            o.stdout,
+            format!("Status: {want}\n"),
+            "{path}: {}",
+            o.stderr
+        );
+    };
+    let refused = |action: &str| {
+        let o = run(&["-o", action, "-n", DUP]);
+        assert_ne!(
+            o.code, 0,
+            "{action} by a shared name must fail: {}{}",
+            o.stdout, o.stderr
+        );
+        assert!(
+            !o.stdout.contains("Success"),
+            "{action}: {}{}",
+            o.stdout,
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains(&format!("plug '{DUP}' is ambiguous")),
+            "{action}: {}",
+            o.stderr
+        );
+    };
+
+    status_is(TOP, "ON");
+    status_is(SUB, "ON");
+    for action in ["off", "reboot"] {
+        refused(action);
+        status_is(TOP, "ON");
+        status_is(SUB, "ON");
+    }
+
+    // The top-folder VM off (by its path), the other on.
+    let o = run(&["-o", "off", "-n", TOP]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Success: Powered OFF\n"),
+        "{}",
+        o.stderr
+    );
+    status_is(TOP, "OFF");
+    status_is(SUB, "ON");
+    for action in ["off", "reboot"] {
+        refused(action);
+        status_is(TOP, "OFF");
+        status_is(SUB, "ON");
+    }
+    // The VMs stay reachable one by one, by path.
+    let o = run(&["-o", "off", "-n", SUB]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Success: Powered OFF\n"));
+    status_is(SUB, "OFF");
+}
+
+/// A suspended VM: ours reports `Status: ON` (deliberate difference from the reference, which
+/// says OFF: a suspended VM is not fenced, it resumes where it stopped), and `off` really
+/// powers it off.
+#[test]
+fn ours_suspended_vm_is_on_and_off_powers_it_off() {
+    let sim = Sim::start(
+        Command::new(launcher()),
+        &["-vms", "3", "-suspend", VM1],
+        false,
+    );
+    let run = |extra: &[&str]| agent(&ours(), &base(&sim, extra), &[]);
+    let o = run(&["-o", "list-status"]);
+    assert!(
+        o.stdout.contains(&format!("{VM1},{VM1_UUID},")),
+        "{}",
+        o.stdout
+    );
+    for plug in [VM1, VM1_UUID] {
+        let o = run(&["-o", "status", "-n", plug]);
+        assert_eq!(
+            (o.code, o.stdout.as_str()),
+            (0, "Status: ON\n"),
+            "{plug}: {}",
+            o.stderr
+        );
+    }
+    let o = run(&["-o", "off", "-n", VM1]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Success: Powered OFF\n"),
+        "{}",
+        o.stderr
+    );
+    let o = run(&["-o", "status", "-n", VM1]);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"));
+    // Other VMs untouched.
+    let o = run(&["-o", "status", "-n", "DC0_C0_RP0_VM0"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Status: ON\n"));
 }

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs every peer the test suite needs (reference C fence-virt, Python fence-agents,
-# libvirt test driver, Pacemaker fencer and CLI, tools used by the harness). Idempotent: only
-# missing packages are installed, and `apt-get update` runs only when one of them has no
-# install candidate in the current package lists. Prints what it installed.
+# libvirt test driver, Pacemaker fencer and CLI, govmomi's simulator, tools used by the harness
+# and by scripts/vcsim-wsdl.sh). Idempotent: only missing packages are installed, and
+# `apt-get update` runs only when one of them, or a package vcsim-wsdl.sh downloads, has no
+# candidate in the current package lists. Prints what it installed.
 set -eu
 
 PACKAGES="
@@ -27,6 +28,16 @@ groff-base
 man-db
 golang-github-vmware-govmomi-dev
 python3
+python3-pip
+tar
+dpkg
+apt
+"
+
+# Not installed, fetched by scripts/vcsim-wsdl.sh with `apt-get download`: must be in the
+# package lists.
+DOWNLOADED="
+python3-oslo.vmware
 "
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -41,20 +52,26 @@ for p in $PACKAGES; do
     fi
 done
 
-if [ -z "$missing" ]; then
-    echo "install-peers.sh: all peers already installed"
-    exit 0
-fi
+# A package with no candidate version in the current lists (apt-cache show also succeeds for
+# a name that is only mentioned, e.g. as a virtual package).
+no_candidate() {
+    ! apt-cache policy "$1" 2>/dev/null | grep -q '^  Candidate: [^(]'
+}
 
 export DEBIAN_FRONTEND=noninteractive
 need_update=0
-for p in $missing; do
-    if ! apt-cache show "$p" >/dev/null 2>&1; then
+for p in $missing $DOWNLOADED; do
+    if no_candidate "$p"; then
         need_update=1
     fi
 done
 if [ "$need_update" -eq 1 ]; then
     apt-get update -q
+fi
+
+if [ -z "$missing" ]; then
+    echo "install-peers.sh: all peers already installed"
+    exit 0
 fi
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 apt-get install -y -q --no-install-recommends $missing

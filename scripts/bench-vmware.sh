@@ -2,7 +2,7 @@
 # Benchmark of issue 4 (VMware SOAP): our fence_vmware_soap and the reference
 # /usr/sbin/fence_vmware_soap against govmomi's vSphere simulator (tests/vcsim) with 100, 1000,
 # 5000 and 20000 VMs: status (by name and by UUID), off+on and list, ratios printed
-# (reference / ours). Ours: median of 5 runs; the reference: one run per action and size (it
+# (reference / ours). Ours: median of 15 runs; the reference: one run per action and size (it
 # downloads the WSDL and lists the whole inventory on every call, seconds each).
 # Then, per size, the open-session numbers without an agent process in the way
 # (tests/bench/vsphere.rs): the vSphere driver's status over one session, and our fence_virtd
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 export CARGO_TARGET_DIR=$T
 SIZES="100 1000 5000 20000"
-N=5
+N=15
 [ "${1:-}" = "--quick" ] && { SIZES="100 1000"; N=3; }
 REF=/usr/sbin/fence_vmware_soap
 [ -x "$REF" ] || { echo "bench-vmware.sh: $REF missing (apt-get install fence-agents)" >&2; exit 1; }

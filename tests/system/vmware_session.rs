@@ -313,14 +313,7 @@ fn agent_sigterm_during_login_still_logs_out() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut child = Command::new(ours())
-        .args(&args)
-        .env_remove("PCMK_service")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_ours(&args);
     assert!(
         proxy.wait_for("Login", Duration::from_secs(10)),
         "no Login seen: {:?}",
@@ -408,14 +401,7 @@ fn agent_sigterm_during_delay_exits_without_connecting() {
         "--delay=10",
     ];
     let t = Instant::now();
-    let mut child = Command::new(ours())
-        .args(args)
-        .env_remove("PCMK_service")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_ours(&args);
     std::thread::sleep(Duration::from_millis(700));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -560,6 +546,18 @@ fn daemon_logs_in_again_after_session_expiry() {
     assert_eq!(logins(&proxy), before + 2, "{:?}", proxy.seen());
 }
 
+/// Our `fence_vmware_soap` with `args`, outside Pacemaker, stdout and stderr piped.
+fn spawn_ours<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    Command::new(ours())
+        .args(args)
+        .env_remove("PCMK_service")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// One run of our `fence_vmware_soap` through a fresh proxy (bounded to 30 s); exit code,
 /// stdout, stderr and the proxy.
 fn agent_through_proxy(sim: &Sim, password: &str, action: &[&str]) -> (i32, String, String, Proxy) {
@@ -567,14 +565,7 @@ fn agent_through_proxy(sim: &Sim, password: &str, action: &[&str]) -> (i32, Stri
     let port = proxy.port.to_string();
     let mut args = vec!["-a", "127.0.0.1", "-u", &port, "-l", USER, "-p", password];
     args.extend_from_slice(action);
-    let mut child = Command::new(ours())
-        .args(&args)
-        .env_remove("PCMK_service")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_ours(&args);
     // Small outputs: the pipes do not fill before the exit.
     let st = wait_child(&mut child, Duration::from_secs(30)).expect("agent exits within 30 s");
     let mut stdout = String::new();

@@ -280,8 +280,8 @@ pub fn c_strtoul(s: &str) -> (u64, bool) {
     (v, ok)
 }
 
-fn c_strto_mag(s: &str) -> (bool, u128, bool) {
-    let b = s.as_bytes();
+/// C number prefix: skip `isspace` bytes, then an optional sign. Returns (index, negative).
+fn c_space_sign(b: &[u8]) -> (usize, bool) {
     let mut i = 0;
     while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
         i += 1;
@@ -291,6 +291,12 @@ fn c_strto_mag(s: &str) -> (bool, u128, bool) {
         neg = b[i] == b'-';
         i += 1;
     }
+    (i, neg)
+}
+
+fn c_strto_mag(s: &str) -> (bool, u128, bool) {
+    let b = s.as_bytes();
+    let (mut i, neg) = c_space_sign(b);
     let mut base = 10u32;
     if i + 1 < b.len() && b[i] == b'0' && (b[i + 1] == b'x' || b[i + 1] == b'X') {
         if i + 2 < b.len() && (b[i + 2] as char).is_ascii_hexdigit() {
@@ -329,15 +335,7 @@ pub fn c_strtol_int(s: &str) -> (i32, bool) {
 /// C `atoi`: leading whitespace, optional sign, decimal digits; anything else ends the number.
 pub fn c_atoi(s: &str) -> i32 {
     let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-        neg = b[i] == b'-';
-        i += 1;
-    }
+    let (mut i, neg) = c_space_sign(b);
     let mut v: i64 = 0;
     while i < b.len() && b[i].is_ascii_digit() {
         v = v.saturating_mul(10).saturating_add((b[i] - b'0') as i64);

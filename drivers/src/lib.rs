@@ -74,12 +74,17 @@ pub trait Driver: Send + Sync {
 
 /// Render an error with its causes, once each: `a: b: c` (for logs and agent messages; the
 /// binaries print a chain once instead of repeating causes in every message).
+/// A cause whose text the message already carries (libraries often repeat their source's
+/// text) is left out.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
         cur = c.source();
     }
     s

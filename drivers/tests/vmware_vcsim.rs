@@ -133,17 +133,6 @@ impl Drop for Sim {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 fn name(s: &str) -> VmRef {
     VmRef::Name(s.into())
 }
@@ -329,7 +318,7 @@ fn tls_verify_wrong_ca_and_insecure() {
         let t = Instant::now();
         match VmwareSoapDriver::connect(sim.opts(tls.clone())) {
             Err(e @ DriverError::Unreachable { .. }) => {
-                let text = chain(&e);
+                let text = fence_drivers::error_chain(&e);
                 assert!(text.contains("certificate"), "{tls:?}: {text}");
                 assert!(text.contains("UnknownIssuer"), "{tls:?}: {text}");
                 println!("{tls:?}: {text}");

@@ -9,7 +9,7 @@
 //! carries that port, so concurrent runs never collide (spec §21 item 9).
 
 use super::{handshake, key_of, random6, read_answer, ClientConfig, ClientError, Reply};
-use fence_proto::{Op, Request, RF_UUID};
+use fence_proto::Op;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -118,10 +118,7 @@ pub(crate) fn request(
     use_uuid: bool,
     seqno: u32,
 ) -> Result<Reply, ClientError> {
-    let mut base = Request::new(op, domain, seqno).map_err(ClientError::Encode)?;
-    if use_uuid {
-        base.flags |= RF_UUID;
-    }
+    let base = super::stream::new_request(op, domain, use_uuid, seqno)?;
     let v6 = group.is_ipv6();
     let locals = local_addresses(v6)?;
     if locals.is_empty() {

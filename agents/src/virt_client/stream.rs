@@ -64,6 +64,20 @@ pub(crate) fn connect_vsock(cid: u32, port: u32) -> Result<Socket, ClientError> 
 }
 
 /// Builds the signed stream request (address, port and family zero).
+/// The unsigned request, with RF_UUID when the domain is a UUID (`-U`).
+pub(crate) fn new_request(
+    op: Op,
+    domain: &str,
+    use_uuid: bool,
+    seqno: u32,
+) -> Result<Request, ClientError> {
+    let mut req = Request::new(op, domain, seqno).map_err(ClientError::Encode)?;
+    if use_uuid {
+        req.flags |= RF_UUID;
+    }
+    Ok(req)
+}
+
 pub(crate) fn build_request(
     cfg: &ClientConfig,
     op: Op,
@@ -71,10 +85,7 @@ pub(crate) fn build_request(
     use_uuid: bool,
     seqno: u32,
 ) -> Result<[u8; fence_proto::REQUEST_LEN], ClientError> {
-    let mut req = Request::new(op, domain, seqno).map_err(ClientError::Encode)?;
-    if use_uuid {
-        req.flags |= RF_UUID;
-    }
+    let mut req = new_request(op, domain, use_uuid, seqno)?;
     req.sign(cfg.hash, key_of(cfg).as_bytes(), random6());
     Ok(req.encode())
 }

@@ -241,3 +241,25 @@ pub async fn serve_claimed<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = s.shutdown().await;
     ctx.history.lock().record(&key, Instant::now());
 }
+
+/// A listener context over the simulated hypervisor (vm1 and vm2 running) with quick fence
+/// confirmation, for the listeners' unit tests.
+#[cfg(test)]
+pub(crate) fn test_context(
+    groups: Vec<crate::config::Group>,
+    auth: AuthSettings,
+) -> Arc<ListenerContext> {
+    use fence_drivers::fence::FenceOptions;
+    use fence_drivers::sim::{SimDriver, SimVm};
+    let d = SimDriver::new(vec![SimVm::running("vm1", 1), SimVm::running("vm2", 2)]);
+    let b = crate::backend::Backend::new(
+        Arc::new(d),
+        FenceOptions {
+            confirm_timeout: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(10),
+        },
+        Duration::from_secs(5),
+    );
+    let disp = crate::dispatch::Dispatcher::new(Arc::new(b), crate::config::Groups::new(groups));
+    ListenerContext::new(Arc::new(disp), auth)
+}

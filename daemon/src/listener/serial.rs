@@ -101,19 +101,16 @@ impl SocketSource for LibvirtSockets {
             timeout: Duration::ZERO,
             interval: Duration::from_millis(100),
         };
-        let d = LibvirtDriver::connect_with(&uris, policy).map_err(|e| chain(&e))?;
+        let d = LibvirtDriver::connect_with(&uris, policy)
+            .map_err(|e| crate::startup::error_chain(&e))?;
         let list = d
             .running_domain_sockets(self.kind, self.dir.as_deref())
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| crate::startup::error_chain(&e))?;
         Ok(list
             .into_iter()
             .map(|(uuid, name, path)| VmSocket { uuid, name, path })
             .collect())
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    crate::startup::error_chain(e)
 }
 
 /// A tracked socket: its domain and the task serving it.
@@ -418,30 +415,16 @@ pub async fn serve_socket<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
-    use crate::config::{Group, Groups};
-    use crate::dispatch::Dispatcher;
-    use crate::listener::AuthSettings;
-    use fence_drivers::fence::FenceOptions;
-    use fence_drivers::sim::{SimDriver, SimVm};
+    use crate::config::Group;
+    use crate::listener::{test_context, AuthSettings};
     use fence_proto::{HashAlg, Op, HOSTLIST_ENTRY_LEN, RESP_HOSTLIST};
     use parking_lot::Mutex;
 
     const U1: &str = "11111111-2222-3333-4444-555555555555";
 
     fn ctx(groups: Vec<Group>) -> Arc<ListenerContext> {
-        let d = SimDriver::new(vec![SimVm::running("vm1", 1), SimVm::running("vm2", 2)]);
-        let b = Backend::new(
-            Arc::new(d),
-            FenceOptions {
-                confirm_timeout: Duration::from_secs(2),
-                poll_interval: Duration::from_millis(10),
-            },
-            Duration::from_secs(5),
-        );
-        let disp = Dispatcher::new(Arc::new(b), Groups::new(groups));
-        ListenerContext::new(
-            Arc::new(disp),
+        test_context(
+            groups,
             AuthSettings::new(None, HashAlg::None, HashAlg::None),
         )
     }

@@ -106,12 +106,8 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
-    use crate::config::{Group, Groups};
-    use crate::dispatch::Dispatcher;
-    use crate::listener::AuthSettings;
-    use fence_drivers::fence::FenceOptions;
-    use fence_drivers::sim::{SimDriver, SimVm};
+    use crate::config::Group;
+    use crate::listener::{test_context, AuthSettings};
     use fence_proto::{Handshake, HashAlg, Key, Op, Request, Step};
     use tokio::io::AsyncWriteExt;
     use tokio::net::UnixStream;
@@ -119,18 +115,8 @@ mod tests {
     const KEY: &[u8] = b"fence-virt-test-key\n";
 
     fn ctx(groups: Vec<Group>) -> Arc<ListenerContext> {
-        let d = SimDriver::new(vec![SimVm::running("vm1", 1), SimVm::running("vm2", 2)]);
-        let b = Backend::new(
-            Arc::new(d),
-            FenceOptions {
-                confirm_timeout: Duration::from_secs(2),
-                poll_interval: Duration::from_millis(10),
-            },
-            Duration::from_secs(5),
-        );
-        let disp = Dispatcher::new(Arc::new(b), Groups::new(groups));
-        ListenerContext::new(
-            Arc::new(disp),
+        test_context(
+            groups,
             AuthSettings::new(Some(KEY.to_vec()), HashAlg::Sha256, HashAlg::Sha256),
         )
     }

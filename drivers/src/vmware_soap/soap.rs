@@ -4,7 +4,6 @@
 //! session cookie passed explicitly, faults decoded into [`Fault`]. Every request carries the
 //! agent's connect and overall deadlines.
 
-use std::fmt::Write as _;
 use std::io::Read;
 use std::time::Duration;
 
@@ -138,19 +137,6 @@ impl From<DriverError> for CallError {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct TransportError(pub String);
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            let _ = write!(s, ": {t}");
-        }
-        cur = c.source();
-    }
-    s
-}
 
 /// Name resolution under the call deadline: ureq resolves host names with no time limit, so
 /// the lookup runs on a helper thread and a slow one fails as a timeout (the thread finishes
@@ -300,7 +286,10 @@ impl Transport {
                 if is_timeout(&e) {
                     DriverError::Timeout(format!("{method} at {}", self.url))
                 } else {
-                    self.unreachable(format!("reading the answer to {method}: {}", chain(&e)))
+                    self.unreachable(format!(
+                        "reading the answer to {method}: {}",
+                        crate::error_chain(&e)
+                    ))
                 }
             })?;
         Ok(s)
@@ -321,7 +310,7 @@ impl Transport {
         if timed_out {
             return DriverError::Timeout(format!("{method} at {}", self.url));
         }
-        let mut why = chain(&t);
+        let mut why = crate::error_chain(&t);
         if why.contains("certificate") || why.contains("Certificate") {
             why = format!("TLS certificate verification failed: {why}");
         }

@@ -17,6 +17,7 @@ step() {
 }
 
 step install-peers sh scripts/install-peers.sh
+step peers sh scripts/show-peers.sh
 step build cargo build --workspace --all-targets
 # The system tests mostly wait on daemons and agents, so more threads than cores is fine.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"

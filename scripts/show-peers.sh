@@ -1,0 +1,27 @@
+#!/bin/sh
+# Names the reference peers the test suite runs against: each program, the Debian package
+# that owns it, and that package's version. Fails if one is missing or not from its package
+# (so a test run's output shows which references really ran, never a stand-in).
+set -u
+status=0
+for f in /usr/sbin/fence_xvm /usr/sbin/fence_virt /usr/sbin/fence_virtd \
+    /usr/sbin/fence_vmware_soap /usr/share/fence/fencing.py /usr/sbin/libvirtd \
+    /usr/lib/pacemaker/pacemaker-fenced \
+    /usr/sbin/stonith_admin /usr/sbin/ocf-tester /usr/bin/xmllint /usr/bin/go \
+    /usr/share/gocode/src/github.com/vmware/govmomi/simulator/model.go; do
+    if [ ! -e "$f" ]; then
+        echo "show-peers.sh: MISSING $f" >&2
+        status=1
+        continue
+    fi
+    real=$(readlink -f "$f")
+    pkg=$(dpkg -S "$real" 2>/dev/null | head -1 | cut -d: -f1)
+    [ -n "$pkg" ] || pkg=$(dpkg -S "$f" 2>/dev/null | head -1 | cut -d: -f1)
+    if [ -z "$pkg" ]; then
+        echo "show-peers.sh: $f is not from a Debian package" >&2
+        status=1
+        continue
+    fi
+    printf 'peer %-70s %s %s\n' "$f" "$pkg" "$(dpkg-query -W -f '${Version}' "$pkg")"
+done
+exit $status

@@ -7,7 +7,7 @@ status=0
 for f in /usr/sbin/fence_xvm /usr/sbin/fence_virt /usr/sbin/fence_virtd \
     /usr/sbin/fence_vmware_soap /usr/share/fence/fencing.py /usr/sbin/libvirtd \
     /usr/lib/pacemaker/pacemaker-fenced \
-    /usr/sbin/stonith_admin /usr/sbin/ocf-tester /usr/bin/xmllint /usr/bin/go \
+    /usr/sbin/stonith_admin /usr/bin/xmllint /usr/bin/go \
     /usr/share/gocode/src/github.com/vmware/govmomi/simulator/model.go; do
     if [ ! -e "$f" ]; then
         echo "show-peers.sh: MISSING $f" >&2

@@ -526,7 +526,9 @@ fn cross_check_tls_and_unreachable_with_reference() {
             None,
         ),
     ];
-    let check = |args: &[&str], env: &[(&str, &str)], want: Option<i32>, sim: &Sim| {
+    // `why`: for a refusal, words both agents' stderr must carry, so that the two exit codes
+    // agree for the same reason (a reference failing for another reason would not match).
+    let check = |args: &[&str], env: &[(&str, &str)], want: Option<i32>, why: &str, sim: &Sim| {
         let a = agent(&ours(), &base(sim, args), env);
         let b = agent(Path::new(REFERENCE), &base(sim, args), env);
         let norm = |o: &Out| sorted(&o.stdout);
@@ -540,18 +542,25 @@ fn cross_check_tls_and_unreachable_with_reference() {
         if let Some(w) = want {
             assert_eq!(a.code, w, "{args:?} {env:?}: {}", a.stderr);
         }
+        for (who, o) in [("ours", &a), ("reference", &b)] {
+            assert!(
+                o.stderr.to_lowercase().contains(why),
+                "{args:?} {env:?}: {who} stderr lacks {why:?}: {}",
+                o.stderr
+            );
+        }
     };
     for (args, env, want) in &cases {
-        check(args, env, *want, &sim);
+        let why = if *want == Some(1) { "certificate" } else { "" };
+        check(args, env, *want, why, &sim);
     }
     sim.kill();
-    check(
-        &["--ssl-insecure", "-o", "status", "-n", VM1],
-        &[],
-        Some(1),
-        &sim,
-    );
-    check(&["-o", "status", "-n", VM1], &[], Some(1), &sim);
+    for args in [
+        &["--ssl-insecure", "-o", "status", "-n", VM1][..],
+        &["-o", "status", "-n", VM1],
+    ] {
+        check(args, &[], Some(1), "connection refused", &sim);
+    }
 }
 
 /// Our fence_virtd with the `vmware_soap` backend in a network namespace, listening for

@@ -5,6 +5,17 @@
 set -u
 cd "$(dirname "$0")/.."
 
+# Root is needed (network namespaces, apt). As another user, go through sudo keeping the
+# caller's Rust toolchain (sudo resets PATH and HOME).
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo env "PATH=$PATH" "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
+            "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" sh "$0" "$@"
+    fi
+    echo "test.sh: needs root (network namespaces, apt) and sudo is not installed" >&2
+    exit 1
+fi
+
 failed=""
 step() {
     name=$1

@@ -7,6 +7,11 @@
 //! lines, silently ignoring every group written *before* it in the file — and if that leaves no
 //! group at all, the map is wide open. We skip only the empty group itself (and log it), which
 //! is what the manual describes.
+//!
+//! Matching differs from the reference too: it compares every entry ASCII-case-insensitively,
+//! while libvirt (and every other platform) treats VM names case-sensitively, so a guest
+//! allowed `vm1` could fence a different domain `VM1`. We compare VM names exactly and only
+//! UUIDs (both sides in canonical form) and requester addresses case-insensitively.
 
 use super::tree::{Block, ConfigTree};
 
@@ -110,7 +115,8 @@ impl Groups {
     /// May `src` act on `target`? `target` is the domain string exactly as the client sent it
     /// (a name or a UUID). `src` is looked up among `uuid` entries when it is a canonical UUID
     /// (serial listener: the requesting VM), otherwise among `ip` entries (IP or vsock CID).
-    /// All comparisons are ASCII-case-insensitive string equality (no CIDR, no DNS).
+    /// Names compare exactly; UUIDs and requester addresses (hex digits of IPv6) compare
+    /// ASCII-case-insensitively; no CIDR, no DNS.
     pub fn allowed(&self, src: &str, target: &str) -> bool {
         self.allowed_any(src, &[target])
     }
@@ -124,11 +130,26 @@ impl Groups {
         let src_is_uuid = is_canonical_uuid(src);
         self.groups.iter().any(|g| {
             let members = if src_is_uuid { &g.uuids } else { &g.ips };
-            members.iter().any(|m| m.eq_ignore_ascii_case(src))
+            let member = if src_is_uuid {
+                members.iter().any(|m| same_vm(m, src))
+            } else {
+                members.iter().any(|m| m.eq_ignore_ascii_case(src))
+            };
+            member
                 && g.uuids
                     .iter()
-                    .any(|u| targets.iter().any(|t| u.eq_ignore_ascii_case(t)))
+                    .any(|u| targets.iter().any(|t| same_vm(u, t)))
         })
+    }
+}
+
+/// Does a `uuid` entry name the VM `target`? Two canonical UUIDs compare ignoring case (the
+/// same UUID); anything else is a VM name and must match exactly, as libvirt names do.
+fn same_vm(entry: &str, target: &str) -> bool {
+    if is_canonical_uuid(entry) && is_canonical_uuid(target) {
+        entry.eq_ignore_ascii_case(target)
+    } else {
+        entry == target
     }
 }
 
@@ -179,7 +200,7 @@ mod tests {
         assert_eq!(g[1].ips, vec!["192.168.1.2", "192.168.1.1"]);
     }
 
-    /// Spec §12 decision table.
+    /// The decision table of the reference's static map, with exact name matching.
     #[test]
     fn decision_table() {
         let m = map();
@@ -188,7 +209,9 @@ mod tests {
             ("192.168.1.1", U1, true),
             ("192.168.1.2", &U1.to_uppercase(), true),
             ("192.168.1.1", "node1", true),
-            ("192.168.1.1", "NODE1", true),
+            // names are case-sensitive (libvirt's are): NODE1 is another VM
+            ("192.168.1.1", "NODE1", false),
+            ("192.168.1.1", "Node1", false),
             // target in another group only
             ("192.168.1.1", "node2", false),
             ("192.168.1.1", U2, false),
@@ -199,6 +222,7 @@ mod tests {
             // a UUID requester is looked up among uuid entries, not ip entries
             (REQ_VM, U2, true),
             (&REQ_VM.to_uppercase(), "node2", true),
+            (REQ_VM, "NODE2", false),
             (REQ_VM, U1, false),
             // a name requester is not a UUID: looked up among ips, where it is not
             ("node2", U2, false),

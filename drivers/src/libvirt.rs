@@ -3,8 +3,12 @@
 //!
 //! * One connection per configured URI (`uri`, `uri1`, …), opened by [`LibvirtDriver::connect`]
 //!   and kept for the driver's lifetime. A VM string that looks like a UUID is looked up by UUID,
-//!   anything else by (case-sensitive) name; with several URIs the first connection that knows
-//!   the VM is used.
+//!   anything else by (case-sensitive) name. With several URIs every connection is asked (a
+//!   migrated VM is usually defined on more than one host, shut off where it left): the VM is
+//!   on where any copy is active, off only when every URI answered and no copy is active; off
+//!   acts on the one active copy and refuses two; on is refused while any copy is active or a
+//!   URI did not answer. (C fence_virtd takes the first URI that knows the name, so a shut-off
+//!   definition on the first host answers "off" for a VM running on the second.)
 //! * libvirtd restarts are survived (spec §21 item 13): before every operation each connection
 //!   is probed with `virConnectIsAlive`, dead ones are reopened, and a call that fails on a
 //!   connection that turns out to be dead is retried once on a fresh connection (without a
@@ -94,10 +98,45 @@ impl SavedDomain {
     }
 }
 
-/// Outcome of looking a VM up on every connection.
-enum Lookup {
-    Found(usize, Domain),
-    Missing,
+/// One definition of a VM on one URI, with the state read when it was found.
+struct DomainCopy {
+    slot: usize,
+    uri: String,
+    dom: Domain,
+    state: PowerState,
+}
+
+/// Every copy of a VM the reachable URIs know, and what could not be asked.
+#[derive(Default)]
+struct Found {
+    copies: Vec<DomainCopy>,
+    failures: Vec<DriverError>,
+}
+
+impl Found {
+    /// Copies that are not shut off (running, paused, crashed-but-defined states count as
+    /// active except `Off`).
+    fn active(&self) -> Vec<&DomainCopy> {
+        self.copies.iter().filter(|c| !c.state.is_off()).collect()
+    }
+
+    /// The first failure, if any URI could not be asked.
+    fn failure(&mut self) -> Option<DriverError> {
+        if self.failures.is_empty() {
+            None
+        } else {
+            Some(self.failures.swap_remove(0))
+        }
+    }
+}
+
+fn several_active(vm: &VmRef, active: &[&DomainCopy]) -> DriverError {
+    let uris: Vec<&str> = active.iter().map(|c| c.uri.as_str()).collect();
+    DriverError::Platform(format!(
+        "{vm} is active on {} URIs at once ({}); refusing to pick one",
+        active.len(),
+        uris.join(", ")
+    ))
 }
 
 /// Fencing driver for one or more libvirt URIs.
@@ -285,34 +324,48 @@ impl LibvirtDriver {
         }
     }
 
-    /// Find `vm` on the first connection that knows it. A VM no reachable connection knows is
-    /// `NotFound` only when every connection answered; otherwise the first failure is returned
-    /// (the VM may live behind the unreachable URI).
-    fn find(&self, vm: &VmRef) -> Result<(Lookup, String), DriverError> {
-        let mut first_err = None;
+    /// Look `vm` up on every connection and read each copy's state. A migrated VM is often
+    /// defined on several hosts (shut off on the source, running on the destination), so no
+    /// single URI can answer for it: callers decide from all copies (see [`Found`]). Failures
+    /// (an unreachable URI, a failed lookup or state read) are kept, not skipped: a VM cannot
+    /// be proven off while a URI that may run it did not answer.
+    fn find_all(&self, vm: &VmRef) -> Found {
+        let mut found = Found::default();
         for (i, uri, c) in self.connections() {
             let c = match c {
                 Ok(c) => c,
                 Err(e) => {
-                    first_err.get_or_insert(e);
+                    found.failures.push(e);
                     continue;
                 }
             };
-            match self.call(i, &uri, &c, |c| lookup(c, vm)) {
-                Ok(Ok(Some(d))) => return Ok((Lookup::Found(i, d), uri)),
-                Ok(Ok(None)) => {}
+            let d = match self.call(i, &uri, &c, |c| lookup(c, vm)) {
+                Ok(Ok(Some(d))) => d,
+                Ok(Ok(None)) => continue,
                 Ok(Err(e)) => {
-                    first_err.get_or_insert(platform(&uri, &format!("looking up {vm}"), &e));
+                    found
+                        .failures
+                        .push(platform(&uri, &format!("looking up {vm}"), &e));
+                    continue;
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e);
+                    found.failures.push(e);
+                    continue;
                 }
+            };
+            match power_state(&d) {
+                Ok(state) => found.copies.push(DomainCopy {
+                    slot: i,
+                    uri,
+                    dom: d,
+                    state,
+                }),
+                Err(e) => found
+                    .failures
+                    .push(platform(&uri, &format!("state of {vm}"), &e)),
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok((Lookup::Missing, String::new())),
-        }
+        found
     }
 
     fn saved_for(&self, vm: &VmRef) -> Option<SavedDomain> {
@@ -327,11 +380,19 @@ impl LibvirtDriver {
     /// The domain's current XML description (`virDomainGetXMLDesc`, flags 0), as fence_virtd's
     /// reboot saves it.
     pub fn domain_xml(&self, vm: &VmRef) -> Result<String, DriverError> {
-        match self.find(vm)? {
-            (Lookup::Found(_, d), uri) => d
+        let mut found = self.find_all(vm);
+        let copy = match found.active().first() {
+            Some(c) => Some(*c),
+            None => found.copies.first(),
+        };
+        match copy {
+            Some(c) => c
+                .dom
                 .xml_desc(0)
-                .map_err(|e| platform(&uri, &format!("XML of {vm}"), &e)),
-            (Lookup::Missing, _) => Err(DriverError::NotFound(vm.to_string())),
+                .map_err(|e| platform(&c.uri, &format!("XML of {vm}"), &e)),
+            None => Err(found
+                .failure()
+                .unwrap_or_else(|| DriverError::NotFound(vm.to_string()))),
         }
     }
 
@@ -423,22 +484,50 @@ impl Driver for LibvirtDriver {
         "libvirt"
     }
 
+    /// On where any copy is active; off only when every URI answered and every copy it knows
+    /// is shut off (or is a transient domain we destroyed); an error while a URI that might
+    /// run it did not answer.
     fn status(&self, vm: &VmRef) -> Result<PowerState, DriverError> {
-        match self.find(vm)? {
-            (Lookup::Found(_, d), uri) => {
-                power_state(&d).map_err(|e| platform(&uri, &format!("state of {vm}"), &e))
-            }
-            // A transient domain we destroyed no longer exists: it is off.
-            (Lookup::Missing, _) if self.saved_for(vm).is_some() => Ok(PowerState::Off),
-            (Lookup::Missing, _) => Err(DriverError::NotFound(vm.to_string())),
+        let mut found = self.find_all(vm);
+        if let Some(c) = found.active().first() {
+            return Ok(c.state);
         }
+        if let Some(e) = found.failure() {
+            return Err(e);
+        }
+        if !found.copies.is_empty() {
+            return Ok(PowerState::Off);
+        }
+        // A transient domain we destroyed no longer exists: it is off.
+        if self.saved_for(vm).is_some() {
+            return Ok(PowerState::Off);
+        }
+        Err(DriverError::NotFound(vm.to_string()))
     }
 
     fn power_off(&self, vm: &VmRef) -> Result<(), DriverError> {
-        let (slot, d, uri) = match self.find(vm)? {
-            (Lookup::Found(i, d), uri) => (i, d, uri),
-            (Lookup::Missing, _) => return Err(DriverError::NotFound(vm.to_string())),
+        let mut found = self.find_all(vm);
+        let active = found.active();
+        if active.len() > 1 {
+            return Err(several_active(vm, &active));
+        }
+        // The active copy; with none, the first definition (destroying it fails with
+        // libvirt's own error, callers check the state first).
+        let pick = match active.first() {
+            Some(c) => Some(c.slot),
+            None => found.copies.first().map(|c| c.slot),
         };
+        let Some(pick) = pick else {
+            return Err(found
+                .failure()
+                .unwrap_or_else(|| DriverError::NotFound(vm.to_string())));
+        };
+        let copy = found
+            .copies
+            .into_iter()
+            .find(|c| c.slot == pick)
+            .expect("picked copy exists");
+        let (slot, d, uri) = (copy.slot, copy.dom, copy.uri);
         // Keep what is needed to start a transient domain again (fence_virtd's reboot does the
         // same with the XML it saves before destroying).
         if matches!(d.is_persistent(), Ok(false)) {
@@ -462,15 +551,29 @@ impl Driver for LibvirtDriver {
             .map_err(|e| platform(&uri, &format!("destroying {vm}"), &e))
     }
 
+    /// Refused while any copy is active (a second copy would share its disks) and while a
+    /// URI that might run it did not answer; otherwise the first definition is started.
     fn power_on(&self, vm: &VmRef) -> Result<(), DriverError> {
-        match self.find(vm)? {
-            (Lookup::Found(_, d), uri) => {
+        let mut found = self.find_all(vm);
+        let active = found.active();
+        if !active.is_empty() {
+            let uris: Vec<&str> = active.iter().map(|c| c.uri.as_str()).collect();
+            return Err(DriverError::Platform(format!(
+                "{vm} is already active on {}; not starting another copy",
+                uris.join(", ")
+            )));
+        }
+        if let Some(e) = found.failure() {
+            return Err(e);
+        }
+        match found.copies.into_iter().next() {
+            Some(DomainCopy { dom: d, uri, .. }) => {
                 tracing::info!(%vm, %uri, "libvirt: starting domain");
                 d.create()
                     .map(|_| ())
                     .map_err(|e| platform(&uri, &format!("starting {vm}"), &e))
             }
-            (Lookup::Missing, _) => {
+            None => {
                 let Some(saved) = self.saved_for(vm) else {
                     return Err(DriverError::NotFound(vm.to_string()));
                 };
@@ -505,6 +608,14 @@ impl Driver for LibvirtDriver {
                 let uuid = uuid.to_ascii_lowercase();
                 if seen.insert(uuid.clone()) {
                     out.push(VmInfo { name, uuid, state });
+                } else if !state.is_off() {
+                    // The same VM defined on several hosts (after a migration): list the
+                    // copy that runs, not the first definition found.
+                    if let Some(prev) = out.iter_mut().find(|v| v.uuid == uuid) {
+                        if prev.state.is_off() {
+                            *prev = VmInfo { name, uuid, state };
+                        }
+                    }
                 }
             }
         }

@@ -149,3 +149,49 @@ fn restart_between_calls_is_transparent() {
     d.power_off(&test_vm()).unwrap();
     assert_eq!(d.status(&test_vm()).unwrap(), PowerState::Off);
 }
+
+/// With two URIs, a shut-off definition on the reachable one proves nothing while the other
+/// does not answer (the VM may run there): status is an error, never off, and on is refused.
+/// A copy running on the reachable URI still answers on.
+#[test]
+fn an_unreachable_uri_keeps_a_vm_from_being_proven_off() {
+    let env = Env::new();
+    let daemon = env.start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node.xml");
+    std::fs::write(
+        &node,
+        "<node><domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\
+         <name>test</name><uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid><memory>8192</memory>\
+         <os><type>hvm</type></os><test:runstate>5</test:runstate></domain>\
+         <domain type='test'><name>elsewhere</name><uuid>6695eb01-f6a4-8304-79aa-97f2502e1940</uuid>\
+         <memory>8192</memory><os><type>hvm</type></os></domain></node>",
+    )
+    .unwrap();
+    let policy = ReconnectPolicy {
+        timeout: Duration::from_millis(300),
+        interval: Duration::from_millis(100),
+    };
+    let file_uri = format!("test://{}", node.display());
+    let d = LibvirtDriver::connect_with(&[file_uri, env.uri()], policy).unwrap();
+    // both answer: `test` runs on the libvirtd URI, shut off in the file
+    assert_eq!(d.status(&test_vm()).unwrap(), PowerState::On);
+    drop(daemon);
+    match d.status(&test_vm()) {
+        Err(DriverError::Unreachable { what, .. }) => assert_eq!(what, env.uri()),
+        other => panic!("a VM that may run behind a dead URI was answered: {other:?}"),
+    }
+    assert!(d.power_on(&test_vm()).is_err());
+    assert!(fence::off(
+        &d,
+        &test_vm(),
+        &FenceOptions {
+            confirm_timeout: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(50),
+        }
+    )
+    .is_err());
+    // a VM running on the reachable URI is on, whatever the other URI would say
+    let other = VmRef::Name("elsewhere".into());
+    assert_eq!(d.status(&other).unwrap(), PowerState::On);
+}

@@ -336,7 +336,7 @@ fn concurrent_calls_on_one_driver() {
 }
 
 #[test]
-fn two_uris_first_that_knows_the_vm_wins_and_list_is_merged() {
+fn two_uris_are_both_asked_and_list_is_merged() {
     let first = node();
     let dir2 = tempfile::tempdir().unwrap();
     let sock2 = dir2.path().join("fence");
@@ -368,13 +368,22 @@ fn two_uris_first_that_knows_the_vm_wins_and_list_is_merged() {
     uuids.dedup();
     assert_eq!(uuids.len(), 6, "no duplicate UUIDs: {list:?}");
 
-    // "alpha" by name is the first URI's alpha
-    fence::off(&d, &name("alpha"), &opts()).unwrap();
+    // "alpha" by name runs on both URIs (two VMs, one name): refused, nothing destroyed
+    assert!(matches!(
+        fence::off(&d, &name("alpha"), &opts()),
+        Err(FenceError::Driver(DriverError::Platform(ref m))) if m.contains("active on 2 URIs")
+    ));
+    assert_eq!(d.status(&uuid(ALPHA)).unwrap(), PowerState::On);
+    assert_eq!(d.status(&uuid(alpha2)).unwrap(), PowerState::On);
+    // by UUID each is one VM
+    fence::off(&d, &uuid(ALPHA), &opts()).unwrap();
     assert_eq!(d.status(&uuid(ALPHA)).unwrap(), PowerState::Off);
     assert_eq!(d.status(&uuid(alpha2)).unwrap(), PowerState::On);
-    // now by UUID on the second URI
-    fence::off(&d, &uuid(alpha2), &opts()).unwrap();
+    // by name now only the second URI's copy is active: "alpha" is on, off acts on it
+    assert_eq!(d.status(&name("alpha")).unwrap(), PowerState::On);
+    fence::off(&d, &name("alpha"), &opts()).unwrap();
     assert_eq!(d.status(&uuid(alpha2)).unwrap(), PowerState::Off);
+    assert_eq!(d.status(&name("alpha")).unwrap(), PowerState::Off);
     // only the second URI knows Zeta
     assert_eq!(d.status(&name("Zeta")).unwrap(), PowerState::On);
     assert_eq!(
@@ -472,4 +481,69 @@ fn unreachable_uris_are_reported_with_the_uri() {
         LibvirtDriver::connect(&[]),
         Err(DriverError::Platform(_))
     ));
+}
+
+/// After a live migration the VM stays defined (shut off) on the host it left. With both hosts
+/// configured, the shut-off definition on the first URI must not answer for the VM running on
+/// the second: status is on, off destroys the running copy and is confirmed, on is refused
+/// while a copy runs, and two running copies are refused rather than one picked.
+#[test]
+fn a_migrated_vm_is_on_where_its_active_copy_runs() {
+    const MIG: &str = "33333333-2222-3333-4444-000000000001";
+    let write = |running: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let xml = format!("<node>\n{}</node>\n", domain("mig", MIG, !running, ""));
+        node_from(dir, PathBuf::new(), &xml)
+    };
+    let source = write(false);
+    let dest = write(true);
+    let d = LibvirtDriver::connect(&[source.uri.clone(), dest.uri.clone()]).unwrap();
+    for vm in [name("mig"), uuid(MIG)] {
+        assert_eq!(d.status(&vm).unwrap(), PowerState::On, "{vm}");
+    }
+    // the host list shows the running copy's state, not the first URI's shut-off definition
+    let listed = d.list().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].state, PowerState::On);
+    // on: a second copy must not be started while one runs
+    assert!(
+        matches!(d.power_on(&name("mig")), Err(DriverError::Platform(ref m)) if m.contains("already active"))
+    );
+    assert_eq!(
+        fence::on(&d, &name("mig"), &opts()).unwrap(),
+        FenceOutcome::AlreadyInState
+    );
+    // off acts on the running copy and is confirmed
+    assert_eq!(
+        fence::off(&d, &name("mig"), &opts()).unwrap(),
+        FenceOutcome::Done
+    );
+    assert_eq!(d.status(&uuid(MIG)).unwrap(), PowerState::Off);
+    assert_eq!(
+        fence::off(&d, &name("mig"), &opts()).unwrap(),
+        FenceOutcome::AlreadyInState
+    );
+    // on starts one copy again, and then it is on (and listed on: the host list shows
+    // the active copy of a UUID, not the first definition)
+    assert_eq!(
+        fence::on(&d, &name("mig"), &opts()).unwrap(),
+        FenceOutcome::Done
+    );
+    assert_eq!(d.status(&uuid(MIG)).unwrap(), PowerState::On);
+    // the destination's copy stays off: starting the first definition again, or starting
+    // the second while the first runs, is refused
+    assert!(d.power_on(&uuid(MIG)).is_err());
+
+    // Two active copies of one VM (split brain): status is on, off refuses to pick one.
+    let a = write(true);
+    let b = write(true);
+    let d = LibvirtDriver::connect(&[a.uri.clone(), b.uri.clone()]).unwrap();
+    assert_eq!(d.status(&uuid(MIG)).unwrap(), PowerState::On);
+    let listed = d.list().unwrap();
+    assert_eq!(listed.len(), 1, "one UUID is listed once: {listed:?}");
+    assert!(matches!(
+        fence::off(&d, &uuid(MIG), &opts()),
+        Err(FenceError::Driver(DriverError::Platform(ref m))) if m.contains("active on 2 URIs")
+    ));
+    assert_eq!(d.status(&uuid(MIG)).unwrap(), PowerState::On);
 }

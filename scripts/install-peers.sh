@@ -29,6 +29,7 @@ man-db
 golang-github-vmware-govmomi-dev
 python3
 python3-pip
+openssl
 tar
 dpkg
 apt

@@ -216,7 +216,7 @@ mod tests {
         use std::io::{Read, Write};
         let name = ServerName::try_from("legacy-esxi").unwrap();
         let conn = rustls::ClientConnection::new(cfg, name).map_err(std::io::Error::other)?;
-        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        let sock = std::net::TcpStream::connect(("127.0.0.1", port))?;
         sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
         let mut tls = rustls::StreamOwned::new(conn, sock);
         tls.write_all(b"GET / HTTP/1.0\r\n\r\n")?;

@@ -280,7 +280,7 @@ impl Transport {
     fn read_body(&self, r: ureq::Response, method: &str) -> Result<String, CallError> {
         let mut s = String::new();
         r.into_reader()
-            .take(MAX_BODY)
+            .take(MAX_BODY + 1)
             .read_to_string(&mut s)
             .map_err(|e| {
                 if is_timeout(&e) {
@@ -292,6 +292,14 @@ impl Transport {
                     ))
                 }
             })?;
+        if s.len() as u64 > MAX_BODY {
+            return Err(DriverError::Platform(format!(
+                "{method}: answer from {} is larger than {} MiB; refused",
+                self.url,
+                MAX_BODY >> 20
+            ))
+            .into());
+        }
         Ok(s)
     }
 

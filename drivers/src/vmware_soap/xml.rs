@@ -1,6 +1,11 @@
 //! A small owned XML tree for SOAP responses, and escaping for the requests we write by hand.
 //! Element and attribute names are kept by local name (namespace prefixes differ between
 //! vCenter, ESXi and the simulator and carry no meaning for us).
+//!
+//! The input comes from the network, so the tree is bounded: at most [`MAX_DEPTH`] levels
+//! (a deeper tree would overflow the stack when dropped or compared, as every recursive
+//! structure does) and [`MAX_ELEMENTS`] elements per document. Real vSphere answers are about
+//! 15 levels deep and, with the driver's paged property collection, a few thousand elements.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -47,6 +52,12 @@ impl Element {
     }
 }
 
+/// Deepest element nesting accepted in one document.
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// Most elements accepted in one document.
+pub(crate) const MAX_ELEMENTS: usize = 200_000;
+
 /// Why a response could not be read as XML.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed XML from server: {0}")]
@@ -75,10 +86,29 @@ pub(crate) fn parse(doc: &str) -> Result<Element, XmlError> {
             ..Element::default()
         })
     };
+    let mut elements = 0usize;
+    let mut count = |depth: usize| -> Result<(), XmlError> {
+        elements += 1;
+        if elements > MAX_ELEMENTS {
+            return Err(XmlError(format!(
+                "more than {MAX_ELEMENTS} elements in one answer"
+            )));
+        }
+        if depth > MAX_DEPTH {
+            return Err(XmlError(format!(
+                "elements nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(())
+    };
     loop {
         match reader.read_event() {
-            Ok(Event::Start(e)) => stack.push(start(&e)?),
+            Ok(Event::Start(e)) => {
+                count(stack.len() + 1)?;
+                stack.push(start(&e)?)
+            }
             Ok(Event::Empty(e)) => {
+                count(stack.len() + 1)?;
                 let el = start(&e)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -144,6 +174,25 @@ mod tests {
     fn rejects_truncated_documents() {
         assert!(parse("<a><b></b>").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn deep_and_huge_documents_are_refused_not_overflowed() {
+        // 200,000 levels overflowed the stack (dropping the tree) before the bound.
+        let n = 200_000;
+        let deep = format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.to_string().contains("nested deeper than 128"), "{e}");
+        let deep_empty = format!("{}<b/>{}", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(parse(&deep_empty).is_err());
+        // exactly at the bound is fine
+        let ok = format!("{}{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        let wide = format!("<r>{}</r>", "<e/>".repeat(MAX_ELEMENTS));
+        let e = parse(&wide).unwrap_err();
+        assert!(e.to_string().contains("more than 200000 elements"), "{e}");
+        let fits = format!("<r>{}</r>", "<e/>".repeat(MAX_ELEMENTS - 1));
+        assert!(parse(&fits).is_ok());
     }
 
     #[test]

@@ -1127,6 +1127,25 @@ impl Drop for VmwareSoapDriver {
     }
 }
 
+/// Read a SOAP answer the way every call does (XML tree, fault, body, property-collector
+/// result) and discard it: the entry point of the `soap_answer` fuzz target, not an API.
+#[doc(hidden)]
+pub fn fuzz_soap_answer(text: &str) {
+    let Ok(root) = xml::parse(text) else { return };
+    let Some(body) = root.child("Body") else {
+        return;
+    };
+    if let Some(f) = body.child("Fault") {
+        let _ = soap::Fault::from_soap(f).text();
+    }
+    for r in &body.children {
+        let _ = soap::retrieve_result(r);
+        for rv in r.children_named("returnval") {
+            let _ = soap::Moref::from_element(rv);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,7 +80,7 @@ impl Fault {
     }
 
     /// `<soapenv:Fault>`: `faultstring` and the first element under `detail`.
-    fn from_soap(f: &Element) -> Fault {
+    pub(crate) fn from_soap(f: &Element) -> Fault {
         let message = f
             .child("faultstring")
             .map(|s| s.text.trim().to_string())

@@ -1,0 +1,31 @@
+//! Fuzz target: the host-list answer stream (fence_xvm/fence_virt `-o list`) decodes without
+//! panicking whole or fed in arbitrary pieces, both ways giving the same entries.
+#![no_main]
+
+use fence_proto::{decode_hostlist_stream, HostListDecoder};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let whole = decode_hostlist_stream(data);
+    // Feed the same bytes in pieces whose sizes come from the data itself.
+    let mut dec = HostListDecoder::new();
+    let mut rest = data;
+    let mut step = 1 + usize::from(data.first().copied().unwrap_or(0) % 97);
+    let mut fed = Ok(());
+    while !rest.is_empty() && !dec.is_finished() {
+        let n = step.min(rest.len());
+        match dec.feed(&rest[..n]) {
+            Ok(used) => rest = &rest[used.max(1).min(rest.len())..],
+            Err(e) => {
+                fed = Err(e);
+                break;
+            }
+        }
+        step = step % 13 + 1;
+    }
+    if let (Ok((entries, _)), Ok(())) = (&whole, &fed) {
+        if dec.is_finished() {
+            assert_eq!(entries.as_slice(), dec.entries());
+        }
+    }
+});

@@ -110,6 +110,9 @@ pub struct DaemonConfig {
     pub groups: Vec<Group>,
     /// Raw text appended to the config.
     pub extra: String,
+    /// Backend URI instead of a test-driver node file written from `node` (e.g. a private
+    /// libvirtd's, see [`crate::libvirtd`]).
+    pub uri: Option<String>,
 }
 
 /// The key used by default: the spec §22 test key.
@@ -136,6 +139,7 @@ impl DaemonConfig {
             node: TestNode::standard(),
             groups: Vec::new(),
             extra: String::new(),
+            uri: None,
         }
     }
 
@@ -275,7 +279,10 @@ impl Daemon {
             .expect("tempdir");
         let key_path = dir.path().join("fence_xvm.key");
         write_private(&key_path, &cfg.key);
-        let uri = cfg.node.write(dir.path());
+        let uri = match &cfg.uri {
+            Some(u) => u.clone(),
+            None => cfg.node.write(dir.path()),
+        };
         let conf_path = dir.path().join("fence_virt.conf");
         write_private(&conf_path, cfg.render(&key_path, &uri).as_bytes());
         let pid_path = dir.path().join("fence_virtd.pid");

@@ -24,6 +24,7 @@ pub mod bins;
 pub mod daemon;
 pub mod guest_channel;
 pub mod libvirt_test;
+pub mod libvirtd;
 pub mod netns;
 pub mod pacemaker;
 pub mod process;

@@ -3,6 +3,9 @@
 //! * [`agent_timeout`]: regression for `fence_xvm -t 1` never giving up.
 //! * [`channels`]: fence_virt over tcp, serial and vmchannel (and vsock where the kernel has a
 //!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
+//! * [`faults`]: the daemon stopped or killed and the hypervisor stopped mid-fence: no false
+//!   success, no late off behind a gone agent.
+//! * [`libvirt_reconnect`]: the libvirt driver across libvirtd restarts, and a dead URI.
 //! * [`matrix`]: the fence_xvm ↔ fence_virtd interop matrix, run for every (agent, daemon)
 //!   pairing of reference C and our implementations; expectations recorded from C ↔ C.
 //! * [`replay`]: duplicate/replay suppression and tampering, with raw captured datagrams.
@@ -12,6 +15,8 @@
 
 mod agent_timeout;
 mod channels;
+mod faults;
+mod libvirt_reconnect;
 mod matrix;
 mod pacemaker;
 mod replay;

@@ -1,95 +1,13 @@
-//! LibvirtDriver survives libvirtd restarts (spec §21 item 13): a private libvirtd (Debian
-//! package libvirt-daemon, `/usr/sbin/libvirtd`) serves the test driver on a socket in a temp
-//! dir (`test+unix:///default?socket=…`); the test kills and restarts it under the driver.
-//! `LIBVIRT_DRIVER_DIR` points at an empty directory so the daemon loads no hypervisor modules.
-#![cfg(feature = "libvirt")]
+//! The libvirt driver under a hypervisor that goes away: a private libvirtd is killed and
+//! restarted under [`LibvirtDriver`] (it reconnects, bounded by its policy, and names the URI
+//! while it cannot), and with two URIs a dead one keeps a VM from being proven off.
 
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fence_drivers::fence::{self, FenceOptions, FenceOutcome};
 use fence_drivers::libvirt::{LibvirtDriver, ReconnectPolicy};
 use fence_drivers::{Driver, DriverError, PowerState, VmRef};
-
-const LIBVIRTD: &str = "/usr/sbin/libvirtd";
-
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("modules")).unwrap();
-        std::fs::write(
-            dir.path().join("libvirtd.conf"),
-            format!(
-                "unix_sock_dir = \"{}\"\nunix_sock_rw_perms = \"0700\"\n\
-                 auth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        Env { dir }
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("libvirt-sock")
-    }
-
-    fn uri(&self) -> String {
-        format!("test+unix:///default?socket={}", self.sock().display())
-    }
-
-    /// Start libvirtd and wait (at most 15 s) until its socket accepts connections.
-    fn start(&self) -> Daemon {
-        let _ = std::fs::remove_file(self.sock());
-        let p = self.dir.path();
-        let child = Command::new(LIBVIRTD)
-            .arg("-f")
-            .arg(p.join("libvirtd.conf"))
-            .arg("-p")
-            .arg(p.join("libvirtd.pid"))
-            // exit on its own if a test run is abandoned
-            .args(["--timeout", "60"])
-            .env("LIBVIRT_DRIVER_DIR", p.join("modules"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {LIBVIRTD} (package libvirt-daemon): {e}"));
-        let mut daemon = Daemon { child };
-        wait_connectable(&self.sock(), &mut daemon);
-        daemon
-    }
-}
-
-fn wait_connectable(sock: &Path, d: &mut Daemon) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Some(st) = d.child.try_wait().unwrap() {
-            panic!("libvirtd exited early: {st}");
-        }
-        if UnixStream::connect(sock).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("libvirtd socket {} not ready after 15 s", sock.display());
-}
+use fence_system_tests::libvirtd::LibvirtdEnv;
 
 fn test_vm() -> VmRef {
     VmRef::Name("test".into())
@@ -97,7 +15,7 @@ fn test_vm() -> VmRef {
 
 #[test]
 fn driver_reconnects_after_libvirtd_restart() {
-    let env = Env::new();
+    let env = LibvirtdEnv::new();
     let daemon = env.start();
     let policy = ReconnectPolicy {
         timeout: Duration::from_secs(1),
@@ -138,7 +56,7 @@ fn driver_reconnects_after_libvirtd_restart() {
 
 #[test]
 fn restart_between_calls_is_transparent() {
-    let env = Env::new();
+    let env = LibvirtdEnv::new();
     let daemon = env.start();
     let d = LibvirtDriver::connect(&[env.uri()]).unwrap();
     assert_eq!(d.status(&test_vm()).unwrap(), PowerState::On);
@@ -155,7 +73,7 @@ fn restart_between_calls_is_transparent() {
 /// A copy running on the reachable URI still answers on.
 #[test]
 fn an_unreachable_uri_keeps_a_vm_from_being_proven_off() {
-    let env = Env::new();
+    let env = LibvirtdEnv::new();
     let daemon = env.start();
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("node.xml");

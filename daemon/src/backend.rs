@@ -5,6 +5,11 @@
 //! - STATUS of an unknown VM answers RESP_FAIL, not RESP_OFF: "off" would tell Pacemaker the
 //!   node is safely dead (fence-agent-api §6.4 needs unknown ⇒ failure).
 //! - OFF/REBOOT answer success only once the driver confirms the VM is off.
+//!
+//! Shutdown ([`Backend::with_shutdown`]): once the daemon begins to stop, every action answers
+//! failure without waiting for the driver; requests queued on a VM's lock never reach the
+//! driver, and an action already running on a blocking thread makes no further power call
+//! (the check comes immediately before each one and before each confirmation poll).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use fence_drivers::fence::{self, FenceOptions, FenceOutcome};
 use fence_drivers::{Driver, DriverError, VmInfo, VmRef};
 use fence_proto::{RESP_FAIL, RESP_OFF, RESP_SUCCESS};
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 /// A fencing backend: one driver plus the daemon's scheduling rules.
 pub struct Backend {
@@ -21,6 +27,7 @@ pub struct Backend {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     fence_opts: FenceOptions,
     deadline: Duration,
+    stop: watch::Receiver<bool>,
 }
 
 /// Result of a backend action.
@@ -40,7 +47,32 @@ impl Backend {
             locks: Mutex::new(HashMap::new()),
             fence_opts,
             deadline,
+            // The sender is gone at once: this backend is never told to stop.
+            stop: watch::channel(false).1,
         }
+    }
+
+    /// Stop starting driver work once `stop` reads `true` (see the module docs).
+    pub fn with_shutdown(mut self, stop: watch::Receiver<bool>) -> Backend {
+        self.stop = stop;
+        self
+    }
+
+    /// Whether shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves when shutdown begins (never for a backend without a shutdown signal).
+    async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        if stop.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn shutting_down(what: &str) -> DriverError {
+        DriverError::Platform(format!("{what}: not done: the daemon is shutting down"))
     }
 
     /// The driver's platform name.
@@ -60,14 +92,23 @@ impl Backend {
         what: String,
         f: impl FnOnce(&dyn Driver) -> T + Send + 'static,
     ) -> Result<T, DriverError> {
+        if self.stopping() {
+            return Err(Self::shutting_down(&what));
+        }
         let d = self.driver.clone();
         let task = tokio::task::spawn_blocking(move || f(d.as_ref()));
-        match tokio::time::timeout(self.deadline, task).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(join)) => Err(DriverError::Platform(format!(
-                "{what}: driver task failed: {join}"
-            ))),
-            Err(_) => Err(DriverError::Timeout(what)),
+        tokio::select! {
+            biased;
+            // The blocking call cannot be interrupted; it makes no further power call (see
+            // `power`) and the runtime is not waited for beyond its shutdown timeout.
+            _ = self.stopped() => Err(Self::shutting_down(&what)),
+            r = tokio::time::timeout(self.deadline, task) => match r {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(join)) => Err(DriverError::Platform(format!(
+                    "{what}: driver task failed: {join}"
+                ))),
+                Err(_) => Err(DriverError::Timeout(what)),
+            },
         }
     }
 
@@ -75,14 +116,25 @@ impl Backend {
     pub async fn power(&self, action: PowerAction, vm: &str) -> u8 {
         let vm = VmRef::parse(vm);
         let lock = self.vm_lock(&vm);
-        let _guard = lock.lock().await;
+        let _guard = tokio::select! {
+            biased;
+            _ = self.stopped() => {
+                tracing::error!(%vm, ?action, "not started: the daemon is shutting down");
+                return RESP_FAIL;
+            }
+            g = lock.lock() => g,
+        };
         let opts = self.fence_opts;
         let v = vm.clone();
+        let stop = self.stop.clone();
         let r = self
-            .blocking(format!("{action:?} {vm}"), move |d| match action {
-                PowerAction::Off => fence::off(d, &v, &opts),
-                PowerAction::On => fence::on(d, &v, &opts),
-                PowerAction::Reboot => fence::reboot(d, &v, &opts),
+            .blocking(format!("{action:?} {vm}"), move |d| {
+                let may_continue = || !*stop.borrow();
+                match action {
+                    PowerAction::Off => fence::off_while(d, &v, &opts, &may_continue),
+                    PowerAction::On => fence::on_while(d, &v, &opts, &may_continue),
+                    PowerAction::Reboot => fence::reboot_while(d, &v, &opts, &may_continue),
+                }
             })
             .await;
         match r {
@@ -290,5 +342,129 @@ mod tests {
             Duration::from_millis(100),
         );
         assert_eq!(b.status("vm1").await, RESP_FAIL);
+    }
+
+    /// A driver whose power-off blocks until released, counting calls.
+    struct Gate {
+        inner: SimDriver,
+        off_calls: std::sync::atomic::AtomicUsize,
+        entered: tokio::sync::Notify,
+        returned: tokio::sync::Notify,
+        open: std::sync::Mutex<bool>,
+        cv: std::sync::Condvar,
+    }
+
+    impl Gate {
+        fn release(&self) {
+            *self.open.lock().unwrap() = true;
+            self.cv.notify_all();
+        }
+    }
+
+    impl Driver for Gate {
+        fn kind(&self) -> &'static str {
+            "gate"
+        }
+        fn status(&self, vm: &VmRef) -> Result<fence_drivers::PowerState, DriverError> {
+            self.inner.status(vm)
+        }
+        fn power_off(&self, vm: &VmRef) -> Result<(), DriverError> {
+            use std::sync::atomic::Ordering;
+            self.off_calls.fetch_add(1, Ordering::SeqCst);
+            self.entered.notify_one();
+            // Hang guard: a test that forgets to release does not block for ever.
+            let g = self.open.lock().unwrap();
+            let _ = self
+                .cv
+                .wait_timeout_while(g, Duration::from_secs(30), |open| !*open)
+                .unwrap();
+            let r = self.inner.power_off(vm);
+            self.returned.notify_one();
+            r
+        }
+        fn power_on(&self, vm: &VmRef) -> Result<(), DriverError> {
+            self.inner.power_on(vm)
+        }
+        fn list(&self) -> Result<Vec<VmInfo>, DriverError> {
+            self.inner.list()
+        }
+        fn check(&self) -> Result<(), DriverError> {
+            Ok(())
+        }
+    }
+
+    /// A power-off hangs in the driver (libvirtd stuck); a second one for the same VM waits
+    /// on the VM's lock. Shutdown begins: both answer failure at once, the queued one never
+    /// reaches the driver, and the hung one makes no call after it returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_fails_queued_and_running_actions_without_new_power_calls() {
+        use std::sync::atomic::Ordering;
+        let gate = Arc::new(Gate {
+            inner: SimDriver::demo(),
+            off_calls: Default::default(),
+            entered: Default::default(),
+            returned: Default::default(),
+            open: Default::default(),
+            cv: Default::default(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let b = Arc::new(
+            Backend::new(
+                gate.clone(),
+                FenceOptions {
+                    confirm_timeout: Duration::from_secs(60),
+                    poll_interval: Duration::from_millis(10),
+                },
+                Duration::from_secs(60),
+            )
+            .with_shutdown(stop_rx),
+        );
+        let first = tokio::spawn({
+            let b = b.clone();
+            async move { b.power(PowerAction::Off, "vm1").await }
+        });
+        tokio::time::timeout(Duration::from_secs(10), gate.entered.notified())
+            .await
+            .expect("the first power-off reaches the driver");
+        let second = tokio::spawn({
+            let b = b.clone();
+            async move { b.power(PowerAction::Off, "vm1").await }
+        });
+        // Wait (bounded) until the second request holds a reference to vm1's lock: it is
+        // queued behind the first.
+        let lock = b.vm_lock(&VmRef::parse("vm1"));
+        for _ in 0..5000 {
+            // The map's, ours, the first's and the second's.
+            if Arc::strong_count(&lock) >= 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(Arc::strong_count(&lock), 4, "second request not queued");
+        drop(lock);
+
+        stop.send(true).unwrap();
+        let answers = tokio::time::timeout(Duration::from_secs(10), async {
+            (first.await.unwrap(), second.await.unwrap())
+        })
+        .await
+        .expect("shutdown did not end the waiting requests");
+        assert_eq!(answers, (RESP_FAIL, RESP_FAIL));
+        assert_eq!(gate.off_calls.load(Ordering::SeqCst), 1);
+        // New actions fail without a driver call.
+        assert_eq!(b.power(PowerAction::Off, "vm2").await, RESP_FAIL);
+        assert_eq!(b.status("vm2").await, RESP_FAIL);
+
+        // libvirtd "comes back": the hung call returns; nothing more is started.
+        gate.release();
+        tokio::time::timeout(Duration::from_secs(10), gate.returned.notified())
+            .await
+            .expect("the gated call returns");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(gate.off_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            gate.inner.status(&VmRef::parse("vm2")).unwrap(),
+            fence_drivers::PowerState::On
+        );
     }
 }

@@ -145,6 +145,7 @@ impl Drop for PidFile {
 
 /// Exit codes of fence_virtd (spec §13.3): 255 for config problems and missing files, 1 for
 /// init failures and a running instance.
+/// A key file that exists but cannot be used is an init failure (1), like a failed listener.
 fn exit_code(e: &RunError) -> u8 {
     match e {
         RunError::Config(_) | RunError::MissingFile { .. } => 255,
@@ -225,7 +226,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(fence_virtd::run(cfg, wait)) {
+    let shutdown = {
+        let _in_runtime = rt.enter();
+        match startup::termination_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the signal handlers");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let result = rt.block_on(fence_virtd::run(cfg, wait, shutdown));
+    // Dropping the runtime would wait for every driver call still in progress, for ever if
+    // libvirtd hangs; those calls start no further power change, so stop waiting for them.
+    rt.shutdown_timeout(startup::SHUTDOWN_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{}", error_chain(&e));

@@ -1,10 +1,23 @@
 //! Start-up and the serving loop, following fence_virtd's sequence (spec §13.2): load the
 //! config, enforce file modes, read the key, initialise the backend, bind the listener, serve
-//! until SIGINT/SIGTERM/SIGQUIT. Exit codes are decided by the binary from [`RunError`].
+//! until the shutdown future given to [`run`] resolves (the binary passes
+//! [`termination_signal`]: SIGINT/SIGTERM/SIGQUIT). Exit codes are decided by the binary from
+//! [`RunError`].
+//!
+//! Safer than the C daemon:
+//! * A listener that uses a key refuses to start when its key file cannot be used: not a
+//!   regular file (a directory, a FIFO, …; symlinks to a regular file are fine), unreadable,
+//!   or empty. The C daemon logs it and then accepts every request unsigned. Such a file is
+//!   never chmodded. The serial listener uses no key and starts anyway.
+//! * Shutdown is bounded: once it begins, no power change is started (requests waiting for a
+//!   VM answer failure without reaching the driver) and the binary waits at most
+//!   [`SHUTDOWN_GRACE`] for driver calls in progress (a hung libvirtd cannot keep the daemon
+//!   alive, nor power a VM off after the daemon was told to stop).
 
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::future::Future;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +48,27 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The listener's key file exists but cannot be used.
+    #[error("key file {path} cannot be used")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        problem: KeyFileProblem,
+    },
+    /// A file's mode could not be narrowed to 0600.
+    #[error("cannot narrow the mode of {path} to 0600")]
+    Narrow {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `fence_virtd/@backend` names a backend this build cannot run.
+    #[error(transparent)]
+    BackendUnavailable(ConfigError),
     /// The backend could not be initialised.
     #[error("backend {name:?} failed to initialise")]
     Backend {
@@ -52,6 +86,19 @@ pub enum RunError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The tcp listener's address does not resolve to a socket address.
+    #[error("listener \"tcp\": {key} = \"{address}\" (port {port}) does not resolve")]
+    ListenerAddress {
+        /// The setting, `listeners/tcp/address`.
+        key: String,
+        /// The address as configured.
+        address: String,
+        /// The port it was to be bound with.
+        port: u16,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
     /// Another instance holds the pid file.
     #[error("already running as pid {pid} (pid file {path})")]
@@ -72,24 +119,137 @@ pub enum RunError {
     },
 }
 
-/// Hold a file to mode 0600 as fence_virtd does (it must exist; a wider mode is narrowed with a
-/// notice).
-pub fn enforce_private(path: &Path) -> Result<(), RunError> {
-    let meta = fs::metadata(path).map_err(|source| RunError::MissingFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// Why a key file that exists cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileProblem {
+    /// A directory, FIFO, socket or device (after following symlinks).
+    #[error("it is {0}, not a regular file")]
+    NotRegular(&'static str),
+    /// Looking at it or reading it failed (permission denied, a path through a non-directory,
+    /// an I/O error).
+    #[error("it cannot be read")]
+    Unreadable(#[source] io::Error),
+    /// It holds no bytes: every request would be signed with an empty key.
+    #[error("it is empty")]
+    Empty,
+}
+
+/// What kind of file `t` is, for messages.
+fn file_kind(t: &fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
+}
+
+/// Narrow `path` to mode 0600 when its group or others have any access, or it has special
+/// bits, as fence_virtd does; a mode that is already private (0600, 0400, 0000) is left as it
+/// is, so a file is never made more accessible. Only call this on a regular file.
+fn narrow(path: &Path, meta: &fs::Metadata) -> Result<(), RunError> {
     let mode = meta.permissions().mode() & 0o7777;
-    if mode != 0o600 {
+    if mode & 0o7077 != 0 {
         tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "narrowing mode to 0600");
         fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|source| {
-            RunError::MissingFile {
+            RunError::Narrow {
                 path: path.to_path_buf(),
                 source,
             }
         })?;
     }
     Ok(())
+}
+
+/// Hold the configuration file to mode 0600 as fence_virtd does (it must exist and be a
+/// regular file; a mode open to group or others is narrowed with a notice).
+pub fn enforce_private(path: &Path) -> Result<(), RunError> {
+    let meta = fs::metadata(path).map_err(|source| RunError::MissingFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(RunError::Config(ConfigError::Read {
+            path: path.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("it is {}, not a regular file", file_kind(&meta.file_type())),
+            ),
+        }));
+    }
+    narrow(path, &meta)
+}
+
+/// The error for a failed look at or read of key file `path`: absent is
+/// [`RunError::MissingFile`] (as fence_virtd), anything else (permission denied, a path
+/// through a non-directory, I/O) is [`KeyFileProblem::Unreadable`].
+pub fn key_error(path: &Path, e: io::Error) -> RunError {
+    if e.kind() == io::ErrorKind::NotFound {
+        RunError::MissingFile {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    } else {
+        RunError::KeyFile {
+            path: path.to_path_buf(),
+            problem: KeyFileProblem::Unreadable(e),
+        }
+    }
+}
+
+/// Check and read the key file of a listener that uses one: it must be a regular file
+/// (symlinks followed; anything else is refused and left untouched), it is narrowed to 0600
+/// like the config file, and it must yield at least one byte.
+pub fn load_key(path: &Path) -> Result<Vec<u8>, RunError> {
+    let meta = fs::metadata(path).map_err(|e| key_error(path, e))?;
+    if !meta.is_file() {
+        return Err(RunError::KeyFile {
+            path: path.to_path_buf(),
+            problem: KeyFileProblem::NotRegular(file_kind(&meta.file_type())),
+        });
+    }
+    narrow(path, &meta)?;
+    let key = read_key(path).map_err(|e| key_error(path, e))?;
+    if key.is_empty() {
+        return Err(RunError::KeyFile {
+            path: path.to_path_buf(),
+            problem: KeyFileProblem::Empty,
+        });
+    }
+    Ok(key)
+}
+
+/// The serial listener's key file is never read: whatever it is, only log. A regular file is
+/// still narrowed to 0600 as C does (a failure to do so is logged, not fatal).
+fn note_serial_key(key: &Path) {
+    match fs::metadata(key) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => tracing::info!(
+            file = %key.display(),
+            "key file absent; the serial listener needs none (the C daemon would refuse to start)"
+        ),
+        Err(e) => tracing::info!(
+            file = %key.display(),
+            error = %e,
+            "cannot look at the key file; the serial listener uses none"
+        ),
+        Ok(m) if !m.is_file() => tracing::info!(
+            file = %key.display(),
+            "key file is {}, not a regular file; left alone: the serial listener uses none",
+            file_kind(&m.file_type())
+        ),
+        Ok(m) => {
+            if let Err(e) = narrow(key, &m) {
+                tracing::warn!("{}", error_chain(&e));
+            }
+        }
+    }
 }
 
 /// Read at most the first 4096 bytes of a key file, raw.
@@ -213,10 +373,36 @@ pub fn build_driver(b: &BackendConfig) -> Result<Arc<dyn Driver>, RunError> {
             .map_err(|e| fail("vmware_soap", Box::new(e)))
         }
         other => Err(fail(
-            &format!("{other:?}"),
-            "this backend is not available in this build".into(),
+            other.name(),
+            format!(
+                "this backend is not available in this build (it has: {})",
+                BUILT_BACKENDS.join(", ")
+            )
+            .into(),
         )),
     }
+}
+
+/// The backends this build can run.
+pub const BUILT_BACKENDS: &[&str] = &[
+    #[cfg(feature = "libvirt")]
+    "libvirt",
+    "sim",
+    #[cfg(feature = "vmware_soap")]
+    "vmware_soap",
+];
+
+/// Refuse a backend this build cannot run, naming the file, line and column of
+/// `fence_virtd/@backend`.
+pub fn check_backend(cfg: &Config, tree: &ConfigTree) -> Result<(), RunError> {
+    let why = match &cfg.backend {
+        BackendConfig::Other(_) => "is not known",
+        b if BUILT_BACKENDS.contains(&b.name()) => return Ok(()),
+        _ => "is not built into this fence_virtd",
+    };
+    Err(RunError::BackendUnavailable(
+        crate::config::model::unavailable_backend(tree, why, BUILT_BACKENDS),
+    ))
 }
 
 /// Start-up choices taken from flags (they override the config file).
@@ -230,23 +416,23 @@ pub struct Overrides {
     pub wait_for_init: bool,
 }
 
-/// Load and check a config file the way fence_virtd does before serving.
+/// Load and check a config file the way fence_virtd does before serving: the config file
+/// and the listener's key file are held to 0600, the key must be usable, and the backend must
+/// be one this build has.
 ///
 /// Deliberate difference (spec §21 item 12): the serial listener never uses its key file, so
-/// a missing one is only logged at info level (the C daemon refuses to start). An existing one
-/// is still narrowed to 0600 as C does.
+/// a missing or unusable one is only logged at info level (the C daemon refuses to start). An
+/// existing regular one is still narrowed to 0600 as C does.
 pub fn load(path: &Path) -> Result<(Config, ConfigTree), RunError> {
     let (cfg, tree) = Config::load(path)?;
     enforce_private(path)?;
+    check_backend(&cfg, &tree)?;
     let key = cfg.listener.key_file();
     match &cfg.listener {
-        ListenerConfig::Serial(_) if !key.exists() => {
-            tracing::info!(
-                file = %key.display(),
-                "key file absent; the serial listener needs none (the C daemon would refuse to start)"
-            );
+        ListenerConfig::Serial(_) => note_serial_key(key),
+        _ => {
+            load_key(key)?;
         }
-        _ => enforce_private(key)?,
     }
     Ok((cfg, tree))
 }
@@ -286,15 +472,11 @@ pub fn bind_listener(l: &ListenerConfig) -> Result<(Bound, AuthSettings), RunErr
         name: name.into(),
         source,
     };
-    let key_of = |p: &Path| match read_key(p) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            tracing::warn!(file = %p.display(), error = %e, "cannot read key; continuing without authentication");
-            None
-        }
-    };
+    // The key is read before anything is bound: a listener without a usable key never serves.
+    let key_of = |p: &Path| load_key(p).map(Some);
     match l {
         ListenerConfig::Multicast(m) => {
+            let key = key_of(&m.key_file)?;
             let ifindex = match &m.interface {
                 Some(name) => {
                     listener::multicast::interface_index(name).map_err(|e| err("multicast", e))?
@@ -306,40 +488,39 @@ pub fn bind_listener(l: &ListenerConfig) -> Result<(Bound, AuthSettings), RunErr
             tracing::info!(group = %m.address, port = m.port, interface = ?m.interface, "multicast listener ready");
             Ok((
                 Bound::Multicast(sock),
-                AuthSettings::new(key_of(&m.key_file), m.hash, m.auth),
+                AuthSettings::new(key, m.hash, m.auth),
             ))
         }
         ListenerConfig::Tcp(t) => {
             use std::net::ToSocketAddrs;
+            let key = key_of(&t.key_file)?;
+            let unresolved = |source| RunError::ListenerAddress {
+                key: "listeners/tcp/address".into(),
+                address: t.address.clone(),
+                port: t.port,
+                source,
+            };
             let addr = (t.address.as_str(), t.port)
                 .to_socket_addrs()
-                .map_err(|e| err("tcp", e))?
+                .map_err(unresolved)?
                 .next()
                 .ok_or_else(|| {
-                    err(
-                        "tcp",
-                        std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            "address resolves to nothing",
-                        ),
-                    )
+                    unresolved(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "it resolves to no address",
+                    ))
                 })?;
             let sock = listener::tcp::bind(addr).map_err(|e| err("tcp", e))?;
             tracing::info!(%addr, "tcp listener ready");
             warn_stream_auth("tcp", t.hash, t.auth);
-            Ok((
-                Bound::Tcp(sock),
-                AuthSettings::new(key_of(&t.key_file), t.hash, t.auth),
-            ))
+            Ok((Bound::Tcp(sock), AuthSettings::new(key, t.hash, t.auth)))
         }
         ListenerConfig::Vsock(v) => {
+            let key = key_of(&v.key_file)?;
             let sock = listener::vsock::bind(v.port).map_err(|e| err("vsock", e))?;
             tracing::info!(port = v.port, "vsock listener ready");
             warn_stream_auth("vsock", v.hash, v.auth);
-            Ok((
-                Bound::Vsock(sock),
-                AuthSettings::new(key_of(&v.key_file), v.hash, v.auth),
-            ))
+            Ok((Bound::Vsock(sock), AuthSettings::new(key, v.hash, v.auth)))
         }
         ListenerConfig::Serial(sc) => bind_serial(sc).map_err(|e| err("serial", e)),
     }
@@ -401,12 +582,27 @@ pub async fn serve(
     }
 }
 
-/// Initialise backend and listener (retrying every 5 s with `-w`) and serve until a
-/// termination signal.
-pub async fn run(cfg: Config, wait_for_init: bool) -> Result<(), RunError> {
+/// How long the binary waits, once [`run`] has returned, for driver calls still in progress
+/// (they make no further power call) before it exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long one backend action (status, off-and-confirm, …) may take.
+pub const ACTION_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Initialise backend and listener (retrying every 5 s with `-w`) and serve until `shutdown`
+/// resolves. From that moment no power change is started: actions waiting for their VM and
+/// new ones answer failure without reaching the driver, and actions on a blocking thread stop
+/// before their next power call. Driver calls already in progress cannot be interrupted: run
+/// this on a runtime that is shut down with a timeout ([`SHUTDOWN_GRACE`]), not dropped.
+pub async fn run(
+    cfg: Config,
+    wait_for_init: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_termination().await;
+        shutdown.await;
+        tracing::info!("shutdown requested");
         let _ = tx.send(true);
     });
     let mut attempt = 0u32;
@@ -416,6 +612,10 @@ pub async fn run(cfg: Config, wait_for_init: bool) -> Result<(), RunError> {
             .and_then(|d| bind_listener(&cfg.listener).map(|(b, a)| (d, b, a)));
         match r {
             Ok(v) => break v,
+            // A backend this build does not have will not appear by waiting.
+            Err(e @ RunError::Backend { .. }) if !BUILT_BACKENDS.contains(&cfg.backend.name()) => {
+                return Err(e)
+            }
             Err(e) if wait_for_init => {
                 tracing::warn!(error = %error_chain(&e), attempt, "initialisation failed; retrying in 5 s");
                 let mut rx2 = rx.clone();
@@ -428,11 +628,9 @@ pub async fn run(cfg: Config, wait_for_init: bool) -> Result<(), RunError> {
         }
     };
     tracing::info!(backend = driver.kind(), "backend ready");
-    let backend = Arc::new(Backend::new(
-        driver,
-        FenceOptions::default(),
-        Duration::from_secs(60),
-    ));
+    let backend = Arc::new(
+        Backend::new(driver, FenceOptions::default(), ACTION_DEADLINE).with_shutdown(rx.clone()),
+    );
     let dispatcher = Arc::new(Dispatcher::new(backend, Groups::new(cfg.groups.clone())));
     let ctx = ListenerContext::new(dispatcher, auth);
     serve(bound, ctx, rx)
@@ -445,16 +643,20 @@ pub async fn run(cfg: Config, wait_for_init: bool) -> Result<(), RunError> {
     Ok(())
 }
 
-async fn wait_for_termination() {
+/// SIGINT, SIGTERM or SIGQUIT. The handlers are installed when this is called (inside a
+/// runtime), so a signal that arrives before the future is first polled is not lost.
+pub fn termination_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = quit.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = quit.recv() => {}
+        }
+    })
 }
 
 pub use fence_drivers::error_chain;
@@ -556,14 +758,225 @@ mod tests {
             &format!("port = \"{port}\"; auth = \"none\";"),
         );
         let (cfg, _) = Config::load(&p).unwrap();
+        // No key file: vsock does not fall back to serving unsigned requests.
+        assert!(matches!(
+            bind_listener(&cfg.listener),
+            Err(RunError::MissingFile { .. })
+        ));
+        fs::write(d.path().join("absent.key"), b"k").unwrap();
         let (b, auth) = bind_listener(&cfg.listener).expect("vsock binds");
         assert!(matches!(b, Bound::Vsock(_)));
-        // No readable key: both fall back to none, as fence_virtd does.
-        assert_eq!((auth.hash_floor, auth.auth), (HashAlg::None, HashAlg::None));
+        assert_eq!(auth.key.as_deref().map(Vec::as_slice), Some(&b"k"[..]));
+        assert_eq!(
+            (auth.hash_floor, auth.auth),
+            (HashAlg::Sha256, HashAlg::None)
+        );
+        // The serial listener uses no key: absent or not a file, it prepares.
+        fs::remove_file(d.path().join("absent.key")).unwrap();
         let p = write_conf(d.path(), "serial", "mode = \"vmchannel\";");
         let (cfg, _) = Config::load(&p).unwrap();
         let (b, _) = bind_listener(&cfg.listener).expect("serial prepares");
         assert!(matches!(b, Bound::Serial(_)));
+        fs::create_dir(d.path().join("absent.key")).unwrap();
+        let (b, _) = bind_listener(&cfg.listener).expect("serial prepares");
+        assert!(matches!(b, Bound::Serial(_)));
+    }
+
+    /// Key files that exist but cannot be used, for a listener that needs a key.
+    fn unusable_keys(dir: &Path) -> Vec<(&'static str, PathBuf)> {
+        let d = dir.join("keydir");
+        fs::create_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        let empty = dir.join("empty.key");
+        fs::write(&empty, b"").unwrap();
+        let file = dir.join("plain");
+        fs::write(&file, b"x").unwrap();
+        let fifo = dir.join("fifo.key");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let link = dir.join("link.key");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        vec![
+            ("a directory", d),
+            ("empty", empty),
+            ("cannot be read", file.join("key")),
+            ("a FIFO", fifo),
+            ("a directory", link),
+        ]
+    }
+
+    fn tcp_conf(dir: &Path, key: &Path) -> PathBuf {
+        let p = dir.join("tcp.conf");
+        fs::write(
+            &p,
+            format!(
+                "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; }}\n\
+                 listeners {{ tcp {{ key_file = \"{}\"; address = \"127.0.0.1\"; port = \"1\"; }} }}\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn a_keyed_listener_refuses_a_key_file_it_cannot_use() {
+        let d = tempfile::tempdir().unwrap();
+        for (why, key) in unusable_keys(d.path()) {
+            let p = tcp_conf(d.path(), &key);
+            for r in [
+                load(&p).map(|_| ()),
+                bind_listener(&Config::load(&p).unwrap().0.listener).map(|_| ()),
+            ] {
+                let e = r.expect_err(why);
+                assert!(matches!(e, RunError::KeyFile { .. }), "{why}: {e:?}");
+                let msg = error_chain(&e);
+                assert!(msg.contains(&key.display().to_string()), "{msg}");
+                assert!(msg.contains(why), "{msg}");
+            }
+        }
+        // Nothing was chmodded: the directory keeps its mode.
+        let mode = fs::metadata(d.path().join("keydir"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn a_symlink_to_a_regular_key_file_is_used() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real.key");
+        fs::write(&real, b"secret").unwrap();
+        let link = d.path().join("link.key");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(load_key(&link).unwrap(), b"secret");
+        load(&tcp_conf(d.path(), &link)).unwrap();
+    }
+
+    #[test]
+    fn key_read_errors_are_classified() {
+        let p = Path::new("/k");
+        let e = |errno| key_error(p, io::Error::from_raw_os_error(errno));
+        assert!(matches!(e(libc::ENOENT), RunError::MissingFile { .. }));
+        for errno in [
+            libc::EACCES,
+            libc::EPERM,
+            libc::ENOTDIR,
+            libc::EIO,
+            libc::ELOOP,
+        ] {
+            assert!(
+                matches!(
+                    e(errno),
+                    RunError::KeyFile {
+                        problem: KeyFileProblem::Unreadable(_),
+                        ..
+                    }
+                ),
+                "errno {errno}"
+            );
+        }
+        let msg = error_chain(&e(libc::EACCES));
+        assert!(
+            msg.starts_with("key file /k cannot be used: it cannot be read: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn serial_starts_whatever_its_key_file_is() {
+        let d = tempfile::tempdir().unwrap();
+        for (why, key) in unusable_keys(d.path()) {
+            let p = d.path().join("serial.conf");
+            fs::write(
+                &p,
+                format!(
+                    "fence_virtd {{ listener = \"serial\"; backend = \"sim\"; }}\n\
+                     listeners {{ serial {{ key_file = \"{}\"; }} }}\n",
+                    key.display()
+                ),
+            )
+            .unwrap();
+            load(&p).unwrap_or_else(|e| panic!("{why}: {}", error_chain(&e)));
+        }
+        let mode = fs::metadata(d.path().join("keydir"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755, "a directory is never chmodded");
+    }
+
+    #[test]
+    fn narrowing_never_widens() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("k");
+        fs::write(&key, b"k").unwrap();
+        for (before, after) in [
+            (0o400, 0o400),
+            (0o600, 0o600),
+            (0o640, 0o600),
+            (0o604, 0o600),
+        ] {
+            fs::set_permissions(&key, fs::Permissions::from_mode(before)).unwrap();
+            load_key(&key).unwrap();
+            let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, after, "{before:o}");
+        }
+    }
+
+    #[test]
+    fn a_backend_this_build_lacks_is_named_with_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("k");
+        fs::write(&key, b"k").unwrap();
+        for (name, why) in [
+            ("pm-fence", "is not known"),
+            ("cpg", "is not built into this fence_virtd"),
+        ] {
+            let p = d.path().join("fence_virt.conf");
+            fs::write(
+                &p,
+                format!(
+                    "# comment\nfence_virtd {{\n\tlistener = \"tcp\";\n\tbackend = \"{name}\";\n}}\n\
+                     listeners {{ tcp {{ key_file = \"{}\"; }} }}\n",
+                    key.display()
+                ),
+            )
+            .unwrap();
+            let e = load(&p).expect_err(name);
+            assert!(matches!(e, RunError::BackendUnavailable(_)), "{e:?}");
+            assert_eq!(
+                error_chain(&e),
+                format!(
+                    "{}:4:12: backend \"{name}\" {why} (this build has: {})",
+                    p.display(),
+                    BUILT_BACKENDS.join(", ")
+                )
+            );
+        }
+        assert_eq!(BUILT_BACKENDS, &["libvirt", "sim", "vmware_soap"]);
+    }
+
+    #[test]
+    fn an_unresolvable_tcp_address_is_named_with_its_key_and_port() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write_conf(
+            d.path(),
+            "tcp",
+            "address = \"no-such-host.invalid\"; port = \"1234\";",
+        );
+        fs::write(d.path().join("absent.key"), b"k").unwrap();
+        let (cfg, _) = Config::load(&p).unwrap();
+        let e = bind_listener(&cfg.listener).map(|_| ()).unwrap_err();
+        assert!(matches!(e, RunError::ListenerAddress { .. }), "{e:?}");
+        let msg = error_chain(&e);
+        assert!(
+            msg.starts_with(
+                "listener \"tcp\": listeners/tcp/address = \"no-such-host.invalid\" (port 1234) \
+                 does not resolve: "
+            ),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
@@ -587,6 +1000,49 @@ mod tests {
             (auth.hash_floor, auth.auth),
             (HashAlg::Sha512, HashAlg::None)
         );
+    }
+
+    /// The daemon in-process: it serves until the future given to `run` resolves, then
+    /// returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_serves_until_its_shutdown_future_resolves() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let d = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = write_conf(
+            d.path(),
+            "tcp",
+            &format!(
+                "address = \"127.0.0.1\"; port = \"{port}\"; hash = \"none\"; auth = \"none\";"
+            ),
+        );
+        fs::write(d.path().join("absent.key"), b"k").unwrap();
+        let (cfg, _) = load(&p).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = tokio::spawn(run(cfg, false, async {
+            let _ = stopped.await;
+        }));
+        let mut answer = Vec::new();
+        for _ in 0..200 {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                let req = fence_proto::Request::new(fence_proto::Op::Status, "vm1", 1).unwrap();
+                s.write_all(&req.encode()).await.unwrap();
+                s.read_to_end(&mut answer).await.unwrap();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(answer, [fence_proto::RESP_SUCCESS]);
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), daemon)
+            .await
+            .expect("run returns after shutdown")
+            .unwrap()
+            .unwrap();
     }
 
     #[test]

@@ -72,6 +72,21 @@ pub enum ConfigError {
         /// What would have been accepted.
         expected: String,
     },
+    /// `fence_virtd/@backend` names a backend this build cannot run (the reference would look
+    /// for a plugin of that name and fail the backend's init).
+    #[error("{file}:{pos}: backend \"{name}\" {why} (this build has: {built})")]
+    Backend {
+        /// The file name.
+        file: String,
+        /// Where the value is.
+        pos: Pos,
+        /// The name as written.
+        name: String,
+        /// `is not known` or `is not built into this fence_virtd`.
+        why: &'static str,
+        /// The backends this build has, comma-separated.
+        built: String,
+    },
 }
 
 /// Write `text` to `path` atomically with mode 0600, as `fence_virtd -c` does: a temporary file

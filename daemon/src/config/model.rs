@@ -222,7 +222,8 @@ pub enum BackendConfig {
         /// How VMs are identified between hosts.
         name_mode: NameMode,
     },
-    /// Any other name: the daemon decides (the reference would look for a plugin).
+    /// Any other name: the daemon refuses it at start-up, naming file and line (see
+    /// [`unavailable_backend`]); the reference would look for a plugin of that name.
     Other(String),
 }
 
@@ -336,6 +337,23 @@ impl Config {
             host_status,
             groups: Group::from_tree(tree),
         })
+    }
+}
+
+/// The error for a `fence_virtd/@backend` that this build cannot run, at the value's position
+/// in `tree`. `why` says whether the name is unknown or known but not built in; `built` lists
+/// the backends that are.
+pub fn unavailable_backend(tree: &ConfigTree, why: &'static str, built: &[&str]) -> ConfigError {
+    let (name, pos) = match tree.get_entry("fence_virtd/@backend") {
+        Some(e) => (e.value.clone(), e.value_pos),
+        None => (String::new(), super::Pos::default()),
+    };
+    ConfigError::Backend {
+        file: tree.file().to_string(),
+        pos,
+        name,
+        why,
+        built: built.join(", "),
     }
 }
 

@@ -393,11 +393,19 @@ pub async fn serve(
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    match bound {
-        Bound::Multicast(s) => listener::multicast::serve(s, ctx, stop).await,
-        Bound::Tcp(s) => listener::tcp::serve(s, ctx, stop).await,
-        Bound::Vsock(s) => listener::vsock::serve(s, ctx, stop).await,
-        Bound::Serial(src) => listener::serial::serve(src, ctx, stop).await,
+    // Summaries of rate-limited rejection messages, written once per window.
+    let summaries = listener::ratelimit::summaries_every_window(ctx.rejects.clone());
+    let work = async move {
+        match bound {
+            Bound::Multicast(s) => listener::multicast::serve(s, ctx, stop).await,
+            Bound::Tcp(s) => listener::tcp::serve(s, ctx, stop).await,
+            Bound::Vsock(s) => listener::vsock::serve(s, ctx, stop).await,
+            Bound::Serial(src) => listener::serial::serve(src, ctx, stop).await,
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        never = summaries => match never {},
     }
 }
 
@@ -434,6 +442,10 @@ pub async fn run(cfg: Config, wait_for_init: bool) -> Result<(), RunError> {
         Duration::from_secs(60),
     ));
     let dispatcher = Arc::new(Dispatcher::new(backend, Groups::new(cfg.groups.clone())));
+    match listener::raise_file_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
     let ctx = ListenerContext::new(dispatcher, auth);
     serve(bound, ctx, rx)
         .await

@@ -442,11 +442,26 @@ pub async fn run(cfg: Config, wait_for_init: bool) -> Result<(), RunError> {
         Duration::from_secs(60),
     ));
     let dispatcher = Arc::new(Dispatcher::new(backend, Groups::new(cfg.groups.clone())));
-    match listener::raise_file_limit() {
-        Ok(n) => tracing::debug!(open_files = n, "file descriptor limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
-    }
-    let ctx = ListenerContext::new(dispatcher, auth);
+    let pending_total = match listener::raise_file_limit() {
+        Ok(n) => {
+            let total = listener::admission::total_for_file_limit(n);
+            tracing::debug!(
+                open_files = n,
+                pending_total = total,
+                "file descriptor limit"
+            );
+            total
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            listener::admission::total_for_file_limit(1024)
+        }
+    };
+    let ctx = ListenerContext::with_admission(
+        dispatcher,
+        auth,
+        listener::admission::Admission::new(listener::admission::PENDING_PER_PEER, pending_total),
+    );
     serve(bound, ctx, rx)
         .await
         .map_err(|source| RunError::Listener {

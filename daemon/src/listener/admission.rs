@@ -23,10 +23,23 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-/// Connections of one peer that may wait for their request at once.
-pub const PENDING_PER_PEER: usize = 64;
-/// Connections of all peers that may wait for their request at once.
-pub const PENDING_TOTAL: usize = 1024;
+/// Connections of one peer that may wait for their request at once. Above the largest burst
+/// one host sends (the bench's 200 concurrent `fence_virt -T` from one address, some of which
+/// connect well before they write on a loaded host).
+pub const PENDING_PER_PEER: usize = 256;
+/// Connections of all peers that may wait for their request at once (at most; see
+/// [`total_for_file_limit`]).
+pub const PENDING_TOTAL: usize = 4096;
+
+/// The total cap that fits in `files` open files next to the work slots
+/// ([`MAX_CONCURRENT`](super::MAX_CONCURRENT)) and a reserve for everything else, so that a
+/// flood meets the cap (and sheds) before accept runs out of descriptors.
+pub fn total_for_file_limit(files: u64) -> usize {
+    let room = files.saturating_sub(super::MAX_CONCURRENT as u64 + 128);
+    usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .clamp(16, PENDING_TOTAL)
+}
 
 /// Why a waiting connection was shed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +258,13 @@ mod tests {
         assert!(!a.shed_oldest(ShedReason::OutOfFiles));
         // No empty per-peer sets are left behind.
         assert!(a.table.lock().peers.is_empty());
+    }
+
+    #[test]
+    fn total_cap_fits_the_file_limit() {
+        assert_eq!(total_for_file_limit(1024), 384);
+        assert_eq!(total_for_file_limit(100), 16);
+        assert_eq!(total_for_file_limit(1 << 20), PENDING_TOTAL);
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 //! daemon; then the daemon writes the answer (spec §6).
 
 pub mod admission;
+#[cfg(test)]
+mod hostile;
 pub mod multicast;
 pub mod ratelimit;
 pub mod serial;
@@ -239,31 +241,6 @@ pub fn encode_answer(answer: &Answer) -> Vec<u8> {
     }
 }
 
-/// After the request was read and verified: history check, then [`serve_claimed`]. Shared by
-/// the stream listeners whose client connected to us. `src` is the requester identity.
-pub async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
-    ctx: &ListenerContext,
-    s: &mut S,
-    req: &Request,
-    peer: &str,
-    src: &str,
-) {
-    let key = RequestKey::new(req.op, req.seqno, &req.domain);
-    if !ctx.history.lock().claim(&key, Instant::now()) {
-        reject!(
-            ctx.rejects,
-            Reason::Duplicate,
-            src,
-            debug,
-            peer,
-            seqno = req.seqno,
-            "duplicate request dropped"
-        );
-        return;
-    }
-    serve_claimed(ctx, s, req, key, peer, src).await;
-}
-
 /// Authenticate, dispatch, answer and record a request whose history claim the caller holds.
 /// The claim is released if authentication fails (as fence_virtd does not record such
 /// requests) and turned into a record once the answer was written.
@@ -312,6 +289,16 @@ pub(crate) async fn test_agent<S: AsyncRead + AsyncWrite + Unpin>(
     if s.write_all(&r.encode()).await.is_err() {
         return Vec::new();
     }
+    test_handshake(s, key).await
+}
+
+/// The agent side after the request: challenge-response (SHA-256), then the whole answer;
+/// empty if the daemon closed without answering.
+#[cfg(test)]
+pub(crate) async fn test_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    key: &[u8],
+) -> Vec<u8> {
     let k = Key::from_bytes(key);
     let mut hs = Handshake::agent(HashAlg::Sha256, &k, [7; 64]);
     loop {

@@ -120,13 +120,24 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// Rejections counted by reason since start.
+/// Rejections counted by reason since start, and how many of them were logged.
 #[derive(Default)]
 pub struct RejectStats {
     counts: [AtomicU64; Reason::ALL.len()],
+    logged: AtomicU64,
 }
 
 impl RejectStats {
+    /// Rejections logged individually so far (the rest were suppressed or summed up).
+    pub fn logged(&self) -> u64 {
+        self.logged.load(Ordering::Relaxed)
+    }
+
+    /// Rejections of every reason so far.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
     /// Rejections for `reason` so far.
     pub fn get(&self, reason: Reason) -> u64 {
         self.counts[reason.index()].load(Ordering::Relaxed)
@@ -400,6 +411,7 @@ impl RejectLog {
         } else {
             e.logged += 1;
             *logged += 1;
+            self.stats.logged.fetch_add(1, Ordering::Relaxed);
             true
         };
         (log, out)
@@ -489,6 +501,7 @@ mod tests {
             summaries.extend(s);
         }
         assert_eq!(lines, 5);
+        assert_eq!(log.stats().logged(), 5);
         assert!(summaries.is_empty(), "window not over yet: {summaries:?}");
         assert_eq!(log.stats().get(Reason::KeyMismatch), 10_000);
         assert_eq!(log.stats().get(Reason::Malformed), 0);
@@ -572,7 +585,7 @@ mod tests {
 
     #[test]
     fn evicted_sources_report_what_they_suppressed() {
-        let (log, _clock) = limiter(Limits {
+        let (log, clock) = limiter(Limits {
             per_key: 1,
             max_sources: 2,
             ..Limits::default()
@@ -580,6 +593,7 @@ mod tests {
         for _ in 0..4 {
             log.check(Reason::KeyMismatch, "a");
         }
+        clock.advance(Duration::from_secs(1));
         log.check(Reason::KeyMismatch, "b");
         // "c" needs room: the least recently seen half ("a") goes, with its summary.
         let (l, s) = log.check(Reason::KeyMismatch, "c");

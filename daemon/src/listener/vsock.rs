@@ -47,6 +47,7 @@ use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
 use super::admission::{Pending, ShedReason};
 use super::ratelimit::Reason;
 use super::ListenerContext;
+use crate::history::RequestKey;
 use crate::reject;
 
 /// The request must arrive this soon after accept. fence_virtd allows 1 s, but it accepts one
@@ -119,8 +120,8 @@ pub(super) async fn accept_failed(ctx: &ListenerContext, e: io::Error) {
 
 /// One accepted stream connection (vsock; the framing is transport-independent): read the
 /// request by `accepted` + [`REQUEST_TIMEOUT`] unless the admission registry sheds the
-/// connection first (`pending`), verify it, take a work slot, then the shared
-/// [`super::serve_request`]. `src` is the requester identity for `groups` and the admission
+/// connection first (`pending`), verify it, claim it in the history, take a work slot, then
+/// the shared [`super::serve_claimed`]. `src` is the requester identity for `groups` and the admission
 /// and rate-limit identity.
 pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &ListenerContext,
@@ -171,10 +172,26 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let Some(req) = ctx.verify(&buf, peer, src) else {
         return;
     };
+    // Claim before waiting for a work slot, so that copies of a request (replays) are dropped
+    // at once instead of queueing for a slot.
+    let key = RequestKey::new(req.op, req.seqno, &req.domain);
+    if !ctx.history.lock().claim(&key, std::time::Instant::now()) {
+        reject!(
+            ctx.rejects,
+            Reason::Duplicate,
+            src,
+            debug,
+            peer,
+            seqno = req.seqno,
+            "duplicate request dropped"
+        );
+        return;
+    }
     let Ok(_permit) = ctx.limit.clone().acquire_owned().await else {
+        ctx.history.lock().release(&key);
         return;
     };
-    super::serve_request(ctx, stream, &req, peer, src).await;
+    super::serve_claimed(ctx, stream, &req, key, peer, src).await;
 }
 
 #[cfg(test)]

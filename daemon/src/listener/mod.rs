@@ -345,3 +345,46 @@ pub(crate) fn test_context(
     let disp = crate::dispatch::Dispatcher::new(Arc::new(b), crate::config::Groups::new(groups));
     ListenerContext::new(Arc::new(disp), auth)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Counts every tracing event.
+    struct Count(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _e: &tracing::Event<'_>, _c: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Issue item: every rejected request logged a WARN line (10,000 lines for 10,000 bad
+    /// requests). Now one source's flood logs a handful, and every rejection is counted.
+    #[test]
+    fn ten_thousand_bad_requests_from_one_source_log_a_handful_of_lines() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let ctx = test_context(
+            vec![],
+            AuthSettings::new(Some(b"key".to_vec()), HashAlg::Sha256, HashAlg::Sha256),
+        );
+        let n = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(n.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            for port in 0..10_000u16 {
+                let sender = format!("192.0.2.7:{port}");
+                assert!(ctx.verify(&[0u8; 176], &sender, "192.0.2.7").is_none());
+            }
+        });
+        let limits = ctx.rejects.limits();
+        assert_eq!(n.load(Ordering::Relaxed), limits.per_key as usize);
+        assert_eq!(ctx.rejects.stats().get(Reason::KeyMismatch), 10_000);
+        assert_eq!(ctx.rejects.stats().logged(), u64::from(limits.per_key));
+    }
+}

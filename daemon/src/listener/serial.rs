@@ -508,13 +508,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn partial_frame_is_discarded_after_a_second() {
-        let (mut g, h) = guest(ctx(vec![]), U1);
+        let c = ctx(vec![]);
+        let (mut g, h) = guest(c.clone(), U1);
         g.write_all(&frame(Op::Status, "vm1", 1)[..40])
             .await
             .unwrap();
         tokio::time::sleep(FRAME_TIMEOUT + Duration::from_millis(300)).await;
         g.write_all(&frame(Op::Status, "vm2", 2)).await.unwrap();
         assert_eq!(read_n(&mut g, 5).await, b"abba\x00");
+        // Counted under the guest's UUID, for metrics and the log's rate limit.
+        assert_eq!(c.rejects.stats().get(Reason::SerialPartial), 1);
         drop(g);
         h.await.unwrap().unwrap();
     }

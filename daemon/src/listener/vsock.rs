@@ -279,6 +279,7 @@ mod tests {
             exchange(c.clone(), "4", Op::Status, "vm2", 3, KEY).await,
             [3]
         );
+        assert_eq!(c.rejects.stats().get(Reason::GroupsDenied), 2);
     }
 
     /// On tokio's paused clock: time only moves when every task waits, so the 5 s request

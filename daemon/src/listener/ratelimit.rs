@@ -363,6 +363,11 @@ impl RejectLog {
         self.limits
     }
 
+    /// Count one rejection that will not be logged anyway (its level is disabled).
+    pub fn count(&self, reason: Reason) {
+        self.stats.add(reason);
+    }
+
     /// Count one rejection of `source` for `reason`; true if the caller should log it now.
     /// Summaries that fell due are logged first. Use through [`reject!`](crate::reject).
     pub fn admit(&self, reason: Reason, source: &str) -> bool {
@@ -452,12 +457,21 @@ pub async fn summaries_every_window(log: Arc<RejectLog>) -> std::convert::Infall
 
 /// Count a rejection and log it unless rate-limited:
 /// `reject!(log, Reason::X, source, warn, field = value, "message")`, where `log` is a
-/// [`RejectLog`] and the level one of `warn`, `info`, `debug`.
+/// [`RejectLog`] and the level `warn` or `debug`. A rejection whose level is disabled is only
+/// counted, so that filtered-out debug lines do not use up the log budget.
 #[macro_export]
 macro_rules! reject {
-    ($log:expr, $reason:expr, $source:expr, $level:ident, $($arg:tt)+) => {
-        if $log.admit($reason, $source) {
-            ::tracing::$level!(reason = %$reason, $($arg)+);
+    ($log:expr, $reason:expr, $source:expr, warn, $($arg:tt)+) => {
+        $crate::reject!(@ $log, $reason, $source, WARN, warn, $($arg)+)
+    };
+    ($log:expr, $reason:expr, $source:expr, debug, $($arg:tt)+) => {
+        $crate::reject!(@ $log, $reason, $source, DEBUG, debug, $($arg)+)
+    };
+    (@ $log:expr, $reason:expr, $source:expr, $level:ident, $mac:ident, $($arg:tt)+) => {
+        if !::tracing::enabled!(::tracing::Level::$level) {
+            $log.count($reason);
+        } else if $log.admit($reason, $source) {
+            ::tracing::$mac!(reason = %$reason, $($arg)+);
         }
     };
 }
@@ -639,5 +653,25 @@ mod tests {
         });
         // Five lines and one summary.
         assert_eq!(n.load(Ordering::Relaxed), 6);
+    }
+
+    /// Disabled debug lines are counted but use up neither the source's nor the total budget.
+    #[test]
+    fn disabled_levels_are_counted_without_using_the_budget() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let (log, _clock) = limiter(Limits {
+            total: 3,
+            ..Limits::default()
+        });
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::INFO);
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..100 {
+                crate::reject!(log, Reason::Duplicate, "x", debug, "duplicate");
+            }
+        });
+        assert_eq!(log.stats().get(Reason::Duplicate), 100);
+        assert_eq!(log.stats().logged(), 0);
+        assert!(log.check(Reason::KeyMismatch, "x").0);
     }
 }

@@ -2,6 +2,11 @@
 //! connect-back, tcp, vsock) share one authenticated-stream routine, compatible with
 //! fence_virtd's challenge-response order (spec §5): the agent challenges first, then the
 //! daemon; then the daemon writes the answer (spec §6).
+//!
+//! Hostile input is bounded by two helpers shared by all listeners: [`admission`] caps the
+//! stream connections still waiting for their request (per peer and in total, shedding the
+//! oldest), so silent connections never hold the [`MAX_CONCURRENT`] work slots; [`ratelimit`]
+//! counts every rejection by reason and rate-limits its log lines per source, with summaries.
 
 pub mod admission;
 #[cfg(test)]

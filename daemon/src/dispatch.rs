@@ -9,6 +9,8 @@ use fence_proto::{HostEntry, Op, RESP_FAIL, RESP_PERM};
 
 use crate::backend::{Backend, PowerAction};
 use crate::config::Groups;
+use crate::listener::ratelimit::{Reason, RejectLog};
+use crate::reject;
 
 /// What the listener writes back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,24 +27,51 @@ pub enum Answer {
 pub struct Dispatcher {
     backend: Arc<Backend>,
     groups: Groups,
+    rejects: Arc<RejectLog>,
 }
 
 impl Dispatcher {
     /// A dispatcher over one fencing backend and the access-control map.
     pub fn new(backend: Arc<Backend>, groups: Groups) -> Dispatcher {
-        Dispatcher { backend, groups }
+        Dispatcher {
+            backend,
+            groups,
+            rejects: Arc::default(),
+        }
+    }
+
+    /// Where denials are counted and (rate-limited) logged; the listener shares it.
+    pub fn rejects(&self) -> &Arc<RejectLog> {
+        &self.rejects
     }
 
     /// Handle one request. `op` is the raw operation byte, `domain` the target as the client
     /// sent it, `src` the requester's identity (IP, CID or VM UUID) for the `groups` map.
     pub async fn dispatch(&self, op: u8, domain: &str, src: &str) -> Answer {
         let Some(op) = Op::from_code(op) else {
-            tracing::warn!(op, src, "unknown operation; answering failure");
+            reject!(
+                self.rejects,
+                Reason::UnknownOp,
+                src,
+                warn,
+                op,
+                src,
+                "unknown operation; answering failure"
+            );
             return Answer::Code(RESP_FAIL);
         };
         let checked = matches!(op, Op::Off | Op::On | Op::Reboot | Op::Status);
         if checked && !self.groups.allowed(src, domain) {
-            tracing::warn!(?op, domain, src, "denied by the groups map");
+            reject!(
+                self.rejects,
+                Reason::GroupsDenied,
+                src,
+                warn,
+                ?op,
+                domain,
+                src,
+                "denied by the groups map"
+            );
             return Answer::Code(RESP_PERM);
         }
         match op {

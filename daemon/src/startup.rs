@@ -574,11 +574,19 @@ pub async fn serve(
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    match bound {
-        Bound::Multicast(s) => listener::multicast::serve(s, ctx, stop).await,
-        Bound::Tcp(s) => listener::tcp::serve(s, ctx, stop).await,
-        Bound::Vsock(s) => listener::vsock::serve(s, ctx, stop).await,
-        Bound::Serial(src) => listener::serial::serve(src, ctx, stop).await,
+    // Summaries of rate-limited rejection messages, written once per window.
+    let summaries = listener::ratelimit::summaries_every_window(ctx.rejects.clone());
+    let work = async move {
+        match bound {
+            Bound::Multicast(s) => listener::multicast::serve(s, ctx, stop).await,
+            Bound::Tcp(s) => listener::tcp::serve(s, ctx, stop).await,
+            Bound::Vsock(s) => listener::vsock::serve(s, ctx, stop).await,
+            Bound::Serial(src) => listener::serial::serve(src, ctx, stop).await,
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        never = summaries => match never {},
     }
 }
 
@@ -632,7 +640,26 @@ pub async fn run(
         Backend::new(driver, FenceOptions::default(), ACTION_DEADLINE).with_shutdown(rx.clone()),
     );
     let dispatcher = Arc::new(Dispatcher::new(backend, Groups::new(cfg.groups.clone())));
-    let ctx = ListenerContext::new(dispatcher, auth);
+    let pending_total = match listener::raise_file_limit() {
+        Ok(n) => {
+            let total = listener::admission::total_for_file_limit(n);
+            tracing::debug!(
+                open_files = n,
+                pending_total = total,
+                "file descriptor limit"
+            );
+            total
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            listener::admission::total_for_file_limit(1024)
+        }
+    };
+    let ctx = ListenerContext::with_admission(
+        dispatcher,
+        auth,
+        listener::admission::Admission::new(listener::admission::PENDING_PER_PEER, pending_total),
+    );
     serve(bound, ctx, rx)
         .await
         .map_err(|source| RunError::Listener {

@@ -2,8 +2,17 @@
 //! connect-back, tcp, vsock) share one authenticated-stream routine, compatible with
 //! fence_virtd's challenge-response order (spec §5): the agent challenges first, then the
 //! daemon; then the daemon writes the answer (spec §6).
+//!
+//! Hostile input is bounded by two helpers shared by all listeners: [`admission`] caps the
+//! stream connections still waiting for their request (per peer and in total, shedding the
+//! oldest), so silent connections never hold the [`MAX_CONCURRENT`] work slots; [`ratelimit`]
+//! counts every rejection by reason and rate-limits its log lines per source, with summaries.
 
+pub mod admission;
+#[cfg(test)]
+mod hostile;
 pub mod multicast;
+pub mod ratelimit;
 pub mod serial;
 pub mod tcp;
 pub mod vsock;
@@ -19,11 +28,16 @@ use tokio::sync::Semaphore;
 
 use crate::dispatch::{Answer, Dispatcher};
 use crate::history::{History, RequestKey};
+use crate::reject;
+use admission::Admission;
+use ratelimit::{Reason, RejectLog};
 
 /// Each read or write step of the exchange must finish within this (fence_virtd: 10 s).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// At most this many requests are served at once per listener; the rest wait their turn.
+/// At most this many verified requests are served at once per listener (challenge-response,
+/// dispatch, answer); the rest wait their turn. Connections still waiting for their request do
+/// not take a slot: they are bounded by [`admission`].
 pub const MAX_CONCURRENT: usize = 512;
 
 /// Key and algorithms of one listener.
@@ -69,23 +83,45 @@ pub struct ListenerContext {
     pub history: Mutex<History>,
     /// Bounds concurrent work.
     pub limit: Arc<Semaphore>,
+    /// Stream connections waiting for their request.
+    pub admission: Admission,
+    /// Rejections: counts by reason and rate-limited logging (shared with the dispatcher).
+    pub rejects: Arc<RejectLog>,
 }
 
 impl ListenerContext {
     /// A context with an empty history.
     pub fn new(dispatcher: Arc<Dispatcher>, auth: AuthSettings) -> Arc<ListenerContext> {
+        Self::with_admission(dispatcher, auth, Admission::default())
+    }
+
+    /// A context with an empty history and the given admission caps.
+    pub fn with_admission(
+        dispatcher: Arc<Dispatcher>,
+        auth: AuthSettings,
+        admission: Admission,
+    ) -> Arc<ListenerContext> {
+        let rejects = dispatcher.rejects().clone();
         Arc::new(ListenerContext {
             dispatcher,
             auth,
             history: Mutex::new(History::default()),
             limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            admission,
+            rejects,
         })
     }
 
-    /// Verify a request's hash; log a mismatch loudly with the sender.
-    pub fn verify(&self, bytes: &[u8], sender: &str) -> Option<Request> {
+    /// Verify a request's hash; log a mismatch loudly (rate-limited per source) with the
+    /// sender. `sender` names the peer in logs, `src` is its identity for rate limiting (no
+    /// port).
+    pub fn verify(&self, bytes: &[u8], sender: &str, src: &str) -> Option<Request> {
         if let Err(e) = fence_proto::verify(bytes, self.auth.key_bytes(), self.auth.hash_floor) {
-            tracing::warn!(
+            reject!(
+                self.rejects,
+                Reason::KeyMismatch,
+                src,
+                warn,
                 sender,
                 error = %e,
                 "request rejected: key or hash mismatch (check that guest and host use the same key file and hash)"
@@ -95,11 +131,25 @@ impl ListenerContext {
         match Request::decode(bytes) {
             Ok(r) => Some(r),
             Err(e) => {
-                tracing::warn!(sender, error = %e, "malformed request dropped");
+                reject!(self.rejects, Reason::Malformed, src, warn, sender, error = %e, "malformed request dropped");
                 None
             }
         }
     }
+}
+
+/// Raise the soft limit on open files to the hard limit (at most 2^20): every connection
+/// waiting for its request holds a descriptor, and the usual soft limit of 1024 is below what
+/// the admission caps allow. Returns the soft limit in force afterwards.
+pub fn raise_file_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    let want = hard.min(1 << 20);
+    if want > soft {
+        setrlimit(Resource::RLIMIT_NOFILE, want, hard).map_err(std::io::Error::from)?;
+        return Ok(want);
+    }
+    Ok(soft)
 }
 
 /// Why serving a stream failed.
@@ -196,23 +246,6 @@ pub fn encode_answer(answer: &Answer) -> Vec<u8> {
     }
 }
 
-/// After the request was read and verified: history check, then [`serve_claimed`]. Shared by
-/// the stream listeners whose client connected to us. `src` is the requester identity.
-pub async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
-    ctx: &ListenerContext,
-    s: &mut S,
-    req: &Request,
-    peer: &str,
-    src: &str,
-) {
-    let key = RequestKey::new(req.op, req.seqno, &req.domain);
-    if !ctx.history.lock().claim(&key, Instant::now()) {
-        tracing::debug!(peer, seqno = req.seqno, "duplicate request dropped");
-        return;
-    }
-    serve_claimed(ctx, s, req, key, peer, src).await;
-}
-
 /// Authenticate, dispatch, answer and record a request whose history claim the caller holds.
 /// The claim is released if authentication fails (as fence_virtd does not record such
 /// requests) and turned into a record once the answer was written.
@@ -225,7 +258,11 @@ pub async fn serve_claimed<S: AsyncRead + AsyncWrite + Unpin>(
     src: &str,
 ) {
     if let Err(e) = authenticate(s, &ctx.auth, peer).await {
-        tracing::warn!(error = %e, "authentication failed; request dropped");
+        let reason = match e {
+            StreamError::AuthFailed { .. } => Reason::ChallengeFailed,
+            StreamError::Io { .. } | StreamError::Timeout { .. } => Reason::HandshakeAborted,
+        };
+        reject!(ctx.rejects, reason, src, warn, error = %e, "authentication failed; request dropped");
         ctx.history.lock().release(&key);
         return;
     }
@@ -240,6 +277,56 @@ pub async fn serve_claimed<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let _ = s.shutdown().await;
     ctx.history.lock().record(&key, Instant::now());
+}
+
+/// The agent side of one stream exchange, for tests: signed request (SHA-256), challenge-response,
+/// then the whole answer; empty if the daemon closed without answering.
+#[cfg(test)]
+pub(crate) async fn test_agent<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    op: fence_proto::Op,
+    vm: &str,
+    seqno: u32,
+    key: &[u8],
+) -> Vec<u8> {
+    let mut r = Request::new(op, vm, seqno).unwrap();
+    r.sign(HashAlg::Sha256, key, [1, 2, 3, 4, 5, 6]);
+    if s.write_all(&r.encode()).await.is_err() {
+        return Vec::new();
+    }
+    test_handshake(s, key).await
+}
+
+/// The agent side after the request: challenge-response (SHA-256), then the whole answer;
+/// empty if the daemon closed without answering.
+#[cfg(test)]
+pub(crate) async fn test_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    key: &[u8],
+) -> Vec<u8> {
+    let k = Key::from_bytes(key);
+    let mut hs = Handshake::agent(HashAlg::Sha256, &k, [7; 64]);
+    loop {
+        match hs.next_step() {
+            Ok(Step::Done) => break,
+            Ok(Step::Send(b)) => {
+                // The daemon closes without a byte when it rejects the request.
+                if s.write_all(&b).await.is_err() {
+                    return Vec::new();
+                }
+            }
+            Ok(Step::Recv(n)) => {
+                let mut b = vec![0; n];
+                if s.read_exact(&mut b).await.is_err() || hs.receive(&b).is_err() {
+                    return Vec::new();
+                }
+            }
+            Err(_) => return Vec::new(),
+        }
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    out
 }
 
 /// A listener context over the simulated hypervisor (vm1 and vm2 running) with quick fence
@@ -262,4 +349,47 @@ pub(crate) fn test_context(
     );
     let disp = crate::dispatch::Dispatcher::new(Arc::new(b), crate::config::Groups::new(groups));
     ListenerContext::new(Arc::new(disp), auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Counts every tracing event.
+    struct Count(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _e: &tracing::Event<'_>, _c: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Issue item: every rejected request logged a WARN line (10,000 lines for 10,000 bad
+    /// requests). Now one source's flood logs a handful, and every rejection is counted.
+    #[test]
+    fn ten_thousand_bad_requests_from_one_source_log_a_handful_of_lines() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let ctx = test_context(
+            vec![],
+            AuthSettings::new(Some(b"key".to_vec()), HashAlg::Sha256, HashAlg::Sha256),
+        );
+        let n = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(n.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            for port in 0..10_000u16 {
+                let sender = format!("192.0.2.7:{port}");
+                assert!(ctx.verify(&[0u8; 176], &sender, "192.0.2.7").is_none());
+            }
+        });
+        let limits = ctx.rejects.limits();
+        assert_eq!(n.load(Ordering::Relaxed), limits.per_key as usize);
+        assert_eq!(ctx.rejects.stats().get(Reason::KeyMismatch), 10_000);
+        assert_eq!(ctx.rejects.stats().logged(), u64::from(limits.per_key));
+    }
 }

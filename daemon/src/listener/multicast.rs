@@ -17,7 +17,10 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::ratelimit::Reason;
 use super::ListenerContext;
+use crate::history::RequestKey;
+use crate::reject;
 
 /// Connect-back timeout (fence_virtd: 5 s).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,53 +80,65 @@ pub async fn serve(
             _ = &mut shutdown => return Ok(()),
         };
         let sender = from.to_string();
+        let source = from.ip().to_string();
         if n < fence_proto::REQUEST_LEN {
-            tracing::warn!(%sender, len = n, "short datagram dropped (need 176 bytes)");
+            reject!(ctx.rejects, Reason::ShortDatagram, &source, warn, %sender, len = n, "short datagram dropped (need 176 bytes)");
             continue;
         }
-        let Some(req) = ctx.verify(&buf[..fence_proto::REQUEST_LEN], &sender) else {
+        let Some(req) = ctx.verify(&buf[..fence_proto::REQUEST_LEN], &sender, &source) else {
             continue;
         };
+        let back = match req.connect_back() {
+            Ok(a) => a,
+            Err(e) => {
+                reject!(ctx.rejects, Reason::NoReplyAddress, &source, warn, %sender, error = %e, "request without a usable reply address dropped");
+                continue;
+            }
+        };
+        // Claim before connecting back, and before spawning: the other copies of this request
+        // (one per guest interface and round) must not open a second connection that the
+        // agent might accept instead, nor pile up as tasks waiting for a work slot.
+        let key = RequestKey::new(req.op, req.seqno, &req.domain);
+        if !ctx.history.lock().claim(&key, std::time::Instant::now()) {
+            reject!(ctx.rejects, Reason::Duplicate, &source, debug, %sender, seqno = req.seqno, "duplicate request dropped");
+            continue;
+        }
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let Ok(_permit) = ctx.limit.clone().acquire_owned().await else {
+                ctx.history.lock().release(&key);
                 return;
             };
-            handle(&ctx, req, &sender).await;
+            handle(&ctx, req, key, back, &sender).await;
         });
     }
 }
 
-async fn handle(ctx: &ListenerContext, req: fence_proto::Request, sender: &str) {
-    let back = match req.connect_back() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(sender, error = %e, "request without a usable reply address dropped");
-            return;
-        }
-    };
-    // Claim before connecting back: the other copies of this request (one per guest interface
-    // and round) must not open a second connection that the agent might accept instead.
-    let key = crate::history::RequestKey::new(req.op, req.seqno, &req.domain);
-    if !ctx.history.lock().claim(&key, std::time::Instant::now()) {
-        tracing::debug!(sender, seqno = req.seqno, "duplicate request dropped");
-        return;
-    }
+/// Connect back to the agent and serve the claimed request. The connection is outbound, to
+/// the address the verified request names, and bounded by [`CONNECT_TIMEOUT`] and the
+/// handshake's step timeouts, so silent peers cannot hold it longer than that.
+async fn handle(
+    ctx: &ListenerContext,
+    req: fence_proto::Request,
+    key: RequestKey,
+    back: SocketAddr,
+    sender: &str,
+) {
     let peer = back.to_string();
+    let src = back.ip().to_string();
     let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(back)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::warn!(sender, %peer, error = %e, "connect-back to the agent failed");
+            reject!(ctx.rejects, Reason::ConnectBackFailed, &src, warn, sender, %peer, error = %e, "connect-back to the agent failed");
             ctx.history.lock().release(&key);
             return;
         }
         Err(_) => {
-            tracing::warn!(sender, %peer, "connect-back to the agent timed out (is TCP to the guest blocked?)");
+            reject!(ctx.rejects, Reason::ConnectBackFailed, &src, warn, sender, %peer, "connect-back to the agent timed out (is TCP to the guest blocked?)");
             ctx.history.lock().release(&key);
             return;
         }
     };
     let _ = SockRef::from(&stream).set_keepalive(true);
-    let src = back.ip().to_string();
     super::serve_claimed(ctx, &mut stream, &req, key, &peer, &src).await;
 }

@@ -47,9 +47,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
+use super::ratelimit::{Reason, RejectLog};
 use super::ListenerContext;
 use crate::dispatch::Answer;
 use crate::history::RequestKey;
+use crate::reject;
 
 /// How often the running domains' sockets are listed.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -264,12 +266,28 @@ pub struct FrameReader {
     buf: Vec<u8>,
     /// When the magic of the frame at the start of `buf` was seen.
     started: Option<Instant>,
+    /// Where bad frames are counted and rate-limited, and under which source.
+    rejects: Option<(Arc<RejectLog>, String)>,
 }
 
 impl FrameReader {
     /// An empty reader.
     pub fn new() -> FrameReader {
         FrameReader::default()
+    }
+
+    /// Count bad frames in `log` under `source`, logging them at its rate.
+    pub fn reporting_to(mut self, log: Arc<RejectLog>, source: &str) -> FrameReader {
+        self.rejects = Some((log, source.to_string()));
+        self
+    }
+
+    /// Whether a bad frame for `reason` should be logged (always without a reject log).
+    fn should_log(&self, reason: Reason) -> bool {
+        match &self.rejects {
+            Some((log, source)) => log.admit(reason, source),
+            None => true,
+        }
     }
 
     /// Drop everything before the first (possibly partial) magic.
@@ -314,7 +332,9 @@ impl FrameReader {
                         return Ok(Some(r));
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "malformed serial frame; searching for the next magic");
+                        if self.should_log(Reason::SerialMalformed) {
+                            tracing::warn!(error = %e, "malformed serial frame; searching for the next magic");
+                        }
                         self.buf.drain(..1);
                         self.started = None;
                         continue;
@@ -328,10 +348,12 @@ impl FrameReader {
                     match tokio::time::timeout(left, s.read(&mut tmp)).await {
                         Ok(r) => r?,
                         Err(_) => {
-                            tracing::warn!(
-                                have = self.buf.len(),
-                                "partial serial frame not completed within 1 s; discarded"
-                            );
+                            if self.should_log(Reason::SerialPartial) {
+                                tracing::warn!(
+                                    have = self.buf.len(),
+                                    "partial serial frame not completed within 1 s; discarded"
+                                );
+                            }
                             self.buf.drain(..1);
                             self.started = None;
                             continue;
@@ -377,11 +399,19 @@ pub async fn serve_socket<S: AsyncRead + AsyncWrite + Unpin>(
     src: &str,
     peer: &str,
 ) -> io::Result<()> {
-    let mut frames = FrameReader::new();
+    let mut frames = FrameReader::new().reporting_to(ctx.rejects.clone(), src);
     while let Some(req) = frames.next(&mut s).await? {
         let key = RequestKey::new(req.op, req.seqno, &req.domain);
         if !ctx.history.lock().claim(&key, Instant::now()) {
-            tracing::debug!(peer, seqno = req.seqno, "duplicate request dropped");
+            reject!(
+                ctx.rejects,
+                Reason::Duplicate,
+                src,
+                debug,
+                peer,
+                seqno = req.seqno,
+                "duplicate request dropped"
+            );
             continue;
         }
         tracing::info!(op = req.op, seqno = req.seqno, domain = %req.domain, src, peer, "serial request");
@@ -478,13 +508,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn partial_frame_is_discarded_after_a_second() {
-        let (mut g, h) = guest(ctx(vec![]), U1);
+        let c = ctx(vec![]);
+        let (mut g, h) = guest(c.clone(), U1);
         g.write_all(&frame(Op::Status, "vm1", 1)[..40])
             .await
             .unwrap();
         tokio::time::sleep(FRAME_TIMEOUT + Duration::from_millis(300)).await;
         g.write_all(&frame(Op::Status, "vm2", 2)).await.unwrap();
         assert_eq!(read_n(&mut g, 5).await, b"abba\x00");
+        // Counted under the guest's UUID, for metrics and the log's rate limit.
+        assert_eq!(c.rejects.stats().get(Reason::SerialPartial), 1);
         drop(g);
         h.await.unwrap().unwrap();
     }

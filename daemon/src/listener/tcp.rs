@@ -1,15 +1,17 @@
 //! The `tcp` listener, compatible with fence_virtd's (spec §8): the agent connects, sends the
-//! 176-byte request within 1 s, then the challenge-response and the answer follow on the same
-//! connection. The requester identity for `groups` is the numeric peer address (an
-//! IPv4-mapped IPv6 peer is reported in IPv4 form).
+//! 176-byte request within [`REQUEST_TIMEOUT`] (5 s) of accept (fence_virtd: 1 s, but it
+//! accepts one connection at a time; see [`REQUEST_TIMEOUT`]), then the challenge-response and
+//! the answer follow on the same connection. The requester identity for `groups` is the
+//! numeric peer address (an IPv4-mapped IPv6 peer is reported in IPv4 form); it is also the
+//! peer identity for the cap on connections waiting for their request (see
+//! [`super::admission`] and the vsock module's "Silent connections").
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use super::ListenerContext;
 
@@ -48,20 +50,13 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    super::vsock::accept_failed(&ctx, e).await;
                     continue;
                 }
             },
             _ = &mut shutdown => return Ok(()),
         };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = ctx.limit.clone().acquire_owned().await else {
-                return;
-            };
-            handle(&ctx, stream, peer).await;
-        });
+        super::vsock::spawn_connection(&ctx, stream, peer.to_string(), peer_identity(&peer));
     }
 }
 
@@ -76,7 +71,80 @@ pub fn peer_identity(peer: &SocketAddr) -> String {
     }
 }
 
-async fn handle(ctx: &ListenerContext, mut stream: TcpStream, peer: SocketAddr) {
-    let src = peer_identity(&peer);
-    super::vsock::handle_connection(ctx, &mut stream, &peer.to_string(), &src).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::admission::PENDING_PER_PEER;
+    use crate::listener::{test_agent, test_context, AuthSettings};
+    use fence_proto::{HashAlg, Op};
+    use std::time::{Duration, Instant};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    const KEY: &[u8] = b"fence-virt-tcp-test-key\n";
+
+    /// Open `n` connections to `to` from `from` and keep them; they never send a byte.
+    pub(crate) async fn idle_flood(from: &str, to: SocketAddr, n: usize) -> Vec<TcpStream> {
+        let from: SocketAddr = format!("{from}:0").parse().unwrap();
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = TcpSocket::new_v4().unwrap();
+            s.bind(from).unwrap();
+            held.push(s.connect(to).await.expect("idle connection"));
+        }
+        held
+    }
+
+    /// Issue item: silent connections used to take the 512 work slots and start their 5 s only
+    /// then, so 5,000 of them from anyone delayed every real request by ~45 s. Now a real
+    /// request from another peer is answered while 5,000 idle connections are held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_request_answered_while_another_peer_holds_5000_idle_connections() {
+        // 5,000 client sockets plus the server's side of those it holds.
+        let files = crate::listener::raise_file_limit().unwrap();
+        assert!(files >= 12_000, "need 12,000 open files, have {files}");
+        let ctx = test_context(
+            vec![],
+            AuthSettings::new(Some(KEY.to_vec()), HashAlg::Sha256, HashAlg::Sha256),
+        );
+        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(l, ctx.clone(), async {
+            let _ = stopped.await;
+        }));
+        // Latency of real requests, each on a new connection from 127.0.0.1.
+        async fn latencies(addr: SocketAddr, seqnos: std::ops::Range<u32>) -> Vec<Duration> {
+            let mut out = Vec::new();
+            for seqno in seqnos {
+                let t0 = Instant::now();
+                let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    test_agent(&mut s, Op::Status, "vm1", seqno, KEY).await
+                })
+                .await
+                .expect("no answer within 10 s while another peer holds 5,000 idle connections");
+                out.push(t0.elapsed());
+                assert_eq!(answer, [0], "vm1 runs: status answers success");
+            }
+            out.sort();
+            out
+        }
+        let quiet = latencies(addr, 1..21).await;
+        let held = idle_flood("127.0.0.2", addr, 5_000).await;
+        let flooded = latencies(addr, 21..41).await;
+        println!(
+            "20 status requests: median {:?}, max {:?} without a flood; median {:?}, max {:?} \
+             while 127.0.0.2 held {} idle connections",
+            quiet[10],
+            quiet[19],
+            flooded[10],
+            flooded[19],
+            held.len()
+        );
+        // The flood's cost is bounded: the peer's oldest idle connections were shed.
+        assert!(ctx.admission.waiting_from("127.0.0.2") <= PENDING_PER_PEER);
+        drop(held);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

@@ -1,7 +1,8 @@
 //! The `vsock` listener, compatible with fence_virtd's (fence-agents 4.12.1, spec §9): a stream
 //! socket on `VMADDR_CID_ANY` and the configured port; per connection the agent sends the
-//! 176-byte request within 1 s, then the challenge-response and the answer follow on the same
-//! connection, exactly as for the `tcp` listener. The requester identity for `groups` is the
+//! 176-byte request within [`REQUEST_TIMEOUT`] (5 s) of accept (C: 1 s, see there), then the
+//! challenge-response and the answer follow on the same connection, exactly as for the `tcp`
+//! listener. The requester identity for `groups` is the
 //! peer's CID written in decimal (`ip = "3";` in a group).
 //!
 //! # `auth` and `hash` (spec §8, §21 item 1): a deliberate difference, shared with `tcp`
@@ -14,7 +15,7 @@
 //! saying what the C daemon would have done, because C-configured agents may then fail.
 //!
 //! # Which vsock paths are tested how
-//! * The connection handling ([`handle_connection`]: 176-byte read with the 1 s limit,
+//! * The connection handling ([`handle_connection`]: 176-byte read with the 5 s limit,
 //!   verification, history, challenge-response, answer, peer CID as `groups` identity) is
 //!   unit-tested below over a unix socketpair, with fence-proto playing the agent, for every
 //!   answer kind (code, denial by CID, host list, bad signature, short request, replay).
@@ -25,6 +26,14 @@
 //!   whose only transport is virtio towards the VMM (connecting to CID 1 times out, to its own
 //!   CID gives ENODEV), so that test (`tests/system/channels.rs`, `vsock_loopback_*`) is marked
 //!   `#[ignore]` and runs with `cargo test -- --ignored` on a host with `vsock_loopback`.
+//!
+//! # Silent connections
+//! The deadline for the request counts from accept, and a connection takes one of the
+//! listener's [`MAX_CONCURRENT`](super::MAX_CONCURRENT) work slots only once its request has
+//! arrived and verified. Until then it is registered with [`super::admission`], which caps the
+//! connections waiting for their request per peer (CID here, IP address for `tcp`) and in total,
+//! shedding the oldest when a cap is reached. So silent connections from one peer, however
+//! many, cannot delay another peer's request.
 
 use std::future::Future;
 use std::io;
@@ -32,15 +41,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Instant;
 use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
 
+use super::admission::{Pending, ShedReason};
+use super::ratelimit::Reason;
 use super::ListenerContext;
+use crate::history::RequestKey;
+use crate::reject;
 
 /// The request must arrive this soon after accept. fence_virtd allows 1 s, but it accepts one
 /// connection at a time, so a client has usually written its request long before the clock
 /// starts; we accept every connection at once, and under a burst of agent processes on a busy
 /// host the clock would start before the client is even scheduled (the bench saw C agents
-/// reset that way). A client that connects and stays silent still costs nothing but a task.
+/// reset that way). A client that connects and stays silent costs a socket and a task until
+/// then, and is shed earlier if its peer (or everyone) has too many such connections (see
+/// [`super::admission`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bind `VMADDR_CID_ANY:port`. Must be called inside a tokio runtime (the socket is registered
@@ -57,54 +73,125 @@ pub async fn serve(
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
     loop {
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(error = %e, "vsock accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_failed(&ctx, e).await;
                     continue;
                 }
             },
             _ = &mut shutdown => return Ok(()),
         };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = ctx.limit.clone().acquire_owned().await else {
-                return;
-            };
-            let peer_s = format!("vsock:{}:{}", peer.cid(), peer.port());
-            let src = peer.cid().to_string();
-            handle_connection(&ctx, &mut stream, &peer_s, &src).await;
-        });
+        let peer_s = format!("vsock:{}:{}", peer.cid(), peer.port());
+        spawn_connection(&ctx, stream, peer_s, peer.cid().to_string());
     }
 }
 
+/// Register a just-accepted stream connection with the admission registry (its peer identity
+/// `src` counts for the per-peer cap) and serve it on its own task; the request deadline
+/// starts now.
+pub(super) fn spawn_connection<S>(
+    ctx: &Arc<ListenerContext>,
+    mut stream: S,
+    peer: String,
+    src: String,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let accepted = Instant::now();
+    let pending = ctx.admission.admit(&src);
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        handle_connection(&ctx, &mut stream, pending, accepted, &peer, &src).await;
+    });
+}
+
+/// After a failed accept: out of file descriptors, shed the oldest connection still waiting for
+/// its request to make room; then pause briefly so a persistent error does not spin.
+pub(super) async fn accept_failed(ctx: &ListenerContext, e: io::Error) {
+    let out_of_files = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+    if out_of_files {
+        ctx.admission.shed_oldest(ShedReason::OutOfFiles);
+    }
+    reject!(ctx.rejects, Reason::AcceptFailed, "accept", warn, error = %e, shed_oldest = out_of_files, "accept failed");
+    tokio::time::sleep(Duration::from_millis(if out_of_files { 5 } else { 50 })).await;
+}
+
 /// One accepted stream connection (vsock; the framing is transport-independent): read the
-/// request within [`REQUEST_TIMEOUT`], verify it, then the shared
-/// [`super::serve_request`]. `src` is the requester identity for `groups`.
+/// request by `accepted` + [`REQUEST_TIMEOUT`] unless the admission registry sheds the
+/// connection first (`pending`), verify it, claim it in the history, take a work slot, then
+/// the shared [`super::serve_claimed`]. `src` is the requester identity for `groups` and the admission
+/// and rate-limit identity.
 pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &ListenerContext,
     stream: &mut S,
+    mut pending: Pending,
+    accepted: Instant,
     peer: &str,
     src: &str,
 ) {
     let mut buf = [0u8; fence_proto::REQUEST_LEN];
-    match tokio::time::timeout(REQUEST_TIMEOUT, stream.read_exact(&mut buf)).await {
+    let read = tokio::time::timeout_at(accepted + REQUEST_TIMEOUT, stream.read_exact(&mut buf));
+    tokio::pin!(read);
+    let read = tokio::select! {
+        biased;
+        r = &mut read => r,
+        why = pending.shed() => {
+            // A request already waiting in the socket is served even so: let the I/O driver
+            // report the socket's readiness once, then look without waiting.
+            tokio::task::yield_now().await;
+            match tokio::time::timeout(Duration::ZERO, &mut read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    reject!(ctx.rejects, Reason::IdleShed, src, warn, peer, why = %why, "connection closed before its request arrived");
+                    return;
+                }
+            }
+        }
+    };
+    drop(pending);
+    match read {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
-            tracing::debug!(peer, error = %e, "connection closed before a full request");
+            reject!(ctx.rejects, Reason::ShortRequest, src, debug, peer, error = %e, "connection closed before a full request");
             return;
         }
         Err(_) => {
-            tracing::warn!(peer, "no full request within 1 s; closing");
+            reject!(
+                ctx.rejects,
+                Reason::RequestTimeout,
+                src,
+                warn,
+                peer,
+                "no full request within {REQUEST_TIMEOUT:?} of accept; closing"
+            );
             return;
         }
     }
-    let Some(req) = ctx.verify(&buf, peer) else {
+    let Some(req) = ctx.verify(&buf, peer, src) else {
         return;
     };
-    super::serve_request(ctx, stream, &req, peer, src).await;
+    // Claim before waiting for a work slot, so that copies of a request (replays) are dropped
+    // at once instead of queueing for a slot.
+    let key = RequestKey::new(req.op, req.seqno, &req.domain);
+    if !ctx.history.lock().claim(&key, std::time::Instant::now()) {
+        reject!(
+            ctx.rejects,
+            Reason::Duplicate,
+            src,
+            debug,
+            peer,
+            seqno = req.seqno,
+            "duplicate request dropped"
+        );
+        return;
+    }
+    let Ok(_permit) = ctx.limit.clone().acquire_owned().await else {
+        ctx.history.lock().release(&key);
+        return;
+    };
+    super::serve_claimed(ctx, stream, &req, key, peer, src).await;
 }
 
 #[cfg(test)]
@@ -113,6 +200,7 @@ mod tests {
     use crate::config::Group;
     use crate::listener::{test_context, AuthSettings};
     use fence_proto::{Handshake, HashAlg, Key, Op, Request, Step};
+    use std::time::Duration;
     use tokio::io::AsyncWriteExt;
     use tokio::net::UnixStream;
 
@@ -125,37 +213,8 @@ mod tests {
         )
     }
 
-    /// The agent side of one exchange: signed request, challenge-response, whole answer.
     async fn agent(s: &mut UnixStream, op: Op, vm: &str, seqno: u32, key: &[u8]) -> Vec<u8> {
-        let mut r = Request::new(op, vm, seqno).unwrap();
-        r.sign(HashAlg::Sha256, key, [1, 2, 3, 4, 5, 6]);
-        s.write_all(&r.encode()).await.unwrap();
-        let k = Key::from_bytes(key);
-        let mut hs = Handshake::agent(HashAlg::Sha256, &k, [7; 64]);
-        loop {
-            match hs.next_step() {
-                Ok(Step::Done) => break,
-                Ok(Step::Send(b)) => {
-                    // The daemon closes without a byte when it rejects the request.
-                    if s.write_all(&b).await.is_err() {
-                        return Vec::new();
-                    }
-                }
-                Ok(Step::Recv(n)) => {
-                    let mut b = vec![0; n];
-                    if s.read_exact(&mut b).await.is_err() {
-                        return Vec::new();
-                    }
-                    if hs.receive(&b).is_err() {
-                        return Vec::new();
-                    }
-                }
-                Err(_) => return Vec::new(),
-            }
-        }
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
-        out
+        crate::listener::test_agent(s, op, vm, seqno, key).await
     }
 
     async fn exchange(
@@ -169,7 +228,8 @@ mod tests {
         let (mut a, mut d) = UnixStream::pair().unwrap();
         let src = src.to_string();
         let server = tokio::spawn(async move {
-            handle_connection(&ctx, &mut d, "vsock:3:1234", &src).await;
+            let pending = ctx.admission.admit(&src);
+            handle_connection(&ctx, &mut d, pending, Instant::now(), "vsock:3:1234", &src).await;
         });
         let out = agent(&mut a, op, vm, seqno, key).await;
         drop(a);
@@ -219,9 +279,12 @@ mod tests {
             exchange(c.clone(), "4", Op::Status, "vm2", 3, KEY).await,
             [3]
         );
+        assert_eq!(c.rejects.stats().get(Reason::GroupsDenied), 2);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// On tokio's paused clock: time only moves when every task waits, so the 5 s request
+    /// limit fires at exactly 5 s of virtual time, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
     async fn wrong_key_replay_and_short_request_get_no_answer() {
         let c = ctx(vec![]);
         assert!(exchange(c.clone(), "3", Op::Status, "vm1", 9, b"other")
@@ -235,18 +298,101 @@ mod tests {
         assert!(exchange(c.clone(), "3", Op::Status, "vm1", 10, KEY)
             .await
             .is_empty());
-        // A request cut short: the daemon gives up after 1 s and closes.
+        assert_eq!(c.rejects.stats().get(Reason::KeyMismatch), 1);
+        assert_eq!(c.rejects.stats().get(Reason::Duplicate), 1);
+        // A request cut short: the daemon gives up REQUEST_TIMEOUT after accept and closes.
         let (mut a, mut d) = UnixStream::pair().unwrap();
         let cc = c.clone();
-        let server = tokio::spawn(async move { handle_connection(&cc, &mut d, "p", "3").await });
+        let accepted = Instant::now();
+        let server = tokio::spawn(async move {
+            let pending = cc.admission.admit("3");
+            handle_connection(&cc, &mut d, pending, accepted, "p", "3").await;
+            Instant::now()
+        });
         a.write_all(&[0u8; 100]).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
+        let closed_at = tokio::time::timeout(Duration::from_secs(3600), server)
             .await
-            .expect("the 1 s request limit was not applied")
+            .expect("the request limit was not applied")
             .unwrap();
+        assert_eq!(closed_at - accepted, REQUEST_TIMEOUT);
         let mut rest = Vec::new();
         a.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
+        assert_eq!(c.rejects.stats().get(Reason::RequestTimeout), 1);
+        assert_eq!(c.admission.waiting(), 0);
+    }
+
+    /// The deadline counts from accept, not from when the task first runs: a connection
+    /// accepted 4 s ago has 1 s left.
+    #[tokio::test(start_paused = true)]
+    async fn request_deadline_counts_from_accept() {
+        let c = ctx(vec![]);
+        let accepted = Instant::now();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (_a, mut d) = UnixStream::pair().unwrap();
+        let started = Instant::now();
+        let pending = c.admission.admit("3");
+        handle_connection(&c, &mut d, pending, accepted, "p", "3").await;
+        assert_eq!(Instant::now() - started, Duration::from_secs(1));
+    }
+
+    /// A silent connection shed by the admission registry is closed at once, and a request
+    /// that already arrived on a shed connection is still served.
+    #[tokio::test(start_paused = true)]
+    async fn shed_connections_close_unless_their_request_is_there() {
+        let c = test_context(
+            vec![],
+            AuthSettings::new(Some(KEY.to_vec()), HashAlg::Sha256, HashAlg::Sha256),
+        );
+        let c = ListenerContext::with_admission(
+            c.dispatcher.clone(),
+            c.auth.clone(),
+            crate::listener::admission::Admission::new(1, 10),
+        );
+        // Silent first connection of CID 3, then a second one sheds it.
+        let (mut silent, mut d1) = UnixStream::pair().unwrap();
+        let p1 = c.admission.admit("3");
+        let cc = c.clone();
+        let t1 = tokio::spawn(async move {
+            handle_connection(&cc, &mut d1, p1, Instant::now(), "p1", "3").await;
+            Instant::now()
+        });
+        tokio::task::yield_now().await;
+        let t0 = Instant::now();
+        let (mut a2, mut d2) = UnixStream::pair().unwrap();
+        let p2 = c.admission.admit("3");
+        let closed_at = t1.await.unwrap();
+        assert_eq!(closed_at, t0, "shed at once, not at the request deadline");
+        let mut rest = Vec::new();
+        silent.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(c.rejects.stats().get(Reason::IdleShed), 1);
+        // The second connection's request is already there when a third one sheds it.
+        let mut r = Request::new(Op::Status, "vm1", 77).unwrap();
+        r.sign(HashAlg::Sha256, KEY, [1; 6]);
+        a2.write_all(&r.encode()).await.unwrap();
+        let _p3 = c.admission.admit("3");
+        let cc = c.clone();
+        let t2 = tokio::spawn(async move {
+            handle_connection(&cc, &mut d2, p2, Instant::now(), "p2", "3").await;
+        });
+        let k = Key::from_bytes(KEY);
+        let mut hs = Handshake::agent(HashAlg::Sha256, &k, [7; 64]);
+        loop {
+            match hs.next_step().unwrap() {
+                Step::Done => break,
+                Step::Send(b) => a2.write_all(&b).await.unwrap(),
+                Step::Recv(n) => {
+                    let mut b = vec![0; n];
+                    a2.read_exact(&mut b).await.unwrap();
+                    hs.receive(&b).unwrap();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        a2.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, [0]);
+        t2.await.unwrap();
     }
 
     #[tokio::test]

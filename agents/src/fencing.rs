@@ -485,12 +485,10 @@ mod tests {
     }
 
     #[test]
-    fn soap_metadata_matches_fixture() {
-        let fx = std::fs::read_to_string(
-            "/work/shared/spec/fixtures/fence-agents-4.12.1/metadata/fence_vmware_soap.xml",
-        )
-        .expect("fixture");
-        assert_eq!(metadata(&soap(), "fence_vmware_soap"), fx);
+    fn soap_metadata_matches_reference() {
+        let expected =
+            crate::test_reference::reference_stdout("fence_vmware_soap", &["-o", "metadata"]);
+        assert_eq!(metadata(&soap(), "fence_vmware_soap"), expected);
     }
 
     #[test]

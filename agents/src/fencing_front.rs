@@ -769,12 +769,9 @@ mod tests {
     }
 
     #[test]
-    fn help_matches_fixture() {
-        let fx = std::fs::read_to_string(
-            "/work/shared/spec/fixtures/fence-agents-4.12.1/help/fence_vmware_soap.txt",
-        )
-        .unwrap();
-        assert_eq!(help(&soap(), "fence_vmware_soap"), fx);
+    fn help_matches_reference() {
+        let expected = crate::test_reference::reference_stdout("fence_vmware_soap", &["-h"]);
+        assert_eq!(help(&soap(), "fence_vmware_soap"), expected);
     }
 
     #[test]

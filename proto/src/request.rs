@@ -242,9 +242,9 @@ mod tests {
 
     #[test]
     fn v6_captured_packet() {
-        let file = include_str!(
-            "../../../shared/spec/fence-virt-fixtures/captured-fence_xvm-off-vm1-sha256.hex"
-        );
+        // Captured from the C fence_xvm; see testdata/README.md.
+        let file = include_str!("../testdata/captured-fence_xvm-off-vm1-sha256.hex");
+        assert_eq!(include_bytes!("../testdata/fence-virt-test-key"), KEY);
         assert_eq!(file.trim(), V6);
         let wire = hex::decode(file.trim()).unwrap();
         let d = Request::decode(&wire).unwrap();

@@ -1,6 +1,6 @@
 //! The SOAP transport of the vSphere Web Services API without a WSDL: envelopes written by
-//! hand (same shape as fence-agents 4.12.1 `fence_vmware_soap` sends through suds, see
-//! `spec/fixtures/fence-agents-4.12.1/soap-wire/`), one HTTP POST per call to `/sdk`, the
+//! hand (same shape as fence-agents 4.12.1 `fence_vmware_soap` sends through suds, see the
+//! transcripts in `drivers/testdata/soap-wire/`), one HTTP POST per call to `/sdk`, the
 //! session cookie passed explicitly, faults decoded into [`Fault`]. Every request carries the
 //! agent's connect and overall deadlines.
 
@@ -445,6 +445,76 @@ mod tests {
         assert_eq!(call.children[0].attr("type"), Some("SearchIndex"));
         assert_eq!(call.child("vmSearch").unwrap().text, "true");
         assert!(e.contains(r#"<FindByUuid xmlns="urn:vim25">"#));
+    }
+
+    /// (method, document) pairs of a transcript in `testdata/soap-wire/`.
+    fn transcript(text: &str) -> Vec<(&str, &str)> {
+        let mut v = Vec::new();
+        let mut lines = text.lines();
+        while let Some(head) = lines.next() {
+            let method = head
+                .strip_prefix("<!-- ")
+                .and_then(|h| h.strip_suffix(" -->"))
+                .unwrap_or_else(|| panic!("transcript header expected, got {head:.60}"));
+            v.push((method, lines.next().expect("document after header")));
+        }
+        v
+    }
+
+    const SUDS_REQUESTS: &str =
+        include_str!("../../testdata/soap-wire/requests-as-sent-by-suds.xml.txt");
+    const VCSIM_RESPONSES: &str =
+        include_str!("../../testdata/soap-wire/responses-from-vcsim.xml.txt");
+
+    #[test]
+    fn our_envelope_matches_suds_requests() {
+        let reqs = transcript(SUDS_REQUESTS);
+        assert_eq!(reqs.len(), 10);
+        for (method, doc) in reqs {
+            let theirs = xml::parse(doc).unwrap();
+            let call = &theirs.child("Body").unwrap().children[0];
+            assert_eq!(call.name, method);
+            let this = Moref::from_element(&call.children[0]).unwrap();
+            assert_eq!(call.children[0].name, "_this");
+            let ours = xml::parse(&envelope(method, &this, "")).unwrap();
+            let our_call = &ours.child("Body").unwrap().children[0];
+            assert_eq!(our_call.name, method);
+            assert_eq!(our_call.children[0].name, "_this");
+            assert_eq!(Moref::from_element(&our_call.children[0]), Some(this));
+        }
+    }
+
+    #[test]
+    fn vcsim_responses_decode() {
+        let resps = transcript(VCSIM_RESPONSES);
+        assert_eq!(resps.len(), 11);
+        for (method, doc) in &resps {
+            let root = xml::parse(doc).unwrap_or_else(|e| panic!("{method}: {e}"));
+            let body = root.child("Body").unwrap();
+            if *method == "soapenv" {
+                let f = Fault::from_soap(body.child("Fault").unwrap());
+                assert_eq!(f.text(), "Login failure (InvalidLogin)");
+                continue;
+            }
+            let resp = body.child(method).unwrap_or_else(|| panic!("{method}"));
+            match *method {
+                "RetrievePropertiesExResponse" | "ContinueRetrievePropertiesExResponse" => {
+                    let (objs, _) = retrieve_result(resp);
+                    assert!(!objs.is_empty(), "{method}");
+                    for o in objs {
+                        assert_eq!(o.obj.ty, "VirtualMachine");
+                        assert!(o.text("name").is_some_and(|n| !n.is_empty()));
+                        assert!(o.text("summary.runtime.powerState").is_some());
+                        assert!(o.text("config.uuid").is_some());
+                    }
+                }
+                "FindByInventoryPathResponse" | "FindByUuidResponse" => assert_eq!(
+                    Moref::from_element(resp.child("returnval").unwrap()),
+                    Some(Moref::new("VirtualMachine", "vm-30"))
+                ),
+                _ => {}
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Start-up and the serving loop, following fence_virtd's sequence (spec §13.2): load the
-//! config, enforce file modes, read the key, initialise the backend, bind the listener, serve
-//! until SIGINT/SIGTERM/SIGQUIT. Exit codes are decided by the binary from [`RunError`].
+//! Start-up and the serving loop, following fence_virtd's sequence (fence-agents 4.12.1
+//! `agents/virt/server/main.c`): load the config, enforce file modes, read the key, initialise
+//! the backend, bind the listener, serve until SIGINT/SIGTERM/SIGQUIT. Exit codes are decided
+//! by the binary from [`RunError`].
 
 use std::fs;
 use std::io::Read;
@@ -232,9 +233,9 @@ pub struct Overrides {
 
 /// Load and check a config file the way fence_virtd does before serving.
 ///
-/// Deliberate difference (spec §21 item 12): the serial listener never uses its key file, so
-/// a missing one is only logged at info level (the C daemon refuses to start). An existing one
-/// is still narrowed to 0600 as C does.
+/// Deliberate difference: the serial listener never uses its key file, so a missing one is
+/// only logged at info level (the C daemon refuses to start). An existing one is still narrowed
+/// to 0600 as C does.
 pub fn load(path: &Path) -> Result<(Config, ConfigTree), RunError> {
     let (cfg, tree) = Config::load(path)?;
     enforce_private(path)?;
@@ -263,9 +264,9 @@ pub enum Bound {
     Serial(Arc<dyn listener::serial::SocketSource>),
 }
 
-/// The tcp/vsock `auth` decision (see `listener::vsock` module docs, spec §8, §21 item 1): we
-/// keep `hash` as the request-hash floor and `auth` as the challenge-response algorithm. When
-/// `auth` is not sha256 the C daemon would behave differently; say so.
+/// The tcp/vsock `auth` decision (see `listener::vsock` module docs): we keep `hash` as the
+/// request-hash floor and `auth` as the challenge-response algorithm. When `auth` is not
+/// sha256 the C daemon would behave differently; say so.
 fn warn_stream_auth(listener: &str, hash: HashAlg, auth: HashAlg) {
     if auth != HashAlg::Sha256 {
         tracing::warn!(

@@ -1,6 +1,7 @@
-//! LibvirtDriver survives libvirtd restarts (spec §21 item 13): a private libvirtd (Debian
-//! package libvirt-daemon, `/usr/sbin/libvirtd`) serves the test driver on a socket in a temp
-//! dir (`test+unix:///default?socket=…`); the test kills and restarts it under the driver.
+//! LibvirtDriver survives libvirtd restarts (as C fence_virtd does since fence-virt commit
+//! 5e04644): a private libvirtd (Debian package libvirt-daemon, `/usr/sbin/libvirtd`) serves
+//! the test driver on a socket in a temp dir (`test+unix:///default?socket=…`); the test kills
+//! and restarts it under the driver.
 //! `LIBVIRT_DRIVER_DIR` points at an empty directory so the daemon loads no hypervisor modules.
 #![cfg(feature = "libvirt")]
 

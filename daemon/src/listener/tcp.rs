@@ -1,5 +1,6 @@
-//! The `tcp` listener, compatible with fence_virtd's (spec §8): the agent connects, sends the
-//! 176-byte request within 1 s, then the challenge-response and the answer follow on the same
+//! The `tcp` listener, compatible with fence_virtd's (fence-agents 4.12.1
+//! `agents/virt/server/tcp.c`): the agent connects, sends the 176-byte request within
+//! [`REQUEST_TIMEOUT`] (C: 1 s), then the challenge-response and the answer follow on the same
 //! connection. The requester identity for `groups` is the numeric peer address (an
 //! IPv4-mapped IPv6 peer is reported in IPv4 form).
 

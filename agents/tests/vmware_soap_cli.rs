@@ -1,8 +1,8 @@
 //! `fence_vmware_soap` without a network: `-h`, metadata and manpage byte-compared with what
 //! the reference `/usr/sbin/fence_vmware_soap` (Debian fence-agents 4.12.1) prints when run
 //! here (it must be installed: missing is a failure), RelaxNG validation, parse errors,
-//! validation messages, exit codes. Reference stderr is normalised (timestamps, Python's `ERROR:root:` duplicates,
-//! blank lines) because only the messages are part of the contract.
+//! validation messages, exit codes. Reference stderr is normalised (timestamps, Python's
+//! `ERROR:root:` duplicates, blank lines) because only the messages are part of the contract.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

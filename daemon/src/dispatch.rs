@@ -18,7 +18,7 @@ pub enum Answer {
     Code(u8),
     /// A host list (0xFD, entries, terminator, trailing result byte).
     HostList(Vec<HostEntry>),
-    /// A host-status value (0xFC + 64-byte field), pm-monitor extension.
+    /// A host-status value (0xFC + 64-byte field), our host-status extension.
     HostStatus(String),
 }
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PORT=${PORT:-12290}
 cargo build --release --quiet -p fence-agents --no-default-features --bin fence_virt
 cargo build --release --quiet -p fence-virtd --no-default-features
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$work"' EXIT
 ( umask 077; head -c 4096 /dev/urandom > "$work/fence_virt.key" )

@@ -1,8 +1,8 @@
-//! The `fencing.py` front end (fence-agents 4.12.1 `process_input`, `check_input`,
-//! `show_docs`, `usage`; spec fence-agent-api.md §1, §2.5–§2.7, §3.2, §3.6) as one reusable
-//! function, [`prepare`]: it reads exactly one input channel (argv if there is any argument,
-//! else stdin), applies defaults, answers `-h`, `-V`, `metadata` and `manpage`, validates and
-//! normalises the options and hands the agent a [`Prepared`] run, or an exit code.
+//! The `fencing.py` front end (fence-agents 4.12.1 `lib/fencing.py`: `process_input`,
+//! `check_input`, `show_docs`, `usage`) as one reusable function, [`prepare`]: it reads exactly
+//! one input channel (argv if there is any argument, else stdin), applies defaults, answers
+//! `-h`, `-V`, `metadata` and `manpage`, validates and normalises the options and hands the
+//! agent a [`Prepared`] run, or an exit code.
 //!
 //! Reproduced behaviour:
 //! * `-h` is byte-equal to the reference (Python `textwrap` layout, help texts and order);
@@ -15,9 +15,10 @@
 //! * any SSL flag ⇒ TLS, verification unless `ssl_insecure`;
 //! * exit codes 0/1/2 only; `EC_*` texts via [`crate::runner::DeviceError`].
 //!
-//! `disable_timeout` (§2.6 step 11) — our choice: we keep the reference default (under
-//! `PCMK_service=pacemaker-fenced` with no explicit `disable_timeout`, timeouts are disabled)
-//! and its effect on `power_timeout` (0 = poll until the fencer kills us), but a disabled
+//! `disable_timeout` (the last step of the reference's post-parse processing) — our choice:
+//! we keep the reference default (under `PCMK_service=pacemaker-fenced` with no explicit
+//! `disable_timeout`, timeouts are disabled) and its effect on `power_timeout` (0 = poll until
+//! the fencer kills us), but a disabled
 //! `login_timeout`/`shell_timeout` does **not** make our network calls unbounded: agents use
 //! [`Prepared::call_timeout`], which falls back to [`DISABLED_CALL_TIMEOUT`].
 //!
@@ -386,7 +387,7 @@ fn is_int(v: &str) -> bool {
     !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '_') && !t.starts_with('_')
 }
 
-/// The validation rules of §3.6, in order; each failing rule's message.
+/// The validation rules of fencing.py `check_input`, in order; each failing rule's message.
 pub fn validation_errors(
     table: &OptTable,
     set: &[String],
@@ -521,7 +522,7 @@ pub fn prepare(
         let lvl = p.get("verbose").cloned().unwrap_or_else(|| "0".into());
         p.insert("verbose_level".into(), lvl);
     }
-    // ipport default follows the flags given (§2.5).
+    // ipport default follows the SSL flags given (80, or 443 with any), as in fencing.py.
     let mut def_over = def.clone();
     if has("ipport") && !def.defaults.iter().any(|(k, _)| *k == "ipport") {
         let any = |ks: &[&str]| ks.iter().any(|k| p.contains_key(*k));
@@ -769,12 +770,9 @@ mod tests {
     }
 
     #[test]
-    fn help_matches_fixture() {
-        let fx = std::fs::read_to_string(
-            "/work/shared/spec/fixtures/fence-agents-4.12.1/help/fence_vmware_soap.txt",
-        )
-        .unwrap();
-        assert_eq!(help(&soap(), "fence_vmware_soap"), fx);
+    fn help_matches_reference() {
+        let expected = crate::test_reference::reference_stdout("fence_vmware_soap", &["-h"]);
+        assert_eq!(help(&soap(), "fence_vmware_soap"), expected);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod fencing;
 pub mod fencing_front;
 pub mod options;
 pub mod runner;
+#[cfg(test)]
+mod test_reference;
 pub mod virt_agent;
 pub mod virt_args;
 pub mod virt_client;

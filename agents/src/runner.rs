@@ -1,5 +1,5 @@
 //! The `fencing.py` action runner (fence-agents 4.12.1 `fence_action`, `get_multi_power_fn`,
-//! `async_set_multi_power_fn`, `run_delay`; spec fence-agent-api.md §3.2–§3.5), generic over a
+//! `async_set_multi_power_fn`, `run_delay` in `lib/fencing.py`), generic over a
 //! [`PowerDevice`] so any VM platform driver can plug in.
 //!
 //! Reproduced semantics: multi-plug status aggregation (starts `off`, any non-`off` plug wins),

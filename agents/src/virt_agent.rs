@@ -4,7 +4,9 @@
 //!
 //! The transport is behind [`VirtTransport`] so that the flow is testable without a network;
 //! [`crate::virt_transport::ClientTransport`] is the real one (fence-virt wire protocol).
-//! All result-to-exit-code mapping is in [`report`] (spec §19.5, §19.6): failure texts go to
+//! All result-to-exit-code mapping is in [`report`]: the process exits with the result, the
+//! response byte read as a signed char (so 0 success, 1 failure, 2 off, 3 permission denied) or
+//! an internal code (1, or -1 which the exit status truncates to 255); failure texts go to
 //! **stdout** as in 4.12.1.
 
 use crate::virt_args::{
@@ -14,7 +16,7 @@ use crate::virt_args::{
 use std::io::{Read, Write};
 use std::time::Duration;
 
-/// Response codes (spec §2.3).
+/// Response codes (`RESP_*` of fence-agents 4.12.1 `agents/virt/include/xvm.h`).
 pub mod resp {
     /// Success / domain on.
     pub const SUCCESS: u8 = 0;
@@ -26,7 +28,7 @@ pub mod resp {
     pub const PERM: u8 = 3;
 }
 
-/// One VM of a host list (spec §6.2).
+/// One VM of a host list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostLine {
     /// VM name.
@@ -131,8 +133,8 @@ pub fn read_key_file(path: &str) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Maps a reply (or failure) to output and the process exit status, in one place (§19.5,
-/// §19.6). Returns the value for `exit()` (the caller truncates to 8 bits like C does).
+/// Maps a reply (or failure) to output and the process exit status, in one place. Returns the
+/// value for `exit()` (the caller truncates to 8 bits like C does).
 pub fn report(
     ident: &str,
     args: &VirtArgs,
@@ -170,7 +172,7 @@ pub fn report(
         Ok(VirtReply::Code(b)) => i32::from(b as i8),
     };
     if args.op == VirtOp::HostStatus {
-        // Our addition: every failure is exit 1 with a clear message (pm-monitor.md).
+        // Our addition (host status): every failure is exit 1 with a clear message.
         let attr = args.attribute.as_deref().unwrap_or_default();
         let why = match ret {
             1 => "the daemon refused (attribute not allowed, no host-status backend, Pacemaker unreachable, or a daemon without host-status support)".to_string(),

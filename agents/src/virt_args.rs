@@ -1,7 +1,8 @@
 //! Command line, stdin, `-h`, metadata and man page of the C virt agents (`fence_xvm`,
 //! `fence_virt`), matching fence-agents 4.12.1 `agents/virt/client/options.c` and `main.c`.
 //!
-//! Matching rules reproduced from the reference (spec fence-virt-protocol.md §19, §20):
+//! Matching rules reproduced from the reference (checked against the Debian 4.12.1 binaries by
+//! `agents/tests/virt_cli.rs`):
 //! * mode by `basename(argv[0])`: exactly `fence_xvm` is the multicast agent, any other name
 //!   is `fence_virt`;
 //! * argv is scanned like glibc `getopt(3)` with permutation and short options only; an unknown
@@ -13,10 +14,11 @@
 //!   first `=`, keys case-insensitive; unknown keys warn on stderr and are ignored;
 //! * every validation message is printed on **stdout** (4.12.1), except the stdin warning.
 //!
-//! Our documented additions (pm-monitor.md, "Guest side"): action `host-status` and the option
-//! `--attribute NAME` / stdin `attribute=NAME`. They appear in metadata (`attribute` parameter
-//! before `domain`, `host-status` action last), in `-h` (one extra line in each list) and in the
-//! man page. Tests compare against the fixtures with exactly those lines removed.
+//! Our documented additions (host status, see `man/fence_virt.8`): action `host-status` and the
+//! option `--attribute NAME` / stdin `attribute=NAME`. They appear in metadata (`attribute`
+//! parameter before `domain`, `host-status` action last), in `-h` (one extra line in each list)
+//! and in the man page. Tests compare with the reference binaries' output with exactly those
+//! lines removed.
 
 use crate::options::{
     c_atoi, c_help_lines, c_strtol_int, c_strtoul, xml_escape_lt_gt, ArgKind, ContentType, OptSpec,
@@ -53,7 +55,7 @@ pub enum Flavor {
 }
 
 impl Flavor {
-    /// Mode selection by `basename(argv[0])` (§19.1): exactly `fence_xvm` or anything else.
+    /// Mode selection by `basename(argv[0])`: exactly `fence_xvm` or anything else.
     pub fn from_argv0(argv0: &str) -> Flavor {
         if basename(argv0) == "fence_xvm" {
             Flavor::Xvm
@@ -112,7 +114,7 @@ impl VirtOp {
         })
     }
 
-    /// The one-byte wire code (§2.1; 32 for host-status, pm-monitor.md).
+    /// The one-byte wire code (`fence_cmd_t`; 32 for our host-status).
     pub fn wire_code(self) -> u8 {
         match self {
             VirtOp::Null => 0,
@@ -165,7 +167,8 @@ pub enum Family {
     V6,
 }
 
-/// Transport selected after parsing (§19.1).
+/// Transport selected after parsing: multicast for `fence_xvm`; for `fence_virt`, vsock with
+/// `-S` (even together with `-T`), else tcp with `-T`, else serial (`-D` device or vmchannel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// `fence_xvm`
@@ -459,7 +462,7 @@ const O_DELAY: OptSpec = OptSpec {
     shortdesc: "Fencing delay (in seconds; default=0)",
     ..OptSpec::EMPTY
 };
-/// Our addition (pm-monitor.md): long option only, so C getopt never sees it.
+/// Our addition (host status): long option only, so C getopt never sees it.
 const O_ATTRIBUTE: OptSpec = OptSpec {
     key: "attribute",
     long: Some("attribute"),
@@ -856,7 +859,7 @@ fn fgets_chunks(input: &[u8]) -> Vec<&[u8]> {
     chunks
 }
 
-/// Parses stdin `key=value` lines (C `args_get_stdin`, §19.3).
+/// Parses stdin `key=value` lines (C `args_get_stdin`).
 pub fn parse_stdin(
     flavor: Flavor,
     input: &[u8],
@@ -961,7 +964,7 @@ pub const META_ACTIONS: &[&str] = &[
     "host-status",
 ];
 
-/// `-o metadata` output (C `args_metadata`, §20), with our additions.
+/// `-o metadata` output (C `args_metadata`), with our additions.
 pub fn metadata(flavor: Flavor, argv0: &str) -> String {
     let name = basename(argv0);
     let mut s = String::new();

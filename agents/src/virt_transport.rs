@@ -1,6 +1,6 @@
 //! Adapter from the agent front end ([`crate::virt_agent`]) to the fence-virt client transports
 //! ([`crate::virt_client`]): builds the [`Channel`] and [`ClientConfig`] from the parsed
-//! arguments and maps [`ClientError`]s to the C agent's internal results (spec §19.6):
+//! arguments and maps [`ClientError`]s to the C agent's internal results:
 //! network modes give 1 for timeouts waiting for the daemon, connect and authentication
 //! failures, -1 (exit 255) when the result byte never came; serial/vmchannel failures give -1.
 

@@ -1,9 +1,10 @@
 //! Backend wiring: runs blocking [`Driver`] calls off the async runtime with a deadline and
 //! serialises actions per VM (different VMs proceed in parallel). Maps outcomes to
 //! fence_virtd's one-byte response codes (compatible with the libvirt backend of fence-agents
-//! 4.12.1, spec §16), with two deliberate, safer differences:
+//! 4.12.1, `agents/virt/server/libvirt.c` + `virt.c`), with two deliberate, safer differences:
 //! - STATUS of an unknown VM answers RESP_FAIL, not RESP_OFF: "off" would tell Pacemaker the
-//!   node is safely dead (fence-agent-api §6.4 needs unknown ⇒ failure).
+//!   node is safely dead (with `pcmk_host_check=status` the fencer takes exit 0 or 2 of
+//!   `status` as "this device can fence the node", so an unknown VM must give exit 1).
 //! - OFF/REBOOT answer success only once the driver confirms the VM is off.
 //!
 //! Shutdown ([`Backend::with_shutdown`]): once the daemon begins to stop, every action answers

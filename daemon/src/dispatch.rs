@@ -1,5 +1,6 @@
 //! Request dispatch after authentication: access control with the static `groups` map and the
-//! call into the backend, compatible with fence_virtd's listener callbacks (spec §12, §15).
+//! call into the backend, compatible with fence_virtd's listener callbacks (fence-agents
+//! 4.12.1 `agents/virt/include/server_plugin.h`, `server/static_map.c`).
 //! ON, OFF, REBOOT and STATUS are checked against the map (denied → RESP_PERM); HOSTLIST is
 //! filtered VM by VM (by UUID and by name); NULL and DEVSTATUS are never checked.
 
@@ -19,7 +20,7 @@ pub enum Answer {
     Code(u8),
     /// A host list (0xFD, entries, terminator, trailing result byte).
     HostList(Vec<HostEntry>),
-    /// A host-status value (0xFC + 64-byte field), pm-monitor extension.
+    /// A host-status value (0xFC + 64-byte field), our host-status extension.
     HostStatus(String),
 }
 

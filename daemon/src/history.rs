@@ -1,4 +1,4 @@
-//! Replay / duplicate suppression, compatible with fence_virtd's request history (spec §11):
+//! Replay / duplicate suppression, compatible with fence_virtd's request history:
 //! two requests are the same when op, seqno and domain (case-insensitively) match; an answered
 //! request is remembered for 10 seconds.
 //!
@@ -25,7 +25,9 @@ pub struct RequestKey {
 }
 
 impl RequestKey {
-    /// Build a key; the domain is compared case-insensitively (reference quirk, spec §21.5).
+    /// Build a key; the domain is compared case-insensitively (reference quirk: `off TEST`
+    /// right after `off test` with the same seqno is dropped although libvirt names are
+    /// case-sensitive).
     pub fn new(op: u8, seqno: u32, domain: &str) -> RequestKey {
         RequestKey {
             op,

@@ -1,7 +1,7 @@
 //! `fence_virtd`: flags compatible with fence-virt's daemon (`-F -f -d -c -l -w -p -h`),
 //! logging, pid file and daemonising; then [`fence_virtd::run`].
 //!
-//! Deliberate differences from the C daemon (spec §21.20): an unknown option or a missing
+//! Deliberate differences from the C daemon: an unknown option or a missing
 //! option argument prints the usage and exits 1 (C exits 0, hiding typos in unit files), and
 //! `-l` really lists the built-in listeners and backends.
 
@@ -143,8 +143,8 @@ impl Drop for PidFile {
     }
 }
 
-/// Exit codes of fence_virtd (spec §13.3): 255 for config problems and missing files, 1 for
-/// init failures and a running instance.
+/// Exit codes of fence_virtd (as the C daemon): 255 for config problems and missing files, 1
+/// for init failures and a running instance.
 /// A key file that exists but cannot be used is an init failure (1), like a failed listener.
 fn exit_code(e: &RunError) -> u8 {
     match e {

@@ -1,8 +1,8 @@
-//! Start-up and the serving loop, following fence_virtd's sequence (spec §13.2): load the
-//! config, enforce file modes, read the key, initialise the backend, bind the listener, serve
-//! until the shutdown future given to [`run`] resolves (the binary passes
-//! [`termination_signal`]: SIGINT/SIGTERM/SIGQUIT). Exit codes are decided by the binary from
-//! [`RunError`].
+//! Start-up and the serving loop, following fence_virtd's sequence (fence-agents 4.12.1
+//! `agents/virt/server/main.c`): load the config, enforce file modes, read the key, initialise
+//! the backend, bind the listener, serve until the shutdown future given to [`run`] resolves
+//! (the binary passes [`termination_signal`]: SIGINT/SIGTERM/SIGQUIT). Exit codes are decided
+//! by the binary from [`RunError`].
 //!
 //! Safer than the C daemon:
 //! * A listener that uses a key refuses to start when its key file cannot be used: not a
@@ -420,7 +420,7 @@ pub struct Overrides {
 /// and the listener's key file are held to 0600, the key must be usable, and the backend must
 /// be one this build has.
 ///
-/// Deliberate difference (spec §21 item 12): the serial listener never uses its key file, so
+/// Deliberate difference: the serial listener never uses its key file, so
 /// a missing or unusable one is only logged at info level (the C daemon refuses to start). An
 /// existing regular one is still narrowed to 0600 as C does.
 pub fn load(path: &Path) -> Result<(Config, ConfigTree), RunError> {
@@ -449,9 +449,9 @@ pub enum Bound {
     Serial(Arc<dyn listener::serial::SocketSource>),
 }
 
-/// The tcp/vsock `auth` decision (see `listener::vsock` module docs, spec §8, §21 item 1): we
-/// keep `hash` as the request-hash floor and `auth` as the challenge-response algorithm. When
-/// `auth` is not sha256 the C daemon would behave differently; say so.
+/// The tcp/vsock `auth` decision (see `listener::vsock` module docs): we keep `hash` as the
+/// request-hash floor and `auth` as the challenge-response algorithm. When `auth` is not
+/// sha256 the C daemon would behave differently; say so.
 fn warn_stream_auth(listener: &str, hash: HashAlg, auth: HashAlg) {
     if auth != HashAlg::Sha256 {
         tracing::warn!(

@@ -1,5 +1,5 @@
 //! `fence_virtd -c`: the interactive configuration wizard. Compatible with fence-agents 4.12.1
-//! `server/config.c` `do_configure` (spec §13.4): the same questions, in the same order, with
+//! `agents/virt/server/config.c` `do_configure`: the same questions, in the same order, with
 //! the same prompt and default formats (`Question [default]: `, `Question [y/N]? `), so a script
 //! that answers the C wizard line by line answers this one too. Yes/no answers look at the first
 //! character only (`y`/`Y`/`n`/`N`, anything else is the default); an empty answer or the end of
@@ -61,7 +61,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process exit code for this outcome (spec §13.3: declined is 1).
+    /// The process exit code for this outcome (as the C daemon: declined is 1).
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Written => 0,

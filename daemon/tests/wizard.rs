@@ -1,6 +1,6 @@
 //! `fence_virtd -c` against the reference wizard (`/usr/sbin/fence_virtd -c`, fence-agents
-//! 4.12.1, spec §13.4): the same scripted answers must meet the same questions in the same
-//! order, and the files both write must mean the same (compared key by key through
+//! 4.12.1): the same scripted answers must meet the same questions in the same order, and the
+//! files both write must mean the same (compared key by key through
 //! [`ConfigTree`]). Every file our wizard writes must load with our [`Config::load`] and parse
 //! in the reference daemon (`fence_virtd -F -d 4`, run in an empty network namespace so it can
 //! never touch a real network).

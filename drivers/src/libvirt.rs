@@ -1,5 +1,5 @@
 //! libvirt driver: the `libvirt` backend of fence_virtd (fence-agents 4.12.1
-//! `agents/virt/server/libvirt.c` + `virt.c`, spec §16) on the [`virt`] crate.
+//! `agents/virt/server/libvirt.c` + `virt.c`) on the [`virt`] crate.
 //!
 //! * One connection per configured URI (`uri`, `uri1`, …), opened by [`LibvirtDriver::connect`]
 //!   and kept for the driver's lifetime. A VM string that looks like a UUID is looked up by UUID,
@@ -9,8 +9,9 @@
 //!   acts on the one active copy and refuses two; on is refused while any copy is active or a
 //!   URI did not answer. (C fence_virtd takes the first URI that knows the name, so a shut-off
 //!   definition on the first host answers "off" for a VM running on the second.)
-//! * libvirtd restarts are survived (spec §21 item 13): before every operation each connection
-//!   is probed with `virConnectIsAlive`, dead ones are reopened, and a call that fails on a
+//! * libvirtd restarts are survived, as by C since fence-virt commit 5e04644 (fence-virt issue
+//!   #9): before every operation each connection is probed with `virConnectIsAlive`, dead ones
+//!   are reopened, and a call that fails on a
 //!   connection that turns out to be dead is retried once on a fresh connection (without a
 //!   libvirt event loop a remote connection learns that libvirtd went away only when a call
 //!   fails, so this retry is what handles a restart between calls). Unlike the C
@@ -29,7 +30,7 @@
 //! * The `virt` crate (0.5) has no safe binding for domain lifecycle events
 //!   (`virConnectDomainEventRegisterAny`), so the serial listener polls
 //!   [`LibvirtDriver::domain_states`] / [`LibvirtDriver::running_domain_sockets`] instead
-//!   (spec §10.3 uses STARTED/STOPPED events).
+//!   (the C serial listener uses STARTED/STOPPED events).
 //!
 //! Test driver findings (libvirt 9.0, verified by `tests/libvirt_test_driver.rs`):
 //! `test:///default` keeps one state per process, shared by every connection opened to it in
@@ -430,8 +431,8 @@ impl LibvirtDriver {
     /// domain (state other than shutoff/crashed) of every connection, the `mode='bind'` sockets
     /// of its `<serial type='unix'>` ([`SocketKind::Serial`]) or `<channel type='unix'>`
     /// ([`SocketKind::Channel`]) devices, restricted to sockets directly in `dir` if given
-    /// (spec §10.3). Returns `(uuid, name, socket path)`; a domain whose XML cannot be read or
-    /// parsed is skipped with a warning.
+    /// (as the C serial listener). Returns `(uuid, name, socket path)`; a domain whose XML
+    /// cannot be read or parsed is skipped with a warning.
     pub fn running_domain_sockets(
         &self,
         mode: SocketKind,

@@ -1,6 +1,8 @@
-//! Keys, request signing and verification (spec §4) and the challenge/response handshake
-//! (spec §5) as a sans-io state machine. Verification hashes the bytes as received (§4.3 item 6)
-//! and compares all 64 hash bytes, so non-zero padding is rejected like the C daemon does.
+//! Keys, request signing and verification and the challenge/response handshake as a sans-io
+//! state machine, compatible with fence-agents 4.12.1 `agents/virt/common/simple_auth.c`.
+//! Verification hashes the bytes as received (not a re-encoded request, so reserved bytes are
+//! covered) and compares all 64 hash bytes, so non-zero padding is rejected like the C daemon
+//! does.
 
 use crate::error::AuthError;
 use crate::request::off;
@@ -8,7 +10,8 @@ use crate::{HashAlg, CHALLENGE_LEN, MAX_KEY_LEN, REQUEST_LEN};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// Shared key bytes: the key file read raw, at most the first 4096 bytes (spec §4.1).
+/// Shared key bytes: the key file read raw (no trimming: a trailing newline is part of the
+/// key), at most the first 4096 bytes.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Key(Vec<u8>);
 
@@ -53,8 +56,8 @@ impl AsRef<[u8]> for Key {
     }
 }
 
-/// Signs 176 request bytes in place (spec §4.2): sets `hashtype`, puts `random` (zero for
-/// none), zeroes the hash field and stores H(key ‖ bytes) there.
+/// Signs 176 request bytes in place as the C agents do: sets `hashtype`, puts `random` (zero
+/// for none), zeroes the hash field and stores H(key ‖ bytes) there.
 pub fn sign(bytes: &mut [u8; REQUEST_LEN], alg: HashAlg, key: &[u8], random: [u8; 6]) {
     bytes[1] = alg.code();
     bytes[off::HASH..].fill(0);
@@ -68,8 +71,11 @@ pub fn sign(bytes: &mut [u8; REQUEST_LEN], alg: HashAlg, key: &[u8], random: [u8
     bytes[off::HASH..].copy_from_slice(&d);
 }
 
-/// Verifies a received request exactly as spec §4.3 (floor, hashtype > 3, no key, all 64
-/// bytes compared, bytes hashed as received). Uses the first 176 bytes.
+/// Verifies a received request exactly as the C daemon does: a hashtype below the configured
+/// floor is rejected (a stronger one is accepted), hashtype none is accepted without looking
+/// at the hash, a hashtype above 3 or an empty key is rejected, and otherwise all 64 hash bytes
+/// must equal H(key ‖ the bytes as received with the hash field zeroed). Uses the first 176
+/// bytes.
 pub fn verify(bytes: &[u8], key: &[u8], floor: HashAlg) -> Result<(), AuthError> {
     if bytes.len() < REQUEST_LEN {
         return Err(AuthError::Short(bytes.len()));
@@ -102,7 +108,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The answer to a challenge: H(key ‖ challenge) zero-padded to 64 bytes (spec §5).
+/// The answer to a challenge: H(key ‖ challenge) zero-padded to 64 bytes.
 pub fn answer(alg: HashAlg, key: &[u8], challenge: &[u8; CHALLENGE_LEN]) -> [u8; CHALLENGE_LEN] {
     alg.digest(key, challenge)
 }
@@ -133,7 +139,7 @@ enum State {
     Failed,
 }
 
-/// Challenge/response (spec §5), either role. The agent challenges first in every mode:
+/// Challenge/response, either role. The agent challenges first in every mode:
 /// agent: Send(challenge), Recv(answer), Recv(challenge), Send(answer), Done;
 /// daemon: Recv(challenge), Send(answer), Send(challenge), Recv(answer), Done.
 /// With [`HashAlg::None`] the first step is Done.

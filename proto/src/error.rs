@@ -70,7 +70,7 @@ pub enum EncodeError {
     ValueHasNul,
 }
 
-/// Authentication failures: request hash verification (§4.3) and challenge/response (§5).
+/// Authentication failures: request hash verification and challenge/response.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AuthError {
     /// The request is shorter than 176 bytes.

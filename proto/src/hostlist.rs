@@ -1,8 +1,9 @@
-//! Host list answer (spec §6.2): `0xFD`, 130-byte `host_state` entries, a 130-byte zero
-//! terminator, then one trailing result byte that C agents never read.
+//! Host list answer as fence_virtd writes it: `0xFD`, 130-byte `host_state_t` entries
+//! (fence-agents 4.12.1 `agents/virt/include/xvm.h`), a 130-byte zero terminator, then one
+//! trailing result byte that C agents never read.
 //!
 //! Decoding is lenient like the C agent: strings stop at the first NUL, and byte 63 of each
-//! string plus the pad byte are ignored (the C daemon leaves stack garbage there, §21 item 3).
+//! string plus the pad byte are ignored (the C daemon leaves stack garbage there).
 //! Encoding writes zeros there instead.
 
 use crate::error::DecodeError;

@@ -1,7 +1,8 @@
-//! HOSTSTATUS answer (pm-monitor.md wire extension): `0xFC` then a 64-byte field holding the
-//! value as UTF-8, NUL-terminated and zero-padded. Values over 63 bytes are an encoding error,
-//! never truncated. On serial the `0xFC` is the result byte of a 5-byte frame, followed by the
-//! same 64-byte field.
+//! HOSTSTATUS answer (our host-status wire extension, see `host_status` in
+//! `man/fence_virt.conf.5`; C agents never send op 32 and a C daemon answers it with
+//! RESP_FAIL): `0xFC` then a 64-byte field holding the value as UTF-8, NUL-terminated and
+//! zero-padded. Values over 63 bytes are an encoding error, never truncated. On serial the
+//! `0xFC` is the result byte of a 5-byte frame, followed by the same 64-byte field.
 
 use crate::error::{DecodeError, EncodeError};
 use crate::{cstr_field, HOSTSTATUS_VALUE_LEN, RESP_HOSTSTATUS};

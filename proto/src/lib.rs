@@ -1,14 +1,15 @@
 //! fence-proto: the fence-virt wire protocol (compatible with fence-agents 4.12.1 `agents/virt`),
-//! without I/O. Bytes in, values out; the caller supplies clock and randomness.
+//! without I/O. Bytes in, values out; the caller supplies clock and randomness. Source paths
+//! named in this crate's docs are relative to `agents/virt/` in fence-agents 4.12.1.
 //!
 //! Modules:
-//! * [`op`]: operation and hash/auth algorithm codes (spec §2.1, §2.2, pm-monitor op 32).
-//! * [`request`]: the 176-byte network request `fence_req` (spec §3).
-//! * [`auth`]: key handling, request signing/verification (§4) and the challenge/response
-//!   handshake (§5) as a sans-io state machine.
-//! * [`hostlist`]: host list entries and stream (§6.2).
-//! * [`hoststatus`]: the HOSTSTATUS answer (pm-monitor wire extension).
-//! * [`serial`]: serial / vmchannel frames and the agent's resynchronising magic scanner (§10.1).
+//! * [`op`]: operation and hash/auth algorithm codes (`include/xvm.h`, plus our op 32).
+//! * [`request`]: the 176-byte network request `fence_req` (`include/xvm.h`).
+//! * [`auth`]: key handling, request signing/verification and the challenge/response
+//!   handshake (`common/simple_auth.c`) as a sans-io state machine.
+//! * [`hostlist`]: host list entries and stream (`host_state_t` in `include/xvm.h`).
+//! * [`hoststatus`]: the HOSTSTATUS answer (our host-status wire extension).
+//! * [`serial`]: serial / vmchannel frames and the agent's resynchronising magic scanner.
 #![warn(missing_docs)]
 
 pub mod auth;
@@ -29,29 +30,31 @@ pub use op::{HashAlg, Op};
 pub use request::Request;
 pub use serial::{MagicScanner, SerialRequest, SerialResponse};
 
-/// Size of the network request (`fence_req`), spec §3.
+/// Size of the network request (`fence_req`).
 pub const REQUEST_LEN: usize = 176;
-/// Default port for every network mode (spec §2.4).
+/// Default port for every network mode (`DEFAULT_MCAST_PORT`).
 pub const DEFAULT_PORT: u16 = 1229;
-/// Default IPv4 multicast group (spec §2.4).
+/// Default IPv4 multicast group of agent and daemon.
 pub const IPV4_GROUP: Ipv4Addr = Ipv4Addr::new(225, 0, 0, 12);
-/// Default IPv6 multicast group (spec §2.4; `ff05::3:1`, not the `ff02` of old man pages).
+/// Default IPv6 multicast group of agent and daemon (`ff05::3:1`, not the `ff02` of old man
+/// pages).
 pub const IPV6_GROUP: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 3, 1);
 /// Longest domain (VM name or UUID) that fits the 64-byte NUL-terminated field.
 pub const MAX_DOMAIN_LEN: usize = 63;
-/// Number of key-file bytes used; the rest is ignored (spec §4.1).
+/// Number of key-file bytes used; the rest is ignored (`MAX_KEY_LEN`).
 pub const MAX_KEY_LEN: usize = 4096;
-/// Size of one host list entry `host_state` (spec §6.2).
+/// Size of one host list entry `host_state_t`: 64-byte name, 64-byte UUID, state, pad.
 pub const HOSTLIST_ENTRY_LEN: usize = 130;
-/// Size of a serial/vmchannel request frame (spec §10.1).
+/// Size of a serial/vmchannel request frame (`serial_req_t`).
 pub const SERIAL_REQUEST_LEN: usize = 74;
-/// Size of a serial/vmchannel response frame (spec §10.1).
+/// Size of a serial/vmchannel response frame (`serial_resp_t`).
 pub const SERIAL_RESPONSE_LEN: usize = 5;
 /// Serial frame magic `0x61626261` as it appears on the wire ("abba").
 pub const SERIAL_MAGIC: [u8; 4] = *b"abba";
-/// Size of the challenge and of the response in the handshake (spec §5).
+/// Size of the challenge and of the response in the handshake (always 64 bytes on the wire,
+/// whatever the hash).
 pub const CHALLENGE_LEN: usize = 64;
-/// Size of the value field of a HOSTSTATUS answer (pm-monitor).
+/// Size of the value field of a HOSTSTATUS answer (host-status extension).
 pub const HOSTSTATUS_VALUE_LEN: usize = 64;
 
 /// Response code: success; for STATUS, the VM is on.
@@ -62,7 +65,7 @@ pub const RESP_FAIL: u8 = 1;
 pub const RESP_OFF: u8 = 2;
 /// Response code: refused by the access control map.
 pub const RESP_PERM: u8 = 3;
-/// First byte of a HOSTSTATUS answer (pm-monitor extension).
+/// First byte of a HOSTSTATUS answer (host-status extension).
 pub const RESP_HOSTSTATUS: u8 = 0xFC;
 /// First byte of a HOSTLIST answer.
 pub const RESP_HOSTLIST: u8 = 0xFD;
@@ -79,10 +82,12 @@ pub(crate) fn cstr_field(field: &[u8]) -> Option<&[u8]> {
     field.iter().position(|&b| b == 0).map(|n| &field[..n])
 }
 
-/// §22 compatibility vectors shared by the unit tests.
+/// Compatibility vectors shared by the unit tests: requests computed with an independent model
+/// and accepted by the fence-agents 4.12.1 `fence_virtd` (V1–V5), a packet captured from its
+/// `fence_xvm` (V6, also in `testdata/`), a challenge answer (V7) and a host list (V8).
 #[cfg(test)]
 pub(crate) mod test_vectors {
-    /// The 20-byte key used by every vector.
+    /// The 20-byte key used by every vector (`testdata/fence-virt-test-key`).
     pub const KEY: &[u8] = b"fence-virt-test-key\n";
     /// V1: multicast reboot guest1, SHA-256.
     pub const V1: &str = concat!(
@@ -119,7 +124,7 @@ pub(crate) mod test_vectors {
     pub const V6: &str = "01020400766d31000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000007f000001000000000000000000000000000000000000000000000000df2bf6c965635029d1cb0600020000000306c0ef22e278e8f6771a2d0864e960161a6574b960950d62396e82c42283f00000000000000000000000000000000000000000000000000000000000000000";
     /// V7: SHA-256 answer to the challenge 00..3f.
     pub const V7_SHA256: &str = "c2c74df9522b4da3f7beddd3ac5276f5a377f21337654e3147f77d8cc8d77d84";
-    /// V8: host list answer for guest1, spelled as in the spec.
+    /// V8: host list answer for guest1 (uuid 11111111-2222-…, state on) with zeroed pad.
     pub fn v8() -> String {
         format!(
             "fd{}{}{}{}0100{}00",

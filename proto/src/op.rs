@@ -1,5 +1,6 @@
-//! Operation codes (spec §2.1, plus op 32 HOSTSTATUS from pm-monitor.md) and hash/auth
-//! algorithm codes (spec §2.2) with their config/CLI spellings.
+//! Operation codes (`fence_cmd_t`, plus our op 32 HOSTSTATUS) and hash/auth algorithm codes
+//! (`fence_hash_t` / `fence_auth_type_t`) of fence-agents 4.12.1 `agents/virt/include/xvm.h`,
+//! with their config/CLI spellings.
 
 use crate::error::ParseHashAlgError;
 use sha1::Sha1;
@@ -28,7 +29,7 @@ pub enum Op {
     Metadata,
     /// 8: validate-all (never sent on the wire by C agents).
     ValidateAll,
-    /// 32: host status attribute (pm-monitor extension).
+    /// 32: host status attribute (our host-status extension).
     HostStatus,
 }
 
@@ -154,7 +155,7 @@ impl fmt::Display for HashAlg {
 impl FromStr for HashAlg {
     type Err = ParseHashAlgError;
 
-    /// Case-insensitive `none`, `sha1`, `sha256`, `sha512` (spec §2.2).
+    /// Case-insensitive `none`, `sha1`, `sha256`, `sha512`, as config and agents spell them.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [
             HashAlg::None,

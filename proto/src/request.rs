@@ -1,7 +1,9 @@
-//! The 176-byte network request `fence_req` (spec §3), used by multicast, TCP and vsock.
-//! All integers little-endian (spec §3, §21 item 6). Decoding is strict where C would read past
-//! the domain field (64 bytes without NUL is rejected) and requires the full 176 bytes, as the
-//! spec recommends for a Rust daemon.
+//! The 176-byte network request `fence_req_t` (fence-agents 4.12.1
+//! `agents/virt/include/xvm.h`), used by multicast, TCP and vsock. All integers are
+//! little-endian, the byte order of every working C peer (the C agents send host order, and
+//! the C daemon's byte swapping on big-endian hosts breaks hash verification). Decoding is
+//! strict where C would read past the domain field (64 bytes without NUL is rejected) and
+//! requires the full 176 bytes.
 
 use crate::error::{DecodeError, EncodeError};
 use crate::{cstr_field, HashAlg, Op, FAMILY_INET, FAMILY_INET6, MAX_DOMAIN_LEN, REQUEST_LEN};
@@ -19,12 +21,12 @@ pub(crate) mod off {
 }
 
 /// A decoded network request. `op` and `hashtype` are kept raw so a daemon can authenticate a
-/// request with an unknown op and answer RESP_FAIL, as the C daemon does (spec §2.1).
+/// request with an unknown op and answer RESP_FAIL, as the C daemon does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// Operation code (§2.1); see [`Request::operation`].
+    /// Operation code; see [`Request::operation`].
     pub op: u8,
-    /// Hash type code (§2.2); see [`Request::hash_alg`].
+    /// Hash type code; see [`Request::hash_alg`].
     pub hashtype: u8,
     /// 4 / 16 for multicast, 0 otherwise; ignored by the daemon.
     pub addrlen: u8,
@@ -145,7 +147,8 @@ impl Request {
         HashAlg::from_code(self.hashtype).ok_or(DecodeError::UnknownHash(self.hashtype))
     }
 
-    /// The connect-back address: family 2 uses 4 address bytes, 10 uses 16 (spec §3).
+    /// The connect-back address: family 2 (`AF_INET`) uses 4 address bytes, 10 (`AF_INET6`)
+    /// uses 16.
     pub fn connect_back(&self) -> Result<SocketAddr, DecodeError> {
         let ip = match self.family {
             FAMILY_INET => IpAddr::V4(Ipv4Addr::from(
@@ -159,7 +162,8 @@ impl Request {
         Ok(SocketAddr::new(ip, self.port))
     }
 
-    /// Signs the request (spec §4.2): sets `hashtype`, `random` (zero for none) and `hash`.
+    /// Signs the request as the C agents do: sets `hashtype`, `random` (zero for none) and
+    /// `hash`.
     pub fn sign(&mut self, alg: HashAlg, key: &[u8], random: [u8; 6]) {
         let mut bytes = self.encode();
         crate::auth::sign(&mut bytes, alg, key, random);
@@ -242,9 +246,9 @@ mod tests {
 
     #[test]
     fn v6_captured_packet() {
-        let file = include_str!(
-            "../../../shared/spec/fence-virt-fixtures/captured-fence_xvm-off-vm1-sha256.hex"
-        );
+        // Captured from the C fence_xvm; see testdata/README.md.
+        let file = include_str!("../testdata/captured-fence_xvm-off-vm1-sha256.hex");
+        assert_eq!(include_bytes!("../testdata/fence-virt-test-key"), KEY);
         assert_eq!(file.trim(), V6);
         let wire = hex::decode(file.trim()).unwrap();
         let d = Request::decode(&wire).unwrap();

@@ -1,9 +1,10 @@
-//! Serial / vmchannel frames (spec §10.1): a 74-byte request (magic, op, flags, 64-byte
-//! domain, seqno LE) and a 5-byte response (magic, result). A host list answer is a response
-//! with 0xFD, entries, a zero terminator and a second response frame; a HOSTSTATUS answer
-//! (pm-monitor) is a response with 0xFC followed by the 64-byte value field.
+//! Serial / vmchannel frames (`serial_req_t`, `serial_resp_t` of fence-agents 4.12.1
+//! `agents/virt/include/xvm.h`): a 74-byte request (magic, op, flags, 64-byte domain, seqno LE)
+//! and a 5-byte response (magic, result). A host list answer is a response with 0xFD, entries,
+//! a zero terminator and a second response frame; a HOSTSTATUS answer (our host-status
+//! extension) is a response with 0xFC followed by the 64-byte value field.
 //!
-//! The C daemon never checks the magic of a request (§21 item 7); [`SerialRequest::decode`]
+//! The C daemon never checks the magic of a request; [`SerialRequest::decode`]
 //! does (a Rust daemon that wants C's leniency can use [`SerialRequest::decode_unchecked`]).
 //! [`MagicScanner`] implements the agent's resynchronisation: skip bytes until the magic.
 
@@ -94,7 +95,7 @@ fn check_len(bytes: &[u8], need: usize) -> Result<(), DecodeError> {
 /// A serial response frame: magic + one result byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SerialResponse {
-    /// Result code (§2.3), or 0xFD / 0xFC headers.
+    /// Result code (`RESP_*`), or 0xFD / 0xFC headers.
     pub code: u8,
 }
 
@@ -119,7 +120,7 @@ impl SerialResponse {
 }
 
 /// A complete serial host list answer: header frame (0xFD), entries, zero terminator, and a
-/// trailing frame carrying `trailer` (spec §10.1).
+/// trailing frame carrying `trailer`.
 pub fn encode_serial_hostlist(entries: &[HostEntry], trailer: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(10 + HOSTLIST_ENTRY_LEN * (entries.len() + 1));
     out.extend_from_slice(

@@ -1,7 +1,7 @@
 //! One run of an agent (`fence_xvm`, `fence_virt`; reference or ours) inside a [`Netns`],
-//! either with command-line arguments or, like Pacemaker does (fence-agent-api §6.1), with no
-//! arguments and `key=value` lines on stdin. Output goes to temp files (no pipe deadlock) and
-//! the run is bounded by a timeout after which the agent is killed.
+//! either with command-line arguments or, like Pacemaker's fencer does, with no arguments and
+//! `key=value` lines on stdin. Output goes to temp files (no pipe deadlock) and the run is
+//! bounded by a timeout after which the agent is killed.
 
 use std::fs::{self, File};
 use std::io::Write as _;

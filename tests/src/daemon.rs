@@ -1,8 +1,8 @@
 //! Running a `fence_virtd` (reference or ours) inside a [`Netns`]: writes `fence_virt.conf`,
-//! the key (both mode 0600, spec §13.2 step 6), and a libvirt test-driver node into a temp
-//! dir, starts the daemon with the reference flags `-F -d 99 -f CONF -p PIDFILE` under
-//! `stdbuf -oL` (line-buffered logs, spec §23), captures stdout/stderr to files and waits until
-//! its socket is bound and, for multicast, the group is joined (read from the daemon's own
+//! the key (both mode 0600, else the C daemon chmods them), and a libvirt test-driver node into
+//! a temp dir, starts the daemon with the reference flags `-F -d 99 -f CONF -p PIDFILE` under
+//! `stdbuf -oL` (line-buffered logs), captures stdout/stderr to files and waits until its
+//! socket is bound and, for multicast, the group is joined (read from the daemon's own
 //! `/proc/PID/net/*`, so no log wording is assumed). Stopped on drop.
 
 use std::fmt::Write as _;
@@ -28,9 +28,9 @@ pub enum Family {
     V6,
 }
 
-/// Default IPv4 multicast group (spec §2.4).
+/// Default IPv4 multicast group of agents and daemons.
 pub const GROUP_V4: &str = "225.0.0.12";
-/// Default IPv6 multicast group (spec §2.4).
+/// Default IPv6 multicast group of agents and daemons.
 pub const GROUP_V6: &str = "ff05::3:1";
 
 /// The `listeners { … }` part of the config.
@@ -82,7 +82,7 @@ impl ListenerConfig {
     }
 }
 
-/// One `group { … }` of the static access map (spec §12).
+/// One `group { … }` of the static access map (`groups` in fence_virt.conf).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Group {
     /// Informational name.
@@ -115,11 +115,12 @@ pub struct DaemonConfig {
     pub uri: Option<String>,
 }
 
-/// The key used by default: the spec §22 test key.
+/// The key used by default, the one of the compatibility vectors in `fence-proto`
+/// (`proto/testdata/fence-virt-test-key`).
 pub const TEST_KEY: &[u8] = b"fence-virt-test-key\n";
 
 impl DaemonConfig {
-    /// `listener`, libvirt test driver with [`TestNode::standard`], the spec test key,
+    /// `listener`, libvirt test driver with [`TestNode::standard`], the test key ([`TEST_KEY`]),
     /// default hash/auth, no groups.
     pub fn new(listener: ListenerConfig) -> DaemonConfig {
         DaemonConfig {
@@ -129,7 +130,7 @@ impl DaemonConfig {
     }
 
     /// Multicast listener of `family`, libvirt test driver with [`TestNode::standard`], the
-    /// spec test key, default hash/auth, no groups.
+    /// test key ([`TEST_KEY`]), default hash/auth, no groups.
     pub fn multicast(family: Family) -> DaemonConfig {
         DaemonConfig {
             listener: ListenerConfig::multicast(family),

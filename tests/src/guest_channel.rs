@@ -1,6 +1,6 @@
-//! QEMU stand-ins for the serial listener's guest channels (spec §10, §23). The daemon connects
-//! to a unix socket that QEMU listens on (`<source mode='bind' path='…'/>`); the guest sees
-//! the other end as a serial port or, with `guestfwd`, as a TCP address.
+//! QEMU stand-ins for the serial listener's guest channels. The daemon connects to a unix
+//! socket that QEMU listens on (`<source mode='bind' path='…'/>`); the guest sees the other end
+//! as a serial port or, with `guestfwd`, as a TCP address.
 //!
 //! * [`PtyBridge`]: `socat UNIX-LISTEN:<sock> PTY,link=<tty>,raw,echo=0` — the daemon's
 //!   connection becomes a pty, so `fence_virt -D <tty>` talks to the daemon as a guest's

@@ -2,14 +2,14 @@
 //!
 //! Every test builds a private world out of these pieces:
 //! * [`Netns`]: a throw-away network namespace with loopback multicast (and optionally an
-//!   IPv6-capable veth pair), following spec §23 "Testing tips";
+//!   IPv6-capable veth pair);
 //! * [`bins`]: where the reference C binaries (`/usr/sbin/…`) and ours (cargo target dir) live;
 //! * [`libvirt_test`]: a libvirt test-driver node file (`test:///path/node.xml`) with our VMs;
 //! * [`Daemon`]: a `fence_virtd` (reference or ours) started inside a namespace with its own
 //!   config, key and pid file, waited for until it listens, killed on drop;
 //! * [`Agent`]: one run of `fence_xvm`/`fence_virt` (reference or ours) with argv or stdin;
 //! * [`Fencer`]: a stand-alone Pacemaker `pacemaker-fenced` whose `/usr/sbin/fence_xvm` is the
-//!   binary under test (spec §23, fence-agent-api §6), driven with `stonith_admin`;
+//!   binary under test, driven with `stonith_admin`;
 //! * [`guest_channel`]: QEMU stand-ins for the serial listener (a pty bridged to a domain's
 //!   unix socket with socat, a guestfwd-like TCP relay for vmchannel);
 //! * [`wire`]: raw sockets inside a namespace, to capture, alter and replay datagrams.

@@ -1,6 +1,6 @@
-//! A libvirt test-driver node file (`test:///path/node.xml`, spec §23): a `<node>` with one
-//! `<domain type='test'>` per VM, each running or shut off, optionally with unix-socket serial
-//! ports or virtio channels (for the serial/vmchannel listener).
+//! A libvirt test-driver node file (`test:///path/node.xml`): a `<node>` with one `<domain
+//! type='test'>` per VM, each running or shut off, optionally with unix-socket serial ports or
+//! virtio channels (for the serial/vmchannel listener).
 //!
 //! The test driver keeps VM state in the memory of the connection that opened the file, so
 //! the state seen by a daemon can only be observed through that daemon.

@@ -1,8 +1,8 @@
-//! A private network namespace per test (spec §23): loopback up with multicast enabled and the
-//! IPv4 multicast range routed to `lo`, so that the C `fence_xvm` (which multicasts from every
-//! local address) only ever talks to the daemon of this test. Optionally a veth pair
-//! `v0`/`v1` with `fd00:fb::1/64` on `v0` and `ff05::/16` routed to `v0`, because the C agent
-//! never sends from `::1`.
+//! A private network namespace per test: loopback up with multicast enabled and the IPv4
+//! multicast range routed to `lo`, so that the C `fence_xvm` (which multicasts from every local
+//! address) only ever talks to the daemon of this test. Optionally a veth pair `v0`/`v1` with
+//! `fd00:fb::1/64` on `v0` and `ff05::/16` routed to `v0`, because the C agent never sends from
+//! `::1`.
 //!
 //! The namespace is deleted on drop, after killing every process still inside it (all of them
 //! were started by this test: the namespace name is unique to this process and counter).

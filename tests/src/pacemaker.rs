@@ -1,9 +1,9 @@
-//! A stand-alone Pacemaker fencer for end-to-end tests (spec §23, fence-agent-api §6):
-//! `pacemaker-fenced -s -l LOGFILE` runs inside the test's [`Netns`] (its IPC uses abstract
-//! unix sockets, which belong to the network namespace, so `stonith_admin` must run in the same
-//! one) and inside a private mount namespace (`unshare -m`) in which the binary under test is
-//! bind-mounted over `/usr/sbin/<agent>`, because the fencer only looks agents up there.
-//! Every action is then run by the fencer exactly as in a cluster: no argv, parameters on stdin.
+//! A stand-alone Pacemaker fencer for end-to-end tests: `pacemaker-fenced -s -l LOGFILE` runs
+//! inside the test's [`Netns`] (its IPC uses abstract unix sockets, which belong to the network
+//! namespace, so `stonith_admin` must run in the same one) and inside a private mount namespace
+//! (`unshare -m`) in which the binary under test is bind-mounted over `/usr/sbin/<agent>`,
+//! because the fencer only looks agents up there. Every action is then run by the fencer
+//! exactly as in a cluster: no argv, parameters on stdin.
 
 use std::fs::{self, File};
 use std::path::Path;

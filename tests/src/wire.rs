@@ -1,7 +1,7 @@
 //! Raw sockets inside a test namespace, to capture, alter and replay fence requests without
 //! going through any implementation under test. The one piece of protocol knowledge here is the
-//! request signature (spec §4, checked against vector V1 below): digest = H(key ‖ the 176-byte
-//! request with its 64-byte hash field zeroed), stored zero-padded at offset 112.
+//! request signature (checked against vector V1 below): digest = H(key ‖ the 176-byte request
+//! with its 64-byte hash field zeroed), stored zero-padded at offset 112.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::daemon::GROUP_V4;
 use crate::netns::Netns;
 
-/// Size of a fence request (spec §3).
+/// Size of a fence request (`fence_req_t`).
 pub const REQUEST_LEN: usize = 176;
 /// Offset of the hash field.
 pub const HASH_OFFSET: usize = 112;
@@ -116,7 +116,9 @@ mod tests {
 
     const KEY: &[u8] = b"fence-virt-test-key\n";
 
-    /// Spec §22 V1 with the hash field taken from the vector.
+    /// Compatibility vector V1 of `fence-proto` (`test_vectors::V1`: reboot guest1 from
+    /// 192.168.122.10:1229, SHA-256, accepted by the C daemon) with the hash field taken from
+    /// the vector.
     fn v1() -> [u8; REQUEST_LEN] {
         let mut r = [0u8; REQUEST_LEN];
         r[0] = 2;

@@ -1,12 +1,12 @@
-//! Guest channels (spec §8–§10): `fence_virt` over tcp, serial (a pty bridged to the domain's
-//! unix socket) and vmchannel (a guestfwd-like relay), for every (agent, daemon) pairing of
-//! reference C and ours. The table in [`script`] is the reference pair's behaviour; the
-//! `c_agent_c_daemon` tests pin it, the other pairings must reproduce it (with the one recorded
-//! deliberate difference: STATUS of an unknown VM is a failure with our daemon).
+//! Guest channels: `fence_virt` over tcp, serial (a pty bridged to the domain's unix socket)
+//! and vmchannel (a guestfwd-like relay), for every (agent, daemon) pairing of reference C and
+//! ours. The table in [`script`] is the reference pair's behaviour; the `c_agent_c_daemon`
+//! tests pin it, the other pairings must reproduce it (with the one recorded deliberate
+//! difference: STATUS of an unknown VM is a failure with our daemon).
 //!
-//! Also here: the tcp/vsock `auth` decision (spec §8, §21 item 1; see `daemon/src/listener/
-//! vsock.rs`), a VM started after the daemon being reachable over serial without a restart,
-//! 200 simultaneous tcp clients, and vsock.
+//! Also here: the tcp/vsock `auth` decision (see `daemon/src/listener/vsock.rs`), a VM started
+//! after the daemon being reachable over serial without a restart, 200 simultaneous tcp
+//! clients, and vsock.
 //!
 //! Which vsock paths are tested how: the listener's connection handling and the agent's framing
 //! are unit-tested over socketpairs in `daemon/src/listener/vsock.rs` and `agents`; binding
@@ -215,7 +215,7 @@ pub fn script() -> Vec<Step> {
         step(&["-o", "status", "-H", "vm1"], 0, ON),
         step(&["-o", "status", "-H", VM1.1], 0, ON),
         step(&["-o", "status", "-H", "vm3"], 2, OFF),
-        // Reference quirk (spec §16): unknown VM reports OFF; see `run_script` for ours.
+        // Reference quirk (C libvirt backend): unknown VM reports OFF; see `run_script` for ours.
         step(&["-o", "status", "-H", "nosuchvm"], 2, OFF),
         step(&["-o", "off", "-H", "nosuchvm"], 1, FAILED),
         step(&["-o", "on", "-H", "nosuchvm"], 1, FAILED),
@@ -285,7 +285,7 @@ pub fn run_script(chan: Chan, pair: Pair) {
 
 /// `groups`: tcp requesters are the peer address (127.0.0.1); serial requesters are the VM
 /// that owns the socket (vm1's UUID). Either may act on vm2 only (plus, for serial, vm1 by
-/// UUID because the requester's UUID is in the group, spec §12).
+/// UUID because the requester's UUID is in the group).
 pub fn run_groups(chan: Chan, pair: Pair) {
     let w = World::start(chan, pair.daemon, |c| {
         let requester = match chan {
@@ -396,7 +396,7 @@ pairs!(tcp_groups, run_groups, Chan::Tcp);
 pairs!(serial_groups, run_groups, Chan::Serial);
 pairs!(vmchannel_groups, run_groups, Chan::VmChannel);
 
-// --- the tcp `auth` decision (spec §8, §21 item 1) ---
+// --- the tcp `auth` decision: C uses `auth` as the hash floor and always sha256 ---
 
 fn auth_none(c: &mut DaemonConfig) {
     c.auth = Some("none".into());

@@ -1,4 +1,6 @@
-//! The fence_xvm ↔ fence_virtd interop matrix (spec §7, §11, §12, §16, §19, §22 V10).
+//! The fence_xvm ↔ fence_virtd interop matrix: multicast requests and connect-back, every
+//! action, argv and stdin, keys and hashes, duplicate suppression, `groups` and the libvirt
+//! backend's answers.
 //!
 //! Every case runs in its own network namespace with its own daemon (libvirt test driver with
 //! vm1 running, vm2 running, vm3 shut off, see `TestNode::standard`) and is generated once per
@@ -90,7 +92,7 @@ impl Case {
 }
 
 /// Only 127.0.0.1 may act, and only on vm2 (by name) and vm1 by UUID (not by name: the ACL
-/// compares the domain string as sent, spec §12).
+/// compares the domain string as sent).
 fn vm2_and_vm1_uuid(c: &mut DaemonConfig) {
     only_vm2(c);
     c.groups[0].uuids.push(VM1.1.into());
@@ -135,7 +137,7 @@ pub fn case(name: &str) -> Case {
         "status_by_name" => row(Argv(&["-o", "status", "-H", "vm1"]), 0, ON),
         "status_by_uuid" => row(Argv(&["-o", "status", "-H", VM1.1]), 0, ON),
         "status_shutoff_vm" => row(Argv(&["-o", "status", "-H", "vm3"]), 2, OFF),
-        // Reference quirk (spec §16): an unknown VM reports OFF for status.
+        // Reference quirk (C libvirt backend): an unknown VM reports OFF for status.
         "status_unknown_vm" => row(Argv(&["-o", "status", "-H", "nosuchvm"]), 2, OFF),
         "off_by_name" => row(Argv(&["-o", "off", "-H", "vm1"]), 0, SILENT)
             .after(&[("vm1", false), ("vm2", true)]),
@@ -158,7 +160,7 @@ pub fn case(name: &str) -> Case {
             row(Argv(&["-o", "reboot", "-H", "vm1"]), 0, SILENT).after(&[("vm1", true)])
         }
         "reboot_default_action" => row(Argv(&["-H", "vm2"]), 0, SILENT).after(&[("vm2", true)]),
-        // "reboot does not power on nodes that are off" (spec §16).
+        // "reboot does not power on nodes that are off" (C libvirt backend).
         "reboot_shutoff_vm" => {
             row(Argv(&["-o", "reboot", "-H", "vm3"]), 0, SILENT).after(&[("vm3", false)])
         }
@@ -181,7 +183,7 @@ pub fn case(name: &str) -> Case {
         )
         .after(&[("vm2", false), ("vm1", true)]),
         "stdin_list" => row(Stdin(&["action=list"]), 0, LIST_ALL),
-        // --- keys and hashes (spec §4, §5, §22 V10) ---
+        // --- keys and hashes: request signature, hash floor, challenge-response ---
         "wrong_key" => row(Argv(&["-o", "status", "-H", "vm1"]), 1, TIMED_OUT).wrong_key(),
         "wrong_key_off" => row(Argv(&["-o", "off", "-H", "vm1"]), 1, TIMED_OUT)
             .wrong_key()
@@ -334,7 +336,7 @@ pub fn case(name: &str) -> Case {
             row(Argv(&["-o", "status", "-H", "vm1", "-C", "sha512"]), 0, ON)
                 .daemon(auth_is!("sha512"))
         }
-        // --- groups (spec §12) ---
+        // --- groups ---
         "groups_denied_status" => row(
             Argv(&["-o", "status", "-H", "vm1"]),
             3,
@@ -382,7 +384,8 @@ pub fn case(name: &str) -> Case {
     }
 }
 
-/// Agent timeout passed with `-t` / `timeout=` (one retransmission round, spec §7.1).
+/// Agent timeout passed with `-t` / `timeout=`: one retransmission round (the agent makes
+/// timeout·10 / retrans rounds, 3·10 / 20 = 1 with the default retrans of 2 s).
 const AGENT_TIMEOUT: &str = "3";
 /// Harness limit for one agent run.
 const RUN_LIMIT: Duration = Duration::from_secs(30);

@@ -1,7 +1,7 @@
-//! Pacemaker end to end (spec §23, fence-agent-api §6): a stand-alone `pacemaker-fenced` with
-//! the agent under test as `/usr/sbin/fence_xvm` registers a device with `pcmk_host_map`, then
-//! `stonith_admin` lists targets, fences, unfences and reboots nodes; the VM states are checked
-//! through the daemon afterwards.
+//! Pacemaker end to end: a stand-alone `pacemaker-fenced` with the agent under test as
+//! `/usr/sbin/fence_xvm` registers a device with `pcmk_host_map`, then `stonith_admin` lists
+//! targets, fences, unfences and reboots nodes; the VM states are checked through the daemon
+//! afterwards.
 
 use std::time::Duration;
 

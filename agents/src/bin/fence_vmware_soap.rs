@@ -1,6 +1,6 @@
-//! `fence_vmware_soap`: drop-in for fence-agents 4.12.1 `fence_vmware_soap` (spec
-//! fence-agent-api.md §5.1) over [`fence_drivers::vmware_soap`]. Options, stdin keys, `-h`,
-//! metadata, outputs and exit codes are the reference's (front end:
+//! `fence_vmware_soap`: drop-in for fence-agents 4.12.1 `fence_vmware_soap`
+//! (`agents/vmware_soap/fence_vmware_soap.py`) over [`fence_drivers::vmware_soap`]. Options,
+//! stdin keys, `-h`, metadata, outputs and exit codes are the reference's (front end:
 //! [`fence_agents::fencing_front`], actions: [`fence_agents::runner`]).
 //!
 //! Deliberate differences, all documented here and in the driver:
@@ -308,7 +308,7 @@ fn run(p: &Prepared) -> i32 {
             .try_init();
     }
     let mut sleep = |d: Duration| std::thread::sleep(d);
-    // The delay comes before the first contact with the device (§3.5).
+    // The delay comes before the first contact with the device, as in fencing.py.
     apply_delay(&p.run, &mut sleep);
     let opts = connect_options(p);
     let drv = match connect(opts) {

@@ -1,12 +1,13 @@
-//! Client transports of `fence_xvm` / `fence_virt` (spec §5–§10, §19): build and sign a request,
-//! deliver it over multicast (with TCP connect-back), TCP, vsock, a serial device or a
-//! vmchannel TCP connection, run the agent side of the challenge/response and read the answer.
+//! Client transports of `fence_xvm` / `fence_virt` (fence-agents 4.12.1 `agents/virt/client/`):
+//! build and sign a request, deliver it over multicast (with TCP connect-back), TCP, vsock, a
+//! serial device or a vmchannel TCP connection, run the agent side of the challenge/response
+//! and read the answer.
 //!
 //! Blocking std I/O with a timeout on every connect, read and write. Wire formats come from
 //! `fence-proto`. Differences from the C agent, on purpose:
 //! * multicast: the connect-back listener uses an ephemeral port of its own, written into the
 //!   request, so concurrent runs on one guest never collide (C listens on the multicast port,
-//!   spec §21 item 9);
+//!   1229, so a second run on the same guest fails);
 //! * a host list whose stream breaks off is an error here (C prints "Bad read!" and exits 0).
 //!
 //! Exit codes are the agent binary's business; this module only reports [`ClientError`]s.
@@ -247,7 +248,8 @@ const CLOSED_IN_HANDSHAKE: &str =
     "the challenge/response (a daemon closes here when it rejects the request's key or hash, \
      or drops it as a repeat of a request with the same seqno within 10 s)";
 
-/// Agent side of the challenge/response (spec §5) over a connected stream.
+/// Agent side of the challenge/response over a connected stream: the agent challenges the
+/// daemon first, then answers the daemon's challenge.
 pub(crate) fn handshake<S: Read + Write>(s: &mut S, cfg: &ClientConfig) -> Result<(), ClientError> {
     let mut challenge = [0u8; CHALLENGE_LEN];
     rand::thread_rng().fill_bytes(&mut challenge);

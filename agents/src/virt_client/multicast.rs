@@ -1,12 +1,14 @@
-//! Multicast mode (`fence_xvm`, spec §7.1): one signed UDP request per local address of the
-//! group's family, per round; the daemon connects back over TCP.
+//! Multicast mode (`fence_xvm`, fence-agents 4.12.1 `agents/virt/client/mcast.c`): one signed
+//! UDP request per local address of the group's family, per round; the daemon connects back
+//! over TCP.
 //!
 //! Like the C agent: IPv4 includes 127.0.0.1; IPv6 skips `::1` and fe80::/10 (C compares the
 //! text prefixes fe80/fe90/fea0/feb0); IPv4 sockets join the group on the local address and
 //! send through it (`IP_MULTICAST_IF`), IPv6 sockets join with ifindex 0 and enable loop;
 //! TTL/hops 2; rounds = timeout·10/retrans with the same seqno and fresh random per packet.
 //! Not like C: the connect-back listener binds port 0 of the wildcard address and the request
-//! carries that port, so concurrent runs never collide (spec §21 item 9).
+//! carries that port, so concurrent runs never collide (C listens on the multicast port, so a
+//! second run on the same guest fails).
 
 use super::{handshake, key_of, random6, read_answer, ClientConfig, ClientError, Reply};
 use fence_proto::Op;

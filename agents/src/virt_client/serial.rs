@@ -1,9 +1,9 @@
-//! Serial and VMChannel modes (`fence_virt -D dev` / plain `fence_virt`, spec §10.2): the
-//! 74-byte request frame, then the agent scans the incoming bytes for the magic (skipping
-//! anything else, so stale bytes such as a previous run's host list trailer are harmless),
-//! reads the result byte and, for 0xFD / 0xFC, the entries / value that follow. The whole
-//! exchange is bounded by `timeout`; writes by 3 s as in C. The trailing frame of a host
-//! list is not read (C does not either).
+//! Serial and VMChannel modes (`fence_virt -D dev` / plain `fence_virt`, fence-agents 4.12.1
+//! `agents/virt/client/serial.c`): the 74-byte request frame, then the agent scans the incoming
+//! bytes for the magic (skipping anything else, so stale bytes such as a previous run's host
+//! list trailer are harmless), reads the result byte and, for 0xFD / 0xFC, the entries / value
+//! that follow. The whole exchange is bounded by `timeout`; writes by 3 s as in C. The trailing
+//! frame of a host list is not read (C does not either).
 //!
 //! Serial device set-up as in C: open read/write, `fcntl` write lock, raw termios with
 //! speed | CLOCAL | CRTSCTS | CREAD | data/parity/stop bits, flush, 300 ms hangup. The hangup

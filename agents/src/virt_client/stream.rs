@@ -1,6 +1,7 @@
-//! TCP (spec §8) and vsock (spec §9) modes: the agent connects to the daemon, writes the
-//! 176-byte request with address/port/family zero, runs the challenge/response and reads the
-//! answer. Unlike the C agent, vsock connects with a timeout too.
+//! TCP and vsock modes (fence-agents 4.12.1 `agents/virt/client/tcp.c`, `vsock.c`): the agent
+//! connects to the daemon, writes the 176-byte request with address/port/family zero, runs the
+//! challenge/response and reads the answer. Unlike the C agent, vsock connects with a timeout
+//! too.
 
 use super::{handshake, key_of, random6, read_answer, ClientConfig, ClientError, Reply};
 use fence_proto::{Op, Request, RF_UUID};

@@ -40,7 +40,7 @@ fn answer_bytes(a: &Answer) -> Vec<u8> {
     }
 }
 
-/// Daemon side of §5 on a stream; returns whether the agent passed.
+/// Daemon side of the challenge/response on a stream; returns whether the agent passed.
 fn daemon_handshake(s: &mut TcpStream, alg: HashAlg, key: &[u8]) -> bool {
     let mut hs = Handshake::daemon(alg, &Key::from_bytes(key), [0x5A; 64]);
     loop {
@@ -191,7 +191,7 @@ fn tcp_wrong_key_is_auth_failure() {
 #[test]
 fn tcp_silent_daemon_times_out_with_causes() {
     // Agent with auth none against a daemon expecting sha256: the daemon waits for a
-    // challenge, the agent waits for the result (spec §5).
+    // challenge, the agent waits for the result.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let h = std::thread::spawn(move || {
@@ -489,14 +489,15 @@ fn multicast_helpers() {
     assert!(usable_v6(&"fd00:fb::1".parse().unwrap()));
 }
 
-/// `ip` commands giving a namespace IPv4 multicast on loopback (spec §23).
+/// `ip` commands giving a namespace IPv4 multicast on loopback.
 const NETNS_V4: &[&[&str]] = &[
     &["link", "set", "lo", "up"],
     &["link", "set", "lo", "multicast", "on"],
     &["route", "replace", "224.0.0.0/4", "dev", "lo"],
 ];
 
-/// `ip` commands for IPv6 multicast: a veth pair with a global address (spec §23).
+/// `ip` commands for IPv6 multicast: a veth pair with a global address (the agent, like C,
+/// never sends from `::1` or link-local addresses).
 const NETNS_V6: &[&[&str]] = &[
     &["link", "set", "lo", "up"],
     &["link", "add", "v0", "type", "veth", "peer", "name", "v1"],

@@ -1,6 +1,6 @@
 //! The `groups` static map: which requester may act on which VM. Compatible with fence-agents
-//! 4.12.1 `server/static_map.c` (spec §12) including name entries in `uuid` lines (fence-agents
-//! issue #515): a pure decision function, no I/O.
+//! 4.12.1 `agents/virt/server/static_map.c` including name entries in `uuid` lines
+//! (fence-agents issue #515): a pure decision function, no I/O.
 //!
 //! Loading differs from the reference in one deliberate way: the reference stops reading
 //! groups at the first `group` block (in storage order) that has neither `uuid` nor `ip`
@@ -200,7 +200,9 @@ mod tests {
         assert_eq!(g[1].ips, vec!["192.168.1.2", "192.168.1.1"]);
     }
 
-    /// The decision table of the reference's static map, with exact name matching.
+    /// The reference's decisions: no groups allows all; the requester (UUID-shaped or not)
+    /// selects groups; a target is allowed when one of them lists it as a `uuid` entry, with
+    /// VM names matched exactly (the reference ignores case).
     #[test]
     fn decision_table() {
         let m = map();

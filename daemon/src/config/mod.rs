@@ -1,8 +1,9 @@
 //! `fence_virt.conf`: the generic tree ([`tree`]), the typed daemon configuration ([`model`]),
 //! the `groups` access-control map ([`groups`]) and the atomic writer used by
 //! `fence_virtd -c`. Compatible with the "simpleconfig" reader and the key handling of
-//! fence-agents 4.12.1 `fence_virtd` (spec §12, §13.4, §14): every file the reference reads as
-//! its author meant loads here with the same meaning. Files the reference silently misreads
+//! fence-agents 4.12.1 `fence_virtd` (`agents/virt/config/`, `server/static_map.c`,
+//! `server/config.c`): every file the reference reads as its author meant loads here with the
+//! same meaning. Files the reference silently misreads
 //! (`port = "1229x"`, `foreground = "yes"`, a stray `"`) are rejected with file, line and
 //! column; [`tree`] and [`model`] list each such difference.
 
@@ -23,7 +24,7 @@ pub use tree::{Block, ConfigTree, Entry, Pos, SetError};
 
 /// The configuration file the daemon reads when `-f` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/fence_virt.conf";
-/// The key file used when a listener does not name one (spec §2.4).
+/// The key file used when a listener does not name one (the C default for daemon and agents).
 pub const DEFAULT_KEY_FILE: &str = "/etc/cluster/fence_xvm.key";
 
 /// Why a configuration could not be read or understood.
@@ -38,7 +39,7 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
-    /// The text does not follow the grammar (spec §14.1, §14.2).
+    /// The text does not follow the simpleconfig grammar.
     #[error("{file}:{pos}: {message}")]
     Syntax {
         /// The file name.

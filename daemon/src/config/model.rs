@@ -1,8 +1,9 @@
 //! The typed daemon configuration read from a [`ConfigTree`]: `fence_virtd`, the chosen
 //! listener's and backend's blocks, the pm-monitor host-status block and `groups`. Keys,
-//! defaults and value spellings follow fence-agents 4.12.1 `fence_virtd` (spec §13.2, §14.4,
-//! §16, §17) and our pm-monitor design (`pm-monitor.md`); lookups use the tree's
-//! last-occurrence-wins rule, so a file means the same to both daemons.
+//! defaults and value spellings follow fence-agents 4.12.1 `fence_virtd` (`agents/virt/server/`:
+//! `main.c` and each plugin's config reading) and our host-status design (documented in
+//! `man/fence_virt.conf.5`); lookups use the tree's last-occurrence-wins rule, so a file means
+//! the same to both daemons.
 //!
 //! Where we are stricter than the reference (each is a file the reference misreads rather than
 //! one it reads correctly):
@@ -33,7 +34,7 @@ use super::groups::Group;
 use super::tree::{Block, ConfigTree, Entry};
 use super::{ConfigError, DEFAULT_KEY_FILE};
 
-/// Port used by every network listener when `port` is absent (spec §2.4).
+/// Port used by every network listener when `port` is absent.
 pub const DEFAULT_PORT: u16 = 1229;
 /// IPv4 multicast group default.
 pub const IPV4_MCAST_DEFAULT: &str = "225.0.0.12";
@@ -111,8 +112,8 @@ impl ListenerConfig {
         }
     }
 
-    /// The key file; the daemon requires it to exist for every listener, serial included
-    /// (spec §13.2 step 6).
+    /// The key file; the C daemon requires it to exist for every listener, serial included,
+    /// and narrows its mode to 0600.
     pub fn key_file(&self) -> &std::path::Path {
         match self {
             ListenerConfig::Multicast(c) => &c.key_file,
@@ -149,7 +150,7 @@ pub struct TcpConfig {
     pub key_file: PathBuf,
     /// Minimum accepted request hash.
     pub hash: HashAlg,
-    /// The configured `auth`. Reference quirk (spec §8, §21.1): the C tcp listener stores it
+    /// The configured `auth`. Reference quirk: the C tcp (and vsock) listener stores it
     /// into the hash floor and always authenticates with SHA-256; the listener decides what
     /// to do with it.
     pub auth: HashAlg,
@@ -215,7 +216,7 @@ pub enum BackendConfig {
     },
     /// `vmware_soap` (ours): a vCenter/ESXi through the SOAP API.
     VmwareSoap(VmwareSoapConfig),
-    /// `cpg`: libvirt plus corosync CPG routing (spec §17).
+    /// `cpg`: libvirt plus corosync CPG routing (fence-agents 4.12.1 `server/cpg-virt.c`).
     Cpg {
         /// Hypervisor URIs, as for libvirt.
         uris: Vec<String>,
@@ -284,7 +285,7 @@ pub struct VmwareSoapConfig {
     pub timeout_secs: u64,
 }
 
-/// `backends { pm-monitor { … } }` (pm-monitor.md).
+/// `backends { pm-monitor { … } }`: where host status comes from (see `man/fence_virt.conf.5`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PmMonitorConfig {
     /// Pacemaker node name of this host (`node`; default: ask Pacemaker).

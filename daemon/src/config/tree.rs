@@ -1,6 +1,6 @@
 //! The generic `fence_virt.conf` tree: lexer, parser, path lookups, `sc_set`-style edits and the
-//! `-c` dump. Compatible with fence-agents 4.12.1 `agents/virt/config` ("simpleconfig",
-//! spec §14.1–§14.3):
+//! `-c` dump. Compatible with fence-agents 4.12.1 `agents/virt/config` ("simpleconfig":
+//! `config.l`, `config.y`, `simpleconfig.c`):
 //!
 //! * Every block and value is stored **prepended** to its parent, i.e. each level holds its
 //!   children in reverse file order (reference quirk kept on purpose: it defines which duplicate
@@ -354,7 +354,7 @@ fn indent(out: &mut String, depth: usize) {
     }
 }
 
-/// Characters that end an identifier (spec §14.1).
+/// Characters that end an identifier (as in the reference lexer).
 fn is_delim(c: char) -> bool {
     is_space(c) || matches!(c, '{' | '}' | ';' | '=' | '"')
 }

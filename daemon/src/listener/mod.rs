@@ -1,7 +1,7 @@
 //! Listeners: how requests reach the daemon. The network listeners (multicast with TCP
 //! connect-back, tcp, vsock) share one authenticated-stream routine, compatible with
-//! fence_virtd's challenge-response order (spec §5): the agent challenges first, then the
-//! daemon; then the daemon writes the answer (spec §6).
+//! fence_virtd's challenge-response order: the agent challenges first, then the daemon; then
+//! the daemon writes the answer (one result byte, or a host list or host status stream).
 //!
 //! Hostile input is bounded by two helpers shared by all listeners: [`admission`] caps the
 //! stream connections still waiting for their request (per peer and in total, shedding the
@@ -200,7 +200,7 @@ async fn step<T>(
     }
 }
 
-/// Daemon side of the challenge-response (spec §5), driving fence-proto's [`Handshake`]:
+/// Daemon side of the challenge-response, driving fence-proto's [`Handshake`]:
 /// answer the agent's challenge, then challenge the agent.
 pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
@@ -230,7 +230,8 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     Err(failed())
 }
 
-/// Serialise an answer as fence_virtd writes it (spec §6; host status per pm-monitor.md).
+/// Serialise an answer as fence_virtd writes it (host status: our extension, 0xFC and the
+/// 64-byte value field).
 pub fn encode_answer(answer: &Answer) -> Vec<u8> {
     match answer {
         Answer::Code(c) => vec![*c],

@@ -1,12 +1,12 @@
-//! The `multicast` listener, compatible with fence_virtd's (fence-agents 4.12.1, spec §7.2):
-//! a UDP socket on the wildcard address and the configured port, joined to the group (on
-//! `interface` if given); each verified request is answered by connecting back to the address
-//! and port written in the request, over TCP.
+//! The `multicast` listener, compatible with fence_virtd's (fence-agents 4.12.1
+//! `agents/virt/server/mcast.c`): a UDP socket on the wildcard address and the configured
+//! port, joined to the group (on `interface` if given); each verified request is answered by
+//! connecting back to the address and port written in the request, over TCP.
 //!
 //! Unlike the C daemon, requests are served concurrently; duplicates (one copy per guest
 //! interface and retransmission) are suppressed by the history's claim (see `history`).
 //! The requester identity for `groups` is the address written in the request (reference
-//! behaviour, spec §21.4): the UDP source is only used in logs.
+//! behaviour): the UDP source is only used in logs.
 
 use std::future::Future;
 use std::io;

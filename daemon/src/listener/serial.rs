@@ -1,5 +1,5 @@
 //! The `serial` listener (modes `serial` and `vmchannel`), compatible on the wire with
-//! fence_virtd's (fence-agents 4.12.1 `server/serial.c` + `virt-serial.c`, spec §10): every
+//! fence_virtd's (fence-agents 4.12.1 `agents/virt/server/serial.c` + `virt-serial.c`): every
 //! running domain's `<serial type='unix'>` (mode `serial`) or `<channel type='unix'>` (mode
 //! `vmchannel`) bind-mode socket under `path` is a private line to that guest. We connect to
 //! the socket QEMU listens on, read 74-byte request frames, identify the requester by the VM
@@ -14,20 +14,20 @@
 //!   connection (`uri`, libvirt's default URI when unset) and reconcile: connect to new sockets
 //!   (unix stream, [`CONNECT_TIMEOUT`]), close those of domains that stopped or migrated away,
 //!   and reconnect a socket that closed while its domain still runs. A fresh connection per poll
-//!   is cheap, needs no keepalive (C lost its event connection every ~30 s without one, spec
-//!   §21 item 16) and survives libvirtd restarts. It is also what makes the libvirt test driver
-//!   usable: a `test:///path/node.xml` URI is parsed anew on every connection open, so rewriting
-//!   that file adds or stops domains for the listener (the C daemon only ever sees the file's
-//!   first state).
-//! * **Resynchronisation.** C reads 74 bytes and never checks the magic (spec §21 item 7), so
-//!   one stray or partial frame misaligns the stream for good. We skip bytes until the magic
+//!   is cheap, needs no keepalive (C lost its event connection every ~30 s without one,
+//!   fence-virt PR #7) and survives libvirtd restarts. It is also what makes the libvirt test
+//!   driver usable: a `test:///path/node.xml` URI is parsed anew on every connection open, so
+//!   rewriting that file adds or stops domains for the listener (the C daemon only ever sees the
+//!   file's first state).
+//! * **Resynchronisation.** C reads 74 bytes and never checks the magic, so one stray or
+//!   partial frame misaligns the stream for good. We skip bytes until the magic
 //!   `abba`, require the rest of a frame within [`FRAME_TIMEOUT`] of its magic (C's 1 s), and
 //!   on a malformed frame move one byte past its magic and search again.
 //! * **Independence.** One task per socket; every answer write has [`WRITE_TIMEOUT`]. A guest
 //!   that stops reading only loses its own connection (reconnected on a later poll); C's
 //!   single loop and untimed write let one stuck guest block every other.
 //! * **Key file.** C refuses to start when `key_file` is missing although the serial listener
-//!   never uses it (spec §21 item 12); `startup::load` only logs that at info level.
+//!   never uses it; `startup::load` only logs that at info level.
 //! * Without `path` every unix-bind chardev socket of every VM would be taken (in vmchannel mode
 //!   also the qemu-guest-agent channel): we warn loudly at start-up, as we cannot know which
 //!   sockets the admin meant.
@@ -369,7 +369,8 @@ impl FrameReader {
     }
 }
 
-/// The serial framing of an answer (spec §10.1).
+/// The serial framing of an answer: a 5-byte frame with the result; a host list as 0xFD frame,
+/// entries, terminator and a trailing result frame; host status as 0xFC frame and value field.
 pub fn encode_serial_answer(answer: &Answer) -> Vec<u8> {
     match answer {
         Answer::Code(c) => SerialResponse { code: *c }.encode().to_vec(),

@@ -1,10 +1,11 @@
-//! The `tcp` listener, compatible with fence_virtd's (spec §8): the agent connects, sends the
-//! 176-byte request within [`REQUEST_TIMEOUT`] (5 s) of accept (fence_virtd: 1 s, but it
-//! accepts one connection at a time; see [`REQUEST_TIMEOUT`]), then the challenge-response and
-//! the answer follow on the same connection. The requester identity for `groups` is the
-//! numeric peer address (an IPv4-mapped IPv6 peer is reported in IPv4 form); it is also the
-//! peer identity for the cap on connections waiting for their request (see
-//! [`super::admission`] and the vsock module's "Silent connections").
+//! The `tcp` listener, compatible with fence_virtd's (fence-agents 4.12.1
+//! `agents/virt/server/tcp.c`): the agent connects, sends the 176-byte request within
+//! [`REQUEST_TIMEOUT`] (5 s) of accept (C: 1 s, but it accepts one connection at a time; see
+//! [`REQUEST_TIMEOUT`]), then the challenge-response and the answer follow on the same
+//! connection. The requester identity for `groups` is the numeric peer address (an
+//! IPv4-mapped IPv6 peer is reported in IPv4 form); it is also the peer identity for the cap
+//! on connections waiting for their request (see [`super::admission`] and the vsock module's
+//! "Silent connections").
 
 use std::future::Future;
 use std::io;

@@ -1,11 +1,11 @@
-//! The `vsock` listener, compatible with fence_virtd's (fence-agents 4.12.1, spec §9): a stream
-//! socket on `VMADDR_CID_ANY` and the configured port; per connection the agent sends the
-//! 176-byte request within [`REQUEST_TIMEOUT`] (5 s) of accept (C: 1 s, see there), then the
-//! challenge-response and the answer follow on the same connection, exactly as for the `tcp`
-//! listener. The requester identity for `groups` is the
+//! The `vsock` listener, compatible with fence_virtd's (fence-agents 4.12.1
+//! `agents/virt/server/vsock.c`): a stream socket on `VMADDR_CID_ANY` and the configured port;
+//! per connection the agent sends the 176-byte request within [`REQUEST_TIMEOUT`] (5 s) of
+//! accept (C: 1 s, see there), then the challenge-response and the answer follow on the same
+//! connection, exactly as for the `tcp` listener. The requester identity for `groups` is the
 //! peer's CID written in decimal (`ip = "3";` in a group).
 //!
-//! # `auth` and `hash` (spec §8, §21 item 1): a deliberate difference, shared with `tcp`
+//! # `auth` and `hash`: a deliberate difference, shared with `tcp`
 //! The C tcp and vsock listeners store the configured `auth` into the *request-hash floor* and
 //! always run the challenge-response with SHA-256. So `auth = "none"` there silently accepts
 //! unsigned requests. We read both keys as the multicast listener (and the documentation)

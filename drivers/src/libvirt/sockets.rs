@@ -2,8 +2,8 @@
 //! domain XML, for the daemon's serial listener. Matches fence_virtd's `virt-serial.c`
 //! (fence-agents 4.12.1): only `<domain>/<devices>/<serial type='unix'>` (or `<channel
 //! type='unix'>`) children, only `<source mode='bind' path='…'/>`, and with a configured socket
-//! directory only sockets that sit directly in it (spec §10.3). `<console>` elements, which
-//! libvirt adds as aliases of the first serial port, are ignored as the C daemon ignores them.
+//! directory only sockets that sit directly in it. `<console>` elements, which libvirt adds as
+//! aliases of the first serial port, are ignored as the C daemon ignores them.
 
 use std::path::{Component, Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! The SOAP transport of the vSphere Web Services API without a WSDL: envelopes written by
-//! hand (same shape as fence-agents 4.12.1 `fence_vmware_soap` sends through suds, see
-//! `spec/fixtures/fence-agents-4.12.1/soap-wire/`), one HTTP POST per call to `/sdk`, the
+//! hand (same shape as fence-agents 4.12.1 `fence_vmware_soap` sends through suds, see the
+//! transcripts in `drivers/testdata/soap-wire/`), one HTTP POST per call to `/sdk`, the
 //! session cookie passed explicitly, faults decoded into [`Fault`]. Every request carries the
 //! agent's connect and overall deadlines.
 
@@ -141,27 +141,44 @@ pub(crate) struct TransportError(pub String);
 /// Name resolution under the call deadline: ureq resolves host names with no time limit, so
 /// the lookup runs on a helper thread and a slow one fails as a timeout (the thread finishes
 /// on its own when the system resolver gives up; getaddrinfo cannot be cancelled).
-struct BoundedResolver(Duration);
+struct BoundedResolver {
+    deadline: Duration,
+    /// The blocking lookup run on the helper thread (the system resolver; tests substitute one
+    /// that hangs).
+    lookup: fn(&str) -> std::io::Result<Vec<std::net::SocketAddr>>,
+}
+
+impl BoundedResolver {
+    fn new(deadline: Duration) -> BoundedResolver {
+        BoundedResolver {
+            deadline,
+            lookup: |name| {
+                use std::net::ToSocketAddrs as _;
+                name.to_socket_addrs().map(|a| a.collect())
+            },
+        }
+    }
+}
 
 impl ureq::Resolver for BoundedResolver {
     fn resolve(&self, netloc: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
-        use std::net::ToSocketAddrs as _;
         // Literal addresses need no lookup (and no thread).
         if let Ok(a) = netloc.parse::<std::net::SocketAddr>() {
             return Ok(vec![a]);
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let name = netloc.to_string();
+        let lookup = self.lookup;
         std::thread::Builder::new()
             .name("dns".into())
             .spawn(move || {
-                let _ = tx.send(name.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+                let _ = tx.send(lookup(&name));
             })?;
-        match rx.recv_timeout(self.0) {
+        match rx.recv_timeout(self.deadline) {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("looking up {netloc} took longer than {:?}", self.0),
+                format!("looking up {netloc} took longer than {:?}", self.deadline),
             )),
         }
     }
@@ -181,7 +198,7 @@ impl Transport {
         tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     ) -> Transport {
         let mut b = ureq::AgentBuilder::new()
-            .resolver(BoundedResolver(timeout))
+            .resolver(BoundedResolver::new(timeout))
             .timeout_connect(timeout)
             .timeout(timeout)
             .redirects(0)
@@ -416,7 +433,7 @@ mod tests {
 
     #[test]
     fn resolver_is_bounded_and_skips_literals() {
-        let r = super::BoundedResolver(Duration::ZERO);
+        let r = super::BoundedResolver::new(Duration::ZERO);
         // A literal needs no lookup, so even a zero deadline answers.
         assert_eq!(
             r.resolve("127.0.0.1:443").unwrap(),
@@ -426,12 +443,21 @@ mod tests {
             r.resolve("[::1]:80").unwrap(),
             vec!["[::1]:80".parse().unwrap()]
         );
-        // A name goes through the helper thread: with no time at all it times out ...
-        let e = r.resolve("localhost:443").unwrap_err();
+        // A name goes through the helper thread: a lookup that hangs (30 s, far beyond the
+        // deadline; the thread is left behind, as with a hung system resolver) times out at the
+        // deadline ...
+        let r = super::BoundedResolver {
+            deadline: Duration::from_millis(100),
+            lookup: |_| {
+                std::thread::sleep(Duration::from_secs(30));
+                Ok(Vec::new())
+            },
+        };
+        let e = r.resolve("fence-rs.invalid:443").unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
-        assert!(e.to_string().contains("localhost:443"), "{e}");
-        // ... and with time it resolves.
-        let r = super::BoundedResolver(Duration::from_secs(5));
+        assert!(e.to_string().contains("fence-rs.invalid:443"), "{e}");
+        // ... and the system resolver, given time, resolves.
+        let r = super::BoundedResolver::new(Duration::from_secs(5));
         assert!(!r.resolve("localhost:443").unwrap().is_empty());
     }
 
@@ -453,6 +479,76 @@ mod tests {
         assert_eq!(call.children[0].attr("type"), Some("SearchIndex"));
         assert_eq!(call.child("vmSearch").unwrap().text, "true");
         assert!(e.contains(r#"<FindByUuid xmlns="urn:vim25">"#));
+    }
+
+    /// (method, document) pairs of a transcript in `testdata/soap-wire/`.
+    fn transcript(text: &str) -> Vec<(&str, &str)> {
+        let mut v = Vec::new();
+        let mut lines = text.lines();
+        while let Some(head) = lines.next() {
+            let method = head
+                .strip_prefix("<!-- ")
+                .and_then(|h| h.strip_suffix(" -->"))
+                .unwrap_or_else(|| panic!("transcript header expected, got {head:.60}"));
+            v.push((method, lines.next().expect("document after header")));
+        }
+        v
+    }
+
+    const SUDS_REQUESTS: &str =
+        include_str!("../../testdata/soap-wire/requests-as-sent-by-suds.xml.txt");
+    const VCSIM_RESPONSES: &str =
+        include_str!("../../testdata/soap-wire/responses-from-vcsim.xml.txt");
+
+    #[test]
+    fn our_envelope_matches_suds_requests() {
+        let reqs = transcript(SUDS_REQUESTS);
+        assert_eq!(reqs.len(), 10);
+        for (method, doc) in reqs {
+            let theirs = xml::parse(doc).unwrap();
+            let call = &theirs.child("Body").unwrap().children[0];
+            assert_eq!(call.name, method);
+            let this = Moref::from_element(&call.children[0]).unwrap();
+            assert_eq!(call.children[0].name, "_this");
+            let ours = xml::parse(&envelope(method, &this, "")).unwrap();
+            let our_call = &ours.child("Body").unwrap().children[0];
+            assert_eq!(our_call.name, method);
+            assert_eq!(our_call.children[0].name, "_this");
+            assert_eq!(Moref::from_element(&our_call.children[0]), Some(this));
+        }
+    }
+
+    #[test]
+    fn vcsim_responses_decode() {
+        let resps = transcript(VCSIM_RESPONSES);
+        assert_eq!(resps.len(), 11);
+        for (method, doc) in &resps {
+            let root = xml::parse(doc).unwrap_or_else(|e| panic!("{method}: {e}"));
+            let body = root.child("Body").unwrap();
+            if *method == "soapenv" {
+                let f = Fault::from_soap(body.child("Fault").unwrap());
+                assert_eq!(f.text(), "Login failure (InvalidLogin)");
+                continue;
+            }
+            let resp = body.child(method).unwrap_or_else(|| panic!("{method}"));
+            match *method {
+                "RetrievePropertiesExResponse" | "ContinueRetrievePropertiesExResponse" => {
+                    let (objs, _) = retrieve_result(resp);
+                    assert!(!objs.is_empty(), "{method}");
+                    for o in objs {
+                        assert_eq!(o.obj.ty, "VirtualMachine");
+                        assert!(o.text("name").is_some_and(|n| !n.is_empty()));
+                        assert!(o.text("summary.runtime.powerState").is_some());
+                        assert!(o.text("config.uuid").is_some());
+                    }
+                }
+                "FindByInventoryPathResponse" | "FindByUuidResponse" => assert_eq!(
+                    Moref::from_element(resp.child("returnval").unwrap()),
+                    Some(Moref::new("VirtualMachine", "vm-30"))
+                ),
+                _ => {}
+            }
+        }
     }
 
     #[test]

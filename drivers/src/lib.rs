@@ -10,6 +10,8 @@ pub mod fence;
 pub mod sim;
 pub mod vm;
 
+#[cfg(feature = "fence_agent")]
+pub mod fence_agent;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 #[cfg(feature = "vmware_soap")]

@@ -20,7 +20,9 @@
 //!   (fencing.py splits `port` on it and would fence several plugs), surrounding whitespace or
 //!   double quotes (fencing.py strips them and would address another VM);
 //! - the configuration may not set what the driver sets per call (`action`, `port`, `plug`,
-//!   `nodename`) nor keys that override the per-call VM (`uuid`, `domain`);
+//!   `nodename`) nor keys that override the per-call VM (`uuid`, `domain`), and its values
+//!   must reach the agent unchanged (no line breaks, no surrounding whitespace or double
+//!   quotes, which fencing.py strips);
 //! - every call has a deadline: the agent runs in its own process group, which is killed
 //!   (SIGKILL) when the deadline passes ([`DriverError::Timeout`]) and after the agent exits
 //!   (helpers it left behind in its group); its output is read bounded ([`MAX_OUTPUT`]).
@@ -672,6 +674,18 @@ fn check_config_pair(agent: &str, key: &str, value: &str) -> Result<(), DriverEr
              another parameter"
         ));
     }
+    // fencing.py strips both from every stdin line: a password ending in a space would
+    // silently become another password and fail only when a fence is needed.
+    if value.trim() != value {
+        return err(format!(
+            "the value of {key:?} starts or ends with whitespace, which the agent strips"
+        ));
+    }
+    if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+        return err(format!(
+            "the value of {key:?} is enclosed in double quotes, which the agent strips"
+        ));
+    }
     Ok(())
 }
 
@@ -696,16 +710,17 @@ impl RunOutput {
         }
     }
 
-    /// `": <the agent's reason>"`: its last stderr line mentioning a failure, else its last
-    /// stderr line, else its last stdout line; empty if it said nothing.
+    /// `": <the agent's reason>"`: its last stderr line saying `Failed` (fencing.py's reason
+    /// lines; a usage hint may follow them), else its last `ERROR` line, else its last stderr
+    /// line, else its last stdout line; empty if it said nothing.
     fn reason_suffix(&self) -> String {
         let err = String::from_utf8_lossy(&self.stderr);
         let out = String::from_utf8_lossy(&self.stdout);
         let nonempty = |s: &str| !s.trim().is_empty();
         let line = err
             .lines()
-            .filter(|l| nonempty(l))
-            .rfind(|l| l.contains("Failed") || l.contains("ERROR"))
+            .rfind(|l| l.contains("Failed"))
+            .or_else(|| err.lines().rfind(|l| l.contains("ERROR")))
             .or_else(|| err.lines().rfind(|l| nonempty(l)))
             .or_else(|| out.lines().rfind(|l| nonempty(l)));
         match line {
@@ -1094,6 +1109,11 @@ mod tests {
         }
         let e = driver_with(VIRSH_LIKE, &[("ip", "h\naction=off")]).unwrap_err();
         assert!(e.to_string().contains("line break"), "{e}");
+        for v in ["pass ", " pass", "\"pass\""] {
+            let e = driver_with(VIRSH_LIKE, &[("ip", v)]).unwrap_err();
+            assert!(e.to_string().contains("strips"), "{v:?}: {e}");
+        }
+        driver_with(VIRSH_LIKE, &[("ip", "a b\"c"), ("username", "")]).unwrap();
         let e = driver_with(VIRSH_LIKE, &[("ip x", "h")]).unwrap_err();
         assert!(e.to_string().contains("not a parameter name"), "{e}");
         let no_status = VIRSH_LIKE.replace("<action name=\"status\" />", "");

@@ -73,8 +73,9 @@ const PER_CALL_KEYS: [&str; 4] = ["action", "port", "plug", "nodename"];
 /// fence_xvm's deprecated `domain`): configured once, they would redirect every call.
 const VM_OVERRIDE_KEYS: [&str; 2] = ["uuid", "domain"];
 
-/// How to run one fence agent.
-#[derive(Debug, Clone)]
+/// How to run one fence agent. Its `Debug` form shows the configured keys, not their values
+/// (passwords are among them).
+#[derive(Clone)]
 pub struct FenceAgentOptions {
     /// The agent: an absolute path, or a bare name looked up in `/usr/sbin`. Its file name
     /// must start with `fence_`.
@@ -85,6 +86,20 @@ pub struct FenceAgentOptions {
     pub args: Vec<(String, String)>,
     /// Deadline of each agent run (metadata, status, off, on, list, monitor).
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for FenceAgentOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FenceAgentOptions")
+            .field("agent", &self.agent)
+            .field("keys", &keys_only(&self.args))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+fn keys_only(args: &[(String, String)]) -> Vec<&str> {
+    args.iter().map(|(k, _)| k.as_str()).collect()
 }
 
 /// What an agent's `-o metadata` declares.
@@ -305,8 +320,8 @@ fn parse_list_line(line: &str, sep: &str, list_status: bool) -> Option<VmInfo> {
     })
 }
 
-/// Runs one fence agent per call. See the module documentation.
-#[derive(Debug)]
+/// Runs one fence agent per call. See the module documentation. Its `Debug` form leaves out
+/// the configured values.
 pub struct FenceAgentDriver {
     agent: PathBuf,
     /// File name, for logs and errors.
@@ -322,6 +337,18 @@ pub struct FenceAgentDriver {
     separator: String,
     /// `plug_separator` as configured, default `,`.
     plug_separator: String,
+}
+
+impl std::fmt::Debug for FenceAgentDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FenceAgentDriver")
+            .field("agent", &self.agent)
+            .field("keys", &keys_only(&self.args))
+            .field("timeout", &self.timeout)
+            .field("list_action", &self.list_action)
+            .field("check_action", &self.check_action)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FenceAgentDriver {
@@ -1156,6 +1183,20 @@ mod tests {
         let d = driver_with(&md, &[("plug_separator", ":")]).unwrap();
         d.check_vm(&VmRef::Name("a,b".into())).unwrap();
         assert!(d.check_vm(&VmRef::Name("a:b".into())).is_err());
+    }
+
+    #[test]
+    fn debug_output_leaves_out_values() {
+        let d = driver_with(VIRSH_LIKE, &[("ip", "h"), ("username", "s3cret-user")]).unwrap();
+        let opts = FenceAgentOptions {
+            agent: "fence_x".into(),
+            args: vec![("username".into(), "s3cret-user".into())],
+            timeout: Duration::from_secs(1),
+        };
+        for text in [format!("{d:?}"), format!("{opts:?}")] {
+            assert!(text.contains("username"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build --release $targets || exit 1
+cargo fuzz build --release || exit 1
 
 failed=""
 for t in $targets; do

@@ -33,6 +33,8 @@ step build cargo build --workspace --all-targets
 # The system tests mostly wait on daemons and agents, so more threads than cores is fine.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 step test cargo test --workspace --no-fail-fast
+# A short run of every fuzz target (scripts/fuzz.sh runs longer ones on request).
+step fuzz sh scripts/fuzz.sh 10
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 

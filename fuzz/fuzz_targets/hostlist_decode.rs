@@ -7,9 +7,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let whole = decode_hostlist_stream(data);
-    // Feed the same bytes in pieces whose sizes come from the data itself.
+    // Feed the entries (after the 0xFD answer byte) in pieces whose sizes come from the data
+    // itself: the same entries as decoding the whole stream.
     let mut dec = HostListDecoder::new();
-    let mut rest = data;
+    let mut rest = data.get(1..).unwrap_or_default();
     let mut step = 1 + usize::from(data.first().copied().unwrap_or(0) % 97);
     let mut fed = Ok(());
     while !rest.is_empty() && !dec.is_finished() {

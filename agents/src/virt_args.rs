@@ -12,7 +12,9 @@
 //! * stdin (only with no arguments at all): `fgets` chunks of at most 255 bytes, `#` in column 0
 //!   is a comment, leading blanks skipped, the line cut at the first blank/CR/LF, split at the
 //!   first `=`, keys case-insensitive; unknown keys warn on stderr and are ignored;
-//! * every validation message is printed on **stdout** (4.12.1), except the stdin warning.
+//! * every validation message is printed on **stdout** (4.12.1), except the stdin warning;
+//! * not in C: a stdin line that is not UTF-8 is an error (message, usage, exit 1), the
+//!   reference takes the bytes as they are.
 //!
 //! Our documented additions (pm-monitor.md, "Guest side"): action `host-status` and the option
 //! `--attribute NAME` / stdin `attribute=NAME`. They appear in metadata (`attribute` parameter
@@ -894,7 +896,19 @@ pub fn parse_stdin(
             .iter()
             .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
             .unwrap_or(line.len());
-        let line = String::from_utf8_lossy(&line[..end]).into_owned();
+        let line = match std::str::from_utf8(&line[..end]) {
+            Ok(l) => l.to_string(),
+            Err(_) => {
+                // Not a guess at what was meant (a lossy VM name could name another VM).
+                let _ = writeln!(
+                    out,
+                    "Invalid input: stdin line '{}' is not valid UTF-8",
+                    String::from_utf8_lossy(&line[..end])
+                );
+                args.err = true;
+                continue;
+            }
+        };
         let (name, value) = match line.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (line.as_str(), None),

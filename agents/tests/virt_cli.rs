@@ -343,3 +343,43 @@ fn committed_man_pages_are_current() {
         assert!(generated.contains("host\\-status") && generated.contains("\\-\\-attribute"));
     }
 }
+
+#[test]
+fn non_utf8_argument_is_a_clear_error() {
+    use std::os::unix::ffi::OsStringExt;
+    for name in ["fence_xvm", "fence_virt"] {
+        let bad = std::ffi::OsString::from_vec(b"vm\xff1".to_vec());
+        let out = Command::new(ours(name))
+            .args(["-o", "off", "-n"])
+            .arg(&bad)
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(
+            err,
+            format!("{name}: argument 4 is not valid UTF-8: 'vm\u{FFFD}1'\n")
+        );
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn non_utf8_stdin_line_is_a_clear_error() {
+    for name in ["fence_xvm", "fence_virt"] {
+        let out = Command::new(ours(name))
+            .write_stdin(b"action=off\nplug=vm\xff1\n".to_vec())
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: {text}");
+        assert!(
+            text.starts_with("Invalid input: stdin line 'plug=vm\u{FFFD}1' is not valid UTF-8\n"),
+            "{name}: {text}"
+        );
+        // Nothing was sent: the request would have named a VM nobody asked for.
+        assert!(!text.contains("Timed out"), "{text}");
+    }
+}

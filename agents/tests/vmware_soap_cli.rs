@@ -209,3 +209,44 @@ fn unreachable_device_fails_quickly_with_login_error() {
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn non_utf8_argument_and_stdin_are_clear_errors() {
+    use std::os::unix::ffi::OsStringExt;
+    let out = assert_cmd::Command::new(ours())
+        .args([
+            "-o",
+            "status",
+            "-a",
+            "127.0.0.1",
+            "-l",
+            "u",
+            "-p",
+            "p",
+            "-n",
+        ])
+        .arg(std::ffi::OsString::from_vec(b"vm\xff1".to_vec()))
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "ERROR: Failed: argument 10 is not valid UTF-8: 'vm\u{FFFD}1'\n"
+    );
+    let out = assert_cmd::Command::new(ours())
+        .env_remove("PCMK_service")
+        .write_stdin(
+            b"action=status\nip=127.0.0.1\nusername=u\npassword=p\nplug=vm\xff1\n".to_vec(),
+        )
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "ERROR: Failed: stdin line 5 is not valid UTF-8: 'plug=vm\u{FFFD}1'\n"
+    );
+}

@@ -341,7 +341,13 @@ fn run(p: &Prepared) -> i32 {
 
 fn main() {
     install_signal_thread();
-    let argv: Vec<String> = std::env::args().collect();
+    let argv = match fence_agents::cli::utf8_args(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ERROR: Failed: {e}");
+            std::process::exit(1);
+        }
+    };
     let pcmk = std::env::var("PCMK_service").ok();
     let stdout = std::io::stdout();
     let code = {

@@ -250,3 +250,48 @@ fn non_utf8_argument_and_stdin_are_clear_errors() {
         "ERROR: Failed: stdin line 5 is not valid UTF-8: 'plug=vm\u{FFFD}1'\n"
     );
 }
+
+#[test]
+fn out_of_range_ipport_fails_like_the_reference() {
+    // The reference cannot connect with such a port and says so (exit 1); we used to fall
+    // back silently to port 80. argv and stdin alike.
+    let argv = |port: &str| {
+        vec![
+            "-o".to_string(),
+            "status".into(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-l".into(),
+            "u".into(),
+            "-p".into(),
+            "p".into(),
+            "-n".into(),
+            "x".into(),
+            format!("--ipport={port}"),
+        ]
+    };
+    let stdin = |port: &str| {
+        format!("action=status\nip=127.0.0.1\nusername=u\npassword=p\nplug=x\nipport={port}\n")
+    };
+    let login = "ERROR: Unable to connect/login to fencing device";
+    for port in ["65536", "0", "-1", "99999"] {
+        let a = argv(port);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let s = stdin(port);
+        for (args, input) in [(&a[..], None), (&[][..], Some(s.as_str()))] {
+            let (rc, out, err) = run(&ours(), args, input);
+            let (rrc, rout, rerr) = run(&reference(), args, input);
+            assert_eq!((rc, &out), (rrc, &rout), "{port} {input:?}: {err}");
+            assert_eq!(rc, 1);
+            assert!(norm_stderr(&rerr).iter().any(|l| l == login), "{rerr}");
+            assert_eq!(
+                norm_stderr(&err),
+                [
+                    format!("ERROR: invalid ipport \"{port}\": not a TCP port (1-65535)"),
+                    login.to_string()
+                ],
+                "{port} {input:?}"
+            );
+        }
+    }
+}

@@ -11,7 +11,8 @@
 //! * `verbose_level` reconciliation and its warnings; unknown action →
 //!   `Failed: Unrecognised action '<a>'` + `Please use '-h' for usage`;
 //! * validation order and messages; `validate-all` reports every failure;
-//! * `password_script` run through `/bin/sh -c`, trailing whitespace stripped;
+//! * `password_script` run through `/bin/sh -c`, trailing whitespace stripped (not like the
+//!   reference: killed after 30 s, see [`crate::password_script`]);
 //! * any SSL flag ⇒ TLS, verification unless `ssl_insecure`;
 //! * exit codes 0/1/2 only; `EC_*` texts via [`crate::runner::DeviceError`].
 //!
@@ -673,23 +674,13 @@ pub fn prepare(
     };
 
     if let Some(script) = p.get("passwd_script").cloned() {
-        match std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .output()
+        match crate::password_script::run(&script, crate::password_script::PASSWORD_SCRIPT_TIMEOUT)
         {
-            Ok(o) => {
-                let pw = String::from_utf8_lossy(&o.stdout).trim_end().to_string();
+            Ok(pw) => {
                 p.insert("passwd".into(), pw);
             }
             Err(e) => {
-                log(
-                    err,
-                    "ERROR",
-                    &format!("Failed: cannot run password script: {e}"),
-                );
+                log(err, "ERROR", &format!("Failed: {e}"));
                 return Outcome::Exit(1);
             }
         }

@@ -7,6 +7,7 @@
 //! * [`virt_args`], [`virt_agent`], [`virt_transport`]: the C virt agents' dialect and flow;
 //! * [`virt_client`]: fence-virt client transports (multicast, TCP, vsock, serial, vmchannel);
 //! * [`fencing`]: the `fencing.py` dialect (options, argv, stdin, metadata, help);
+//! * [`password_script`]: the `-S` password script, bounded in time;
 //! * [`runner`]: the `fencing.py` action runner over a [`runner::PowerDevice`].
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod fencing;
 pub mod fencing_front;
 pub mod options;
+pub mod password_script;
 pub mod runner;
 pub mod virt_agent;
 pub mod virt_args;

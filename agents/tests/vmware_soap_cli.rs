@@ -295,3 +295,43 @@ fn out_of_range_ipport_fails_like_the_reference() {
         }
     }
 }
+
+#[test]
+fn password_script_that_never_ends_is_killed() {
+    // The reference waits for the script forever; ours kills it (and what it started) after
+    // fence_agents::password_script::PASSWORD_SCRIPT_TIMEOUT and fails. The 120 s limit is
+    // only a hang guard.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pgid");
+    let script = format!("echo $$ > {}; sleep 1000; echo pw", f.display());
+    let out = assert_cmd::Command::new(ours())
+        .env_remove("PCMK_service")
+        .args([
+            "-o",
+            "status",
+            "-a",
+            "127.0.0.1",
+            "-l",
+            "u",
+            "-n",
+            "x",
+            "-S",
+            &script,
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "ERROR: Failed: password script did not finish within 30s; killed\n"
+    );
+    let pgid: i32 = std::fs::read_to_string(&f).unwrap().trim().parse().unwrap();
+    let alive = || nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok();
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alive() && std::time::Instant::now() < guard {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(), "the script's sleep survived");
+}

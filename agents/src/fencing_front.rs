@@ -11,7 +11,8 @@
 //! * `verbose_level` reconciliation and its warnings; unknown action →
 //!   `Failed: Unrecognised action '<a>'` + `Please use '-h' for usage`;
 //! * validation order and messages; `validate-all` reports every failure;
-//! * `password_script` run through `/bin/sh -c`, trailing whitespace stripped;
+//! * `password_script` run through `/bin/sh -c`, trailing whitespace stripped (not like the
+//!   reference: killed after 30 s, see [`crate::password_script`]);
 //! * any SSL flag ⇒ TLS, verification unless `ssl_insecure`;
 //! * exit codes 0/1/2 only; `EC_*` texts via [`crate::runner::DeviceError`].
 //!
@@ -476,6 +477,27 @@ fn num(p: &Parsed, k: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Stdin as text; a line that is not UTF-8 is refused with a message naming it (lossy form).
+fn stdin_text(input: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(input).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let end = bytes[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |p| at + p);
+        let number = bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1;
+        format!(
+            "Failed: stdin line {number} is not valid UTF-8: '{}'",
+            String::from_utf8_lossy(&bytes[start..end])
+        )
+    })
+}
+
 /// Runs the front end. `argv[0]`'s basename names the agent in help and metadata. `stdin` is
 /// read only when there are no arguments. `pcmk_service` is the value of `PCMK_service`.
 pub fn prepare(
@@ -510,12 +532,18 @@ pub fn prepare(
             Err(e) => return fail_usage(err, &e),
         }
     } else {
-        let mut input = String::new();
-        if let Err(e) = stdin.read_to_string(&mut input) {
+        let mut input = Vec::new();
+        if let Err(e) = stdin.read_to_end(&mut input) {
             log(err, "ERROR", &format!("Failed: cannot read stdin: {e}"));
             return Outcome::Exit(1);
         }
-        parse_stdin(&table, &input, err)
+        match stdin_text(input) {
+            Ok(input) => parse_stdin(&table, &input, err),
+            Err(msg) => {
+                log(err, "ERROR", &msg);
+                return Outcome::Exit(1);
+            }
+        }
     };
     // verbose_level defaults to the -v count (argv) or verbose=1 (stdin).
     if !p.contains_key("verbose_level") {
@@ -647,23 +675,13 @@ pub fn prepare(
     };
 
     if let Some(script) = p.get("passwd_script").cloned() {
-        match std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .output()
+        match crate::password_script::run(&script, crate::password_script::PASSWORD_SCRIPT_TIMEOUT)
         {
-            Ok(o) => {
-                let pw = String::from_utf8_lossy(&o.stdout).trim_end().to_string();
+            Ok(pw) => {
                 p.insert("passwd".into(), pw);
             }
             Err(e) => {
-                log(
-                    err,
-                    "ERROR",
-                    &format!("Failed: cannot run password script: {e}"),
-                );
+                log(err, "ERROR", &format!("Failed: {e}"));
                 return Outcome::Exit(1);
             }
         }

@@ -262,7 +262,8 @@ pub fn run(
 
     if args.help {
         let _ = out.write_all(help(flavor, argv0).as_bytes());
-        return 0;
+        // The reference exits 0 here even for an unknown option; we say it failed.
+        return i32::from(args.bad_option);
     }
     if args.version {
         let _ = writeln!(

@@ -6,13 +6,16 @@
 //! * mode by `basename(argv[0])`: exactly `fence_xvm` is the multicast agent, any other name
 //!   is `fence_virt`;
 //! * argv is scanned like glibc `getopt(3)` with permutation and short options only; an unknown
-//!   option or a missing argument prints glibc's message on stderr and then acts as `-?`
-//!   (help, exit 0: the reference's `?` table entry quirk); `-M` is in the option string but has
+//!   option or a missing argument prints glibc's message on stderr and then the help, as the
+//!   reference's `?` table entry does, but exits 1 where the reference exits 0 (a script
+//!   running `fence_virt … -o off -X` must not be told the fence succeeded); `-M` is in the option string but has
 //!   no handler, so it is an error (usage, exit 1); `-S` takes an attached optional argument;
 //! * stdin (only with no arguments at all): `fgets` chunks of at most 255 bytes, `#` in column 0
 //!   is a comment, leading blanks skipped, the line cut at the first blank/CR/LF, split at the
 //!   first `=`, keys case-insensitive; unknown keys warn on stderr and are ignored;
-//! * every validation message is printed on **stdout** (4.12.1), except the stdin warning.
+//! * every validation message is printed on **stdout** (4.12.1), except the stdin warning;
+//! * not in C: a stdin line that is not UTF-8 is an error (message, usage, exit 1), the
+//!   reference takes the bytes as they are.
 //!
 //! Our documented additions (host status, see `man/fence_virt.8`): action `host-status` and the
 //! option `--attribute NAME` / stdin `attribute=NAME`. They appear in metadata (`attribute`
@@ -200,6 +203,9 @@ pub struct VirtArgs {
     pub retrans: i32,
     /// `-h` / `-?` seen (or a getopt error).
     pub help: bool,
+    /// A getopt error (unknown option, missing argument): help is printed as in the
+    /// reference, but the exit status is 1, not 0.
+    pub bad_option: bool,
     /// `-V` seen.
     pub version: bool,
     /// A parse or validation error happened.
@@ -249,6 +255,7 @@ impl VirtArgs {
             delay: 0,
             retrans: 20,
             help: false,
+            bad_option: false,
             version: false,
             err: false,
             mcast_addr: None,
@@ -826,7 +833,10 @@ pub fn parse_argv(
     for ev in getopt_scan(argv0, rest, &table, err) {
         match ev {
             // glibc returns '?', which the C table maps to "Help (alternate)".
-            GetoptEvent::Error => args.help = true,
+            GetoptEvent::Error => {
+                args.help = true;
+                args.bad_option = true;
+            }
             GetoptEvent::Attribute(v) => assign(&mut args, "attribute", Some(&v), out),
             GetoptEvent::Opt(c, v) => {
                 let spec = table.by_short(c).expect("scanned letters are in the table");
@@ -889,7 +899,19 @@ pub fn parse_stdin(
             .iter()
             .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
             .unwrap_or(line.len());
-        let line = String::from_utf8_lossy(&line[..end]).into_owned();
+        let line = match std::str::from_utf8(&line[..end]) {
+            Ok(l) => l.to_string(),
+            Err(_) => {
+                // Not a guess at what was meant (a lossy VM name could name another VM).
+                let _ = writeln!(
+                    out,
+                    "Invalid input: stdin line '{}' is not valid UTF-8",
+                    String::from_utf8_lossy(&line[..end])
+                );
+                args.err = true;
+                continue;
+            }
+        };
         let (name, value) = match line.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (line.as_str(), None),
@@ -1144,7 +1166,7 @@ pub fn man_page(flavor: Flavor) -> String {
     s.push_str("An addition to the reference agent (pm\\-monitor). The action \\fBhost\\-status\\fR with \\fB\\-\\-attribute\\fR \\fINAME\\fR (stdin \\fBattribute=\\fR\\fINAME\\fR) asks the daemon for a fact about the host as the host cluster sees it (a node attribute such as \\fBpingd\\fR, or \\fB#state\\fR) and prints \\fINAME\\fR=\\fIVALUE\\fR. A daemon without host status support answers with a failure; the agent then exits 1. Both the action and the \\fBattribute\\fR parameter are listed in the metadata in addition to the reference parameters.\n");
     s.push_str(".SH EXIT STATUS\n");
     s.push_str(".TP\n.B 0\nSuccess; for status: the domain is on.\n");
-    s.push_str(".TP\n.B 1\nFailure, timeout or bad arguments.\n");
+    s.push_str(".TP\n.B 1\nFailure, timeout or bad arguments (an unknown option or a missing option argument prints the help and exits 1; the reference agent exits 0 there).\n");
     s.push_str(".TP\n.B 2\nThe domain is off.\n");
     s.push_str(".TP\n.B 3\nPermission denied by the daemon.\n");
     s.push_str(".TP\n.B 255\nNo answer could be read, or the transport could not be opened.\n");
@@ -1198,7 +1220,7 @@ mod tests {
             (3, VirtOp::Off, Some("vm1"))
         );
         let (a, _, e) = argv(Flavor::Xvm, &["--foo"]);
-        assert!(a.help);
+        assert!(a.help && a.bad_option);
         assert_eq!(
             e,
             "fence_xvm: invalid option -- '-'\nfence_xvm: invalid option -- 'f'\n"
@@ -1210,7 +1232,7 @@ mod tests {
         let (a, _, _) = argv(Flavor::Xvm, &["-M", "x"]);
         assert!(a.err && !a.help);
         let (a, _, e) = argv(Flavor::Xvm, &["-o"]);
-        assert!(a.help);
+        assert!(a.help && a.bad_option);
         assert_eq!(e, "fence_xvm: option requires an argument -- 'o'\n");
         let (a, _, _) = argv(Flavor::Xvm, &["--", "-o", "off"]);
         assert_eq!(a.op, VirtOp::Reboot);

@@ -223,14 +223,33 @@ const CASES: &[(&[&str], Option<&str>)] = &[
     (&[], Some("action=metadata")),
 ];
 
+/// True when glibc getopt rejected an option (unknown option, missing argument): the
+/// reference then prints the help and exits 0, ours prints the same and exits 1 (a deliberate
+/// difference: `-o off -X` must not look like a successful fence).
+fn getopt_error(stderr: &str) -> bool {
+    stderr.contains(": invalid option -- ") || stderr.contains(": option requires an argument")
+}
+
 #[test]
 fn same_output_as_reference_binaries() {
     let mut failures = Vec::new();
+    let mut getopt_cases = 0;
     for name in ["fence_xvm", "fence_virt"] {
         let refbin = reference(name);
         for (args, stdin) in CASES {
-            let r = run(&refbin, name, args, *stdin);
+            let mut r = run(&refbin, name, args, *stdin);
             let o = run(&ours(name), name, args, *stdin);
+            if getopt_error(&r.2) {
+                getopt_cases += 1;
+                if (r.0, o.0) != (0, 1) {
+                    failures.push(format!(
+                        "{name} {args:?}: exit codes reference {} ours {} (want 0 and 1)",
+                        r.0, o.0
+                    ));
+                }
+                // Everything else must still match.
+                r.0 = o.0;
+            }
             let o = (
                 o.0,
                 strip_additions_from_metadata(&strip_additions_from_help(&o.1)),
@@ -244,6 +263,23 @@ fn same_output_as_reference_binaries() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        getopt_cases >= 8,
+        "the getopt-error cases are still covered"
+    );
+}
+
+#[test]
+fn unknown_option_prints_help_and_exits_1() {
+    for name in ["fence_xvm", "fence_virt"] {
+        let (rc, out, err) = run(&ours(name), name, &["-o", "off", "-n", "vm1", "-X"], None);
+        assert_eq!(rc, 1, "{name}: {out}");
+        assert_eq!(err, format!("{name}: invalid option -- 'X'\n"));
+        assert_eq!(
+            strip_additions_from_help(&out),
+            fixture(&format!("{name}-help-4.12.1.txt"))
+        );
+    }
 }
 
 #[test]
@@ -303,5 +339,45 @@ fn committed_man_pages_are_current() {
             path.display()
         );
         assert!(generated.contains("host\\-status") && generated.contains("\\-\\-attribute"));
+    }
+}
+
+#[test]
+fn non_utf8_argument_is_a_clear_error() {
+    use std::os::unix::ffi::OsStringExt;
+    for name in ["fence_xvm", "fence_virt"] {
+        let bad = std::ffi::OsString::from_vec(b"vm\xff1".to_vec());
+        let out = Command::new(ours(name))
+            .args(["-o", "off", "-n"])
+            .arg(&bad)
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(
+            err,
+            format!("{name}: argument 4 is not valid UTF-8: 'vm\u{FFFD}1'\n")
+        );
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn non_utf8_stdin_line_is_a_clear_error() {
+    for name in ["fence_xvm", "fence_virt"] {
+        let out = Command::new(ours(name))
+            .write_stdin(b"action=off\nplug=vm\xff1\n".to_vec())
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: {text}");
+        assert!(
+            text.starts_with("Invalid input: stdin line 'plug=vm\u{FFFD}1' is not valid UTF-8\n"),
+            "{name}: {text}"
+        );
+        // Nothing was sent: the request would have named a VM nobody asked for.
+        assert!(!text.contains("Timed out"), "{text}");
     }
 }

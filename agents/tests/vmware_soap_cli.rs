@@ -203,3 +203,129 @@ fn unreachable_device_fails_quickly_with_login_error() {
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn non_utf8_argument_and_stdin_are_clear_errors() {
+    use std::os::unix::ffi::OsStringExt;
+    let out = assert_cmd::Command::new(ours())
+        .args([
+            "-o",
+            "status",
+            "-a",
+            "127.0.0.1",
+            "-l",
+            "u",
+            "-p",
+            "p",
+            "-n",
+        ])
+        .arg(std::ffi::OsString::from_vec(b"vm\xff1".to_vec()))
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "ERROR: Failed: argument 10 is not valid UTF-8: 'vm\u{FFFD}1'\n"
+    );
+    let out = assert_cmd::Command::new(ours())
+        .env_remove("PCMK_service")
+        .write_stdin(
+            b"action=status\nip=127.0.0.1\nusername=u\npassword=p\nplug=vm\xff1\n".to_vec(),
+        )
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "ERROR: Failed: stdin line 5 is not valid UTF-8: 'plug=vm\u{FFFD}1'\n"
+    );
+}
+
+#[test]
+fn out_of_range_ipport_fails_like_the_reference() {
+    // The reference cannot connect with such a port and says so (exit 1); we used to fall
+    // back silently to port 80. argv and stdin alike.
+    let argv = |port: &str| {
+        vec![
+            "-o".to_string(),
+            "status".into(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-l".into(),
+            "u".into(),
+            "-p".into(),
+            "p".into(),
+            "-n".into(),
+            "x".into(),
+            format!("--ipport={port}"),
+        ]
+    };
+    let stdin = |port: &str| {
+        format!("action=status\nip=127.0.0.1\nusername=u\npassword=p\nplug=x\nipport={port}\n")
+    };
+    let login = "ERROR: Unable to connect/login to fencing device";
+    for port in ["65536", "0", "-1", "99999"] {
+        let a = argv(port);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let s = stdin(port);
+        for (args, input) in [(&a[..], None), (&[][..], Some(s.as_str()))] {
+            let (rc, out, err) = run(&ours(), args, input);
+            let (rrc, rout, rerr) = run(&reference(), args, input);
+            assert_eq!((rc, &out), (rrc, &rout), "{port} {input:?}: {err}");
+            assert_eq!(rc, 1);
+            assert!(norm_stderr(&rerr).iter().any(|l| l == login), "{rerr}");
+            assert_eq!(
+                norm_stderr(&err),
+                [
+                    format!("ERROR: invalid ipport \"{port}\": not a TCP port (1-65535)"),
+                    login.to_string()
+                ],
+                "{port} {input:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn password_script_that_never_ends_is_killed() {
+    // The reference waits for the script forever; ours kills it (and what it started) after
+    // fence_agents::password_script::PASSWORD_SCRIPT_TIMEOUT and fails. The 120 s limit is
+    // only a hang guard.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pgid");
+    let script = format!("echo $$ > {}; sleep 1000; echo pw", f.display());
+    let out = assert_cmd::Command::new(ours())
+        .env_remove("PCMK_service")
+        .args([
+            "-o",
+            "status",
+            "-a",
+            "127.0.0.1",
+            "-l",
+            "u",
+            "-n",
+            "x",
+            "-S",
+            &script,
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "ERROR: Failed: password script did not finish within 30s; killed\n"
+    );
+    let pgid: i32 = std::fs::read_to_string(&f).unwrap().trim().parse().unwrap();
+    let alive = || nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok();
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alive() && std::time::Instant::now() < guard {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(), "the script's sleep survived");
+}

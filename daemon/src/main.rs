@@ -154,7 +154,21 @@ fn exit_code(e: &RunError) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // args_os: std::env::args() panics on an argument that is not UTF-8.
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => args.push(s),
+            Err(a) => {
+                eprintln!(
+                    "fence_virtd: argument '{}' is not valid UTF-8",
+                    a.to_string_lossy()
+                );
+                eprint!("{USAGE}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let flags = match parse_flags(&args) {
         Ok(Some(f)) => f,
         Ok(None) => {

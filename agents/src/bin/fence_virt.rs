@@ -1,7 +1,13 @@
 //! `fence_virt`: drop-in for the C serial/vmchannel/TCP/vsock agent (fence-agents 4.12.1). All logic is in
 //! [`fence_agents::virt_agent`]; the flavor is chosen by the basename of argv[0].
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
+    let argv = match fence_agents::cli::utf8_args(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{}: {e}", env!("CARGO_BIN_NAME"));
+            std::process::exit(1);
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let code = fence_agents::virt_agent::run(

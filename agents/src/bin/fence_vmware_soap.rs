@@ -276,7 +276,24 @@ fn connect(opts: VmwareSoapOptions) -> Result<Arc<VmwareSoapDriver>, DriverError
     r
 }
 
-fn connect_options(p: &Prepared) -> VmwareSoapOptions {
+/// The port to connect to: `ipport` when given, else 80 (443 with TLS). A value outside
+/// 1..=65535 (or not a number) is refused: the reference fails to connect with it
+/// ("Unable to connect/login to fencing device", exit 1), where a fallback to the default
+/// port would reach some other service.
+fn port_of(p: &Prepared, tls: &Tls) -> Result<u16, String> {
+    match p.get("ipport") {
+        None => Ok(if *tls == Tls::Plain { 80 } else { 443 }),
+        Some(v) => v
+            .trim()
+            .replace('_', "")
+            .parse::<u16>()
+            .ok()
+            .filter(|&port| port != 0)
+            .ok_or_else(|| format!("invalid ipport {v:?}: not a TCP port (1-65535)")),
+    }
+}
+
+fn connect_options(p: &Prepared) -> Result<VmwareSoapOptions, String> {
     let tls = if !p.flag("ssl") {
         Tls::Plain
     } else if p.flag("ssl_insecure") {
@@ -284,11 +301,8 @@ fn connect_options(p: &Prepared) -> VmwareSoapOptions {
     } else {
         Tls::Verify { ca: None }
     };
-    let port = p
-        .get("ipport")
-        .and_then(|v| v.trim().parse::<u16>().ok())
-        .unwrap_or(if tls == Tls::Plain { 80 } else { 443 });
-    VmwareSoapOptions {
+    let port = port_of(p, &tls)?;
+    Ok(VmwareSoapOptions {
         host: p.get("ipaddr").unwrap_or_default().to_string(),
         port,
         tls,
@@ -296,7 +310,7 @@ fn connect_options(p: &Prepared) -> VmwareSoapOptions {
         password: p.get("passwd").unwrap_or_default().to_string(),
         datacenter: None,
         timeout: p.call_timeout(),
-    }
+    })
 }
 
 fn run(p: &Prepared) -> i32 {
@@ -310,7 +324,14 @@ fn run(p: &Prepared) -> i32 {
     let mut sleep = |d: Duration| std::thread::sleep(d);
     // The delay comes before the first contact with the device, as in fencing.py.
     apply_delay(&p.run, &mut sleep);
-    let opts = connect_options(p);
+    let opts = match connect_options(p) {
+        Ok(o) => o,
+        Err(e) => {
+            log_error(&mut log, &e);
+            log_error(&mut log, &DeviceError::LoginDenied.to_string());
+            return 1;
+        }
+    };
     let drv = match connect(opts) {
         Ok(d) => d,
         Err(e) => {
@@ -341,7 +362,13 @@ fn run(p: &Prepared) -> i32 {
 
 fn main() {
     install_signal_thread();
-    let argv: Vec<String> = std::env::args().collect();
+    let argv = match fence_agents::cli::utf8_args(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ERROR: Failed: {e}");
+            std::process::exit(1);
+        }
+    };
     let pcmk = std::env::var("PCMK_service").ok();
     let stdout = std::io::stdout();
     let code = {

@@ -8,7 +8,9 @@
 //! * multicast: the connect-back listener uses an ephemeral port of its own, written into the
 //!   request, so concurrent runs on one guest never collide (C listens on the multicast port,
 //!   1229, so a second run on the same guest fails);
-//! * a host list whose stream breaks off is an error here (C prints "Bad read!" and exits 0).
+//! * a host list whose stream breaks off is an error here (C prints "Bad read!" and exits 0);
+//! * multicast: a connect-back that fails the challenge/response (or closes or stalls) does
+//!   not end the run; the agent keeps waiting for one that passes until the timeout.
 //!
 //! Exit codes are the agent binary's business; this module only reports [`ClientError`]s.
 
@@ -146,6 +148,22 @@ pub enum ClientError {
     /// The answer could not be decoded.
     #[error("bad answer from fence_virtd: {0}")]
     Decode(#[source] DecodeError),
+    /// Multicast: connections came back but none passed the challenge/response before the
+    /// timeout (the last one's failure is kept; every one is logged).
+    #[error(
+        "Timed out waiting for response\n\
+         (no connection back passed the challenge/response: {count} rejected, the last from \
+         {peer}: {last})"
+    )]
+    Rejected {
+        /// How many connections were dropped.
+        count: usize,
+        /// The last one's address.
+        peer: std::net::SocketAddr,
+        /// Why it was dropped.
+        #[source]
+        last: Box<ClientError>,
+    },
     /// No local address of the group's family to send from.
     #[error("no usable local {0} address to send the multicast request from")]
     NoLocalAddress(&'static str),
@@ -244,7 +262,7 @@ fn key_of(cfg: &ClientConfig) -> Key {
 
 /// What the agent waits for during the handshake; a C daemon that rejects the request hash
 /// (wrong key, hash below its floor) closes the connection right there.
-const CLOSED_IN_HANDSHAKE: &str =
+pub(crate) const CLOSED_IN_HANDSHAKE: &str =
     "the challenge/response (a daemon closes here when it rejects the request's key or hash, \
      or drops it as a repeat of a request with the same seqno within 10 s)";
 

@@ -700,3 +700,136 @@ fn multicast_ipv6_end_to_end_in_netns() {
         "sent from the global address, never ::1 or fe80::"
     );
 }
+
+/// How a rogue host that saw the multicast request misbehaves on its connection back.
+#[derive(Clone, Copy, Debug)]
+enum Rogue {
+    /// Runs the daemon side of the challenge/response with another key.
+    WrongKey,
+    /// Sends 64 bytes of garbage as the answer to the agent's challenge, then closes.
+    Garbage,
+    /// Connects and says nothing (kept open until the returned stream is dropped).
+    Stall,
+    /// Sends a few bytes and closes.
+    Short,
+}
+
+/// Connects to `to` as `rogue`; returns the stream while it must stay open.
+fn rogue_connect(to: SocketAddr, rogue: Rogue) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    match rogue {
+        Rogue::WrongKey => {
+            assert!(!daemon_handshake(&mut s, HashAlg::Sha256, b"not the key"));
+        }
+        Rogue::Garbage => {
+            let mut challenge = [0u8; 64];
+            let _ = s.read_exact(&mut challenge);
+            let _ = s.write_all(&[0xA5; 64]);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        Rogue::Stall => {}
+        Rogue::Short => {
+            let _ = s.write_all(b"hello");
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+    }
+    s
+}
+
+/// The real daemon's connect-back: handshake with the right key, then the answer.
+fn honest_connect(to: SocketAddr, answer: &Answer) -> bool {
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ok = daemon_handshake(&mut s, HashAlg::Sha256, KEY);
+    if ok {
+        s.write_all(&answer_bytes(answer)).unwrap();
+    }
+    ok
+}
+
+#[test]
+fn multicast_rogue_connect_backs_do_not_stop_the_agent() {
+    // A host on the multicast group that is not the daemon connects back first, several
+    // times and in every way, one of them staying silent throughout; then the daemon
+    // connects. The agent must get the daemon's answer (the old agent took the first
+    // connection and failed with it).
+    let rogues = [Rogue::Stall, Rogue::WrongKey, Rogue::Garbage, Rogue::Short];
+    let (served, reply) = in_netns(NETNS_V4, move || {
+        let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        udp.join_multicast_v4(&fence_proto::IPV4_GROUP, &"127.0.0.1".parse().unwrap())
+            .unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let host = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, _) = udp.recv_from(&mut buf).unwrap();
+            let req = Request::decode(&buf[..n]).unwrap();
+            let to = req.connect_back().unwrap();
+            let _open: Vec<TcpStream> = rogues.iter().map(|r| rogue_connect(to, *r)).collect();
+            honest_connect(to, &Answer::Code(RESP_OFF))
+        });
+        let ch = Channel::Multicast {
+            group: fence_proto::IPV4_GROUP.into(),
+            port,
+            retrans: Duration::from_millis(500),
+        };
+        let reply = request(&ch, &cfg(HashAlg::Sha256, KEY), Op::Off, "vm1", false);
+        (host.join().unwrap(), reply)
+    });
+    assert!(served, "the daemon's handshake failed");
+    assert_eq!(reply.unwrap(), Reply::Code(RESP_OFF));
+}
+
+#[test]
+fn multicast_many_stalled_connect_backs_then_daemon() {
+    // More silent peers than the agent keeps at once, then the daemon, driven on a loopback
+    // listener directly.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let to = listener.local_addr().unwrap();
+    let host = std::thread::spawn(move || {
+        let _open: Vec<TcpStream> = (0..super::multicast::MAX_PENDING + 3)
+            .map(|_| rogue_connect(to, Rogue::Stall))
+            .collect();
+        honest_connect(to, &Answer::Code(RESP_OFF))
+    });
+    let c = cfg(HashAlg::Sha256, KEY);
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    let mut s =
+        super::multicast::wait_for_daemon(&listener, &c, || {}, 1, Duration::from_secs(1), give_up)
+            .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(read_answer(&mut s).unwrap(), Reply::Code(RESP_OFF));
+    assert!(host.join().unwrap());
+}
+
+#[test]
+fn multicast_only_rogues_report_the_rejection() {
+    // No daemon at all, only a rogue with the wrong key: the agent waits out the timeout and
+    // reports what it rejected (wrong key or auth algorithm is the usual real cause).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let to = listener.local_addr().unwrap();
+    let host = std::thread::spawn(move || drop(rogue_connect(to, Rogue::WrongKey)));
+    let c = cfg(HashAlg::Sha256, KEY);
+    let give_up = std::time::Instant::now() + Duration::from_millis(1500);
+    let e =
+        super::multicast::wait_for_daemon(&listener, &c, || {}, 1, Duration::from_secs(1), give_up)
+            .unwrap_err();
+    host.join().unwrap();
+    match &e {
+        ClientError::Rejected { count, peer, last } => {
+            assert_eq!((*count, peer.ip()), (1, to.ip()));
+            assert!(
+                matches!(
+                    **last,
+                    ClientError::Auth(fence_proto::AuthError::BadResponse)
+                ),
+                "{last}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("authentication failed"), "{e}");
+}

@@ -277,7 +277,7 @@ fn unknown_option_prints_help_and_exits_1() {
         assert_eq!(err, format!("{name}: invalid option -- 'X'\n"));
         assert_eq!(
             strip_additions_from_help(&out),
-            fixture(&format!("{name}-help-4.12.1.txt"))
+            reference_stdout(name, &["-h"])
         );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fence_system_tests::libvirtd::{LibvirtdEnv, TEST_DOMAIN_UUID};
 use fence_system_tests::process::signal;
-use fence_system_tests::{Agent, Daemon, DaemonConfig, Family, Netns, Pair};
+use fence_system_tests::{Agent, Daemon, DaemonConfig, Family, Impl, Netns, Pair};
 use nix::sys::signal::Signal;
 
 use crate::matrix::assert_vm_state;
@@ -86,6 +86,14 @@ fn hypervisor_stopped(pair: Pair) {
         (255, Some("Unknown response (-1)")),
         "{pair}: off with the hypervisor stopped: {out:?}"
     );
+    if pair.agent == Impl::Ours {
+        // The daemon was reached and took the request: the hint names the hypervisor, not
+        // keys or multicast.
+        assert!(
+            out.stdout.contains("hypervisor did not confirm"),
+            "{pair}: {out:?}"
+        );
+    }
     drop(d);
     drop(libvirtd);
 }

@@ -97,16 +97,27 @@ pub enum Reply {
     HostStatus(String),
 }
 
+/// The likely causes of a timeout, by what the agent was waiting for: before the daemon was
+/// reached, keys and the network; once the daemon authenticated and took the request, the
+/// host's hypervisor (the daemon answers only after it confirmed the action).
+fn timeout_causes(waiting_for: &str) -> &'static str {
+    if waiting_for == "the result" {
+        "fence_virtd took the request but its hypervisor did not confirm the action in time: \
+         check the host's libvirtd (or other backend) and the fence_virtd log there"
+    } else {
+        "likely causes: key or hash/auth algorithm mismatch with fence_virtd (a request failing \
+         verification is dropped silently), multicast not reaching the host, or the TCP \
+         connection back to the guest blocked by a firewall"
+    }
+}
+
 /// Why a request got no usable answer.
 #[derive(Debug, Error)]
 pub enum ClientError {
     /// Nothing arrived in time.
     #[error(
-        "Timed out waiting for response\n\
-         (no answer while waiting for {waiting_for}; likely causes: key or hash/auth algorithm \
-         mismatch with fence_virtd (a request failing verification is dropped silently), \
-         multicast not reaching the host, or the TCP connection back to the guest blocked by \
-         a firewall)"
+        "Timed out waiting for response\n(no answer while waiting for {waiting_for}; {})",
+        timeout_causes(waiting_for)
     )]
     Timeout {
         /// What the agent was waiting for.

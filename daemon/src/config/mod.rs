@@ -8,7 +8,10 @@
 //! column; [`tree`] and [`model`] list each such difference.
 
 pub mod groups;
+mod lexer;
 pub mod model;
+mod parser;
+mod paths;
 pub mod tree;
 
 use std::io::{self, Write as _};

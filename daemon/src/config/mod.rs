@@ -1,10 +1,10 @@
-//! `fence_virt.conf`: the generic tree ([`tree`], read by [`lexer`] and [`parser`], looked up
-//! through [`paths`]), the table of every key ([`schema`]), the typed daemon configuration
+//! `fence_virt.conf`: the generic tree ([`tree`], read by `lexer` and `parser`, looked up
+//! through `paths`), the table of every key ([`schema`]), the typed daemon configuration
 //! ([`types`]) and its reader ([`reader`]), the `groups` access-control map ([`groups`]) and
-//! the atomic writer used by `fence_virtd -c`. Compatible with the "simpleconfig" reader and the key handling of
-//! fence-agents 4.12.1 `fence_virtd` (`agents/virt/config/`, `server/static_map.c`,
-//! `server/config.c`): every file the reference reads as its author meant loads here with the
-//! same meaning. Files the reference silently misreads
+//! the atomic writer used by `fence_virtd -c`. Compatible with the "simpleconfig" reader and
+//! the key handling of fence-agents 4.12.1 `fence_virtd` (`agents/virt/config/`,
+//! `server/static_map.c`, `server/config.c`): every file the reference reads as its author
+//! meant loads here with the same meaning. Files the reference silently misreads
 //! (`port = "1229x"`, `foreground = "yes"`, a stray `"`) are rejected with file, line and
 //! column; [`tree`] and [`reader`] list each such difference.
 

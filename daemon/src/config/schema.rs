@@ -113,10 +113,10 @@ pub struct KeySpec {
     /// What its value must look like.
     pub ty: KeyType,
     /// The value used when the key is absent, as it would be written (`None`: unset, or a
-    /// default that depends on other keys, which [`KeySpec::doc`] then describes).
+    /// default that depends on other keys, which `doc` then describes).
     pub default: Option<&'static str>,
     /// The answer `fence_virtd -c` offers when the file has none, where it differs from
-    /// [`KeySpec::default`].
+    /// `default`.
     pub offer: Option<&'static str>,
     /// The block is unusable without it.
     pub required: bool,
@@ -214,8 +214,8 @@ impl KeySpec {
         format!("{}/@{}", self.block, self.key)
     }
 
-    /// What the wizard offers when the file has no value: [`KeySpec::offer`], else
-    /// [`KeySpec::default`].
+    /// What the wizard offers when the file has no value: `offer`, else
+    /// `default`.
     pub fn suggestion(&self) -> Option<&'static str> {
         self.offer.or(self.default)
     }

@@ -1,7 +1,7 @@
 //! The generic `fence_virt.conf` tree: blocks, entries and positions, path lookups (paths are
-//! read by [`super::paths`], text by [`super::lexer`] and [`super::parser`]), `sc_set`-style
-//! edits and the `-c` dump. Compatible with fence-agents 4.12.1 `agents/virt/config` ("simpleconfig":
-//! `config.l`, `config.y`, `simpleconfig.c`):
+//! read by `paths`, text by `lexer` and `parser`), `sc_set`-style edits and the `-c` dump.
+//! Compatible with fence-agents 4.12.1 `agents/virt/config` ("simpleconfig": `config.l`,
+//! `config.y`, `simpleconfig.c`):
 //!
 //! * Every block and value is stored **prepended** to its parent, i.e. each level holds its
 //!   children in reverse file order (reference quirk kept on purpose: it defines which duplicate

@@ -134,7 +134,10 @@ impl<'a> Section<'a> {
 
     /// The schema entry of `key` in this block.
     pub fn spec(&self, key: &str) -> &'static KeySpec {
-        schema::spec(&self.block, key)
+        let spec = schema::spec(&self.block, key);
+        #[cfg(test)]
+        tests::READ.with(|r| r.borrow_mut().insert(spec.path()));
+        spec
     }
 
     /// The full lookup path of `key`, e.g. `listeners/tcp/@port`.
@@ -142,8 +145,9 @@ impl<'a> Section<'a> {
         format!("{}/@{key}", self.block)
     }
 
-    /// The entry for `key` (the last one in the file), if any.
+    /// The entry for `key` (the last one in the file), if any. The key must be in the table.
     pub fn entry(&self, key: &str) -> Option<&'a Entry> {
+        self.spec(key);
         self.tree.get_entry(&self.path(key))
     }
 
@@ -539,6 +543,45 @@ mod tests {
     use crate::backends::libvirt::LibvirtConfig;
     use crate::backends::sim::SimConfig;
     use crate::backends::vmware_soap::{TlsMode, VmwareSoapConfig};
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    thread_local! {
+        /// The schema keys looked up through a [`Section`] on this thread.
+        pub(super) static READ: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
+    }
+
+    /// Every key of the table is read through a [`Section`] by some reader (no dead rows):
+    /// load one file per listener and per backend and watch which keys are looked up.
+    /// `groups/group` is read by [`Group::from_tree`], which keeps the C lookup order.
+    #[test]
+    fn every_table_key_is_read_through_the_table() {
+        READ.with(|r| r.borrow_mut().clear());
+        for listener in schema::LISTENERS {
+            for backend in crate::backends::REGISTRY {
+                let extra = if backend.name == "vmware_soap" {
+                    "backends { vmware_soap { address = \"h\"; login = \"u\"; password = \"p\"; } }"
+                } else {
+                    ""
+                };
+                ok(&format!(
+                    "fence_virtd {{ listener = \"{listener}\"; backend = \"{}\"; \
+                     host_status = \"pm-monitor\"; module_path = \"/x\"; }}\n{extra}",
+                    backend.name
+                ));
+            }
+        }
+        let read = READ.with(|r| r.borrow().clone());
+        let unread: Vec<String> = schema::keys()
+            .filter(|k| k.block != "groups/group")
+            .map(|k| k.path())
+            .filter(|p| !read.contains(p))
+            .collect();
+        assert!(
+            unread.is_empty(),
+            "table keys no reader asks for: {unread:?}"
+        );
+    }
     use std::net::Ipv4Addr;
     use std::path::Path;
 

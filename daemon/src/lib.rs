@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod backends;
 pub mod config;
 pub mod dispatch;
 pub mod history;

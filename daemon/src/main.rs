@@ -183,11 +183,11 @@ fn main() -> ExitCode {
     };
     if flags.list {
         println!("Available backends:");
-        for b in fence_virtd::wizard::BACKENDS {
+        for b in fence_virtd::backends::built() {
             println!("    {b}");
         }
         println!("Available listeners:");
-        for l in fence_virtd::wizard::LISTENERS {
+        for l in fence_virtd::config::schema::LISTENERS {
             println!("    {l}");
         }
         return ExitCode::SUCCESS;

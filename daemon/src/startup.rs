@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fence_drivers::fence::FenceOptions;
-use fence_drivers::sim::{SimDriver, SimVm};
 use fence_drivers::Driver;
 use fence_proto::{HashAlg, MAX_KEY_LEN};
 use tokio::sync::watch;
 
 use crate::backend::Backend;
-use crate::config::{BackendConfig, Config, ConfigError, ConfigTree, Groups, ListenerConfig};
+use crate::backends;
+use crate::config::{BackendChoice, Config, ConfigError, ConfigTree, Groups, ListenerConfig};
 use crate::dispatch::Dispatcher;
 use crate::listener::{self, AuthSettings, ListenerContext};
 
@@ -302,106 +302,25 @@ pub fn run_password_script(script: &str, timeout: Duration) -> Result<String, St
     Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
 }
 
-/// Build the fencing driver named in the config.
-pub fn build_driver(b: &BackendConfig) -> Result<Arc<dyn Driver>, RunError> {
-    let fail = |name: &str, e: Box<dyn std::error::Error + Send + Sync>| RunError::Backend {
-        name: name.to_string(),
-        source: e,
-    };
-    match b {
-        BackendConfig::Sim { vms, latency_ms } => {
-            let d = if vms.is_empty() {
-                SimDriver::demo()
-            } else {
-                SimDriver::new(
-                    vms.iter()
-                        .enumerate()
-                        .map(|(i, n)| SimVm::running(n, i as u32 + 1))
-                        .collect(),
-                )
-            };
-            Ok(Arc::new(d.with_latency(Duration::from_millis(*latency_ms))))
-        }
-        #[cfg(feature = "libvirt")]
-        BackendConfig::Libvirt { uris } => {
-            if uris.is_empty() {
-                return Err(fail(
-                    "libvirt",
-                    "backends/libvirt/uri is not set (e.g. uri = \"qemu:///system\";)".into(),
-                ));
-            }
-            fence_drivers::libvirt::LibvirtDriver::connect(uris)
-                .map(|d| Arc::new(d) as Arc<dyn Driver>)
-                .map_err(|e| fail("libvirt", Box::new(e)))
-        }
-        // One logged-in session for the daemon's life: the driver logs in again on
-        // NotAuthenticated (expired session, restarted endpoint) and opens a new TCP
-        // connection on the next call after a dead one.
-        #[cfg(feature = "vmware_soap")]
-        BackendConfig::VmwareSoap(c) => {
-            use crate::config::model::TlsMode;
-            use fence_drivers::vmware_soap::{Tls, VmwareSoapDriver, VmwareSoapOptions};
-            let password = match (&c.password, &c.password_script) {
-                (Some(p), _) => p.clone(),
-                (None, Some(script)) => run_password_script(script, PASSWORD_SCRIPT_TIMEOUT)
-                    .map_err(|e| fail("vmware_soap", format!("password_script: {e}").into()))?,
-                (None, None) => {
-                    return Err(fail(
-                        "vmware_soap",
-                        "backends/vmware_soap needs password or password_script".into(),
-                    ))
-                }
-            };
-            let tls = match c.ssl {
-                TlsMode::Plain => Tls::Plain,
-                TlsMode::Verify => Tls::Verify {
-                    ca: c.ca_file.clone(),
-                },
-                TlsMode::Insecure => Tls::Insecure,
-            };
-            let port = c.port.unwrap_or(if tls == Tls::Plain { 80 } else { 443 });
-            VmwareSoapDriver::connect(VmwareSoapOptions {
-                host: c.address.clone(),
-                port,
-                tls,
-                login: c.login.clone(),
-                password,
-                datacenter: c.datacenter.clone(),
-                timeout: Duration::from_secs(c.timeout_secs.max(1)),
-            })
-            .map(|d| Arc::new(d) as Arc<dyn Driver>)
-            .map_err(|e| fail("vmware_soap", Box::new(e)))
-        }
-        other => Err(fail(
-            other.name(),
-            format!(
-                "this backend is not available in this build (it has: {})",
-                BUILT_BACKENDS.join(", ")
-            )
-            .into(),
-        )),
-    }
+/// Build the fencing driver of the configured backend through its registry entry.
+pub fn build_driver(b: &BackendChoice) -> Result<Arc<dyn Driver>, RunError> {
+    b.build().map_err(|source| RunError::Backend {
+        name: b.name().to_string(),
+        source,
+    })
 }
-
-/// The backends this build can run.
-pub const BUILT_BACKENDS: &[&str] = &[
-    #[cfg(feature = "libvirt")]
-    "libvirt",
-    "sim",
-    #[cfg(feature = "vmware_soap")]
-    "vmware_soap",
-];
 
 /// Refuse a backend this build cannot run, naming the file, line and column of
 /// `fence_virtd/@backend`.
 pub fn check_backend(cfg: &Config, tree: &ConfigTree) -> Result<(), RunError> {
-    let why = match &cfg.backend {
-        BackendConfig::Other(_) => "is not known",
-        b if BUILT_BACKENDS.contains(&b.name()) => return Ok(()),
-        _ => "is not built into this fence_virtd",
+    let why = match &cfg.backend.known {
+        None => "is not known",
+        Some((e, _)) if e.built => return Ok(()),
+        Some(_) => "is not built into this fence_virtd",
     };
+    let built: Vec<&str> = backends::built().collect();
     Err(RunError::BackendUnavailable(
-        crate::config::model::unavailable_backend(tree, why, BUILT_BACKENDS),
+        crate::config::reader::unavailable_backend(tree, why, &built),
     ))
 }
 
@@ -621,9 +540,7 @@ pub async fn run(
         match r {
             Ok(v) => break v,
             // A backend this build does not have will not appear by waiting.
-            Err(e @ RunError::Backend { .. }) if !BUILT_BACKENDS.contains(&cfg.backend.name()) => {
-                return Err(e)
-            }
+            Err(e @ RunError::Backend { .. }) if !cfg.backend.is_built() => return Err(e),
             Err(e) if wait_for_init => {
                 tracing::warn!(error = %error_chain(&e), attempt, "initialisation failed; retrying in 5 s");
                 let mut rx2 = rx.clone();
@@ -977,11 +894,14 @@ mod tests {
                 format!(
                     "{}:4:12: backend \"{name}\" {why} (this build has: {})",
                     p.display(),
-                    BUILT_BACKENDS.join(", ")
+                    backends::built().collect::<Vec<_>>().join(", ")
                 )
             );
         }
-        assert_eq!(BUILT_BACKENDS, &["libvirt", "sim", "vmware_soap"]);
+        assert_eq!(
+            backends::built().collect::<Vec<_>>(),
+            ["libvirt", "sim", "vmware_soap"]
+        );
     }
 
     #[test]

@@ -33,20 +33,10 @@ use std::io::{self, BufRead, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::model::{
-    parse_int, DEFAULT_PORT, IPV4_MCAST_DEFAULT, IPV4_TCP_DEFAULT, IPV6_MCAST_DEFAULT,
-    IPV6_TCP_DEFAULT,
-};
-use crate::config::{write_config_file, ConfigTree, SetError, DEFAULT_KEY_FILE};
-
-/// The listeners built into this `fence_virtd` (what `-l` and `-c` list).
-pub const LISTENERS: &[&str] = &["multicast", "tcp", "vsock", "serial"];
-/// The backends built into this `fence_virtd` (what `-l` and `-c` list).
-pub const BACKENDS: &[&str] = &["libvirt", "sim", "vmware_soap"];
-
-/// The default hypervisor URI offered for libvirt, cpg and serial (the reference's
-/// `DEFAULT_HYPERVISOR_URI`).
-pub const DEFAULT_HYPERVISOR_URI: &str = "qemu:///system";
+use crate::backends;
+use crate::config::schema::{self, LISTENERS};
+use crate::config::types::{IPV6_MCAST_DEFAULT, IPV6_TCP_DEFAULT};
+use crate::config::{parse_int, write_config_file, ConfigTree, SetError};
 
 /// How many times one question is asked again after an unusable answer before giving up.
 const MAX_ATTEMPTS: usize = 100;
@@ -266,6 +256,14 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         self.tree.get(path).map(str::to_string)
     }
 
+    /// The file's value of `path` (`block/@key`), or the answer the schema offers.
+    fn current(&self, path: &str) -> String {
+        self.get(path).unwrap_or_else(|| {
+            let (block, key) = path.rsplit_once("/@").expect("a key path");
+            schema::suggestion(block, key).to_string()
+        })
+    }
+
     fn set(&mut self, path: &str, value: Option<&str>) -> Result<(), WizardError> {
         Ok(self.tree.set(path, value)?)
     }
@@ -311,16 +309,14 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
     }
 
     fn module_path(&mut self) -> Result<(), WizardError> {
-        let current = self
-            .get("fence_virtd/@module_path")
-            .unwrap_or_else(|| "built-in".to_string());
+        let current = self.current("fence_virtd/@module_path");
         // Asked only so that scripted answers stay in step with the C wizard.
         self.io.ask("Module search path", &current)?;
         let mut text = String::from(
             "\nThis fence_virtd has its modules built in; the search path is not used.\n\n\
              Available backends:\n",
         );
-        for b in BACKENDS {
+        for b in backends::built() {
             text.push_str(&format!("    {b}\n"));
         }
         text.push_str("Available listeners:\n");
@@ -335,9 +331,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             "\nA listener module receives fence requests from the agents in the guests\n\
              (fence_xvm, fence_virt).\n\n",
         )?;
-        let current = self
-            .get("fence_virtd/@listener")
-            .unwrap_or_else(|| "multicast".to_string());
+        let current = self.current("fence_virtd/@listener");
         let name = self.io.ask_checked("Listener module", &current, |io, a| {
             if let Some(l) = LISTENERS.iter().find(|l| l.eq_ignore_ascii_case(a)) {
                 return Ok(Ok(l.to_string()));
@@ -384,7 +378,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
     }
 
     fn port(&mut self, question: &str, path: &str) -> Result<(), WizardError> {
-        let current = self.get(path).unwrap_or_else(|| DEFAULT_PORT.to_string());
+        let current = self.current(path);
         let port = self
             .io
             .ask_checked(question, &current, |_, a| Ok(check_port(a)))?;
@@ -397,9 +391,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              fence; copy the same file to every host and guest of the cluster.\n\n",
         )?;
         let path = format!("{section}/@key_file");
-        let current = self
-            .get(&path)
-            .unwrap_or_else(|| DEFAULT_KEY_FILE.to_string());
+        let current = self.current(&path);
         let answer = self.io.ask_checked("Key File", &current, |io, a| {
             if is_none(a) || a.starts_with('/') {
                 return Ok(Ok(a.to_string()));
@@ -423,7 +415,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         let current = self.get(&format!("{S}/@address")).unwrap_or_else(|| {
             match self.get(&format!("{S}/@family")) {
                 Some(f) if f.eq_ignore_ascii_case("ipv6") => IPV6_MCAST_DEFAULT,
-                _ => IPV4_MCAST_DEFAULT,
+                _ => schema::suggestion(S, "address"),
             }
             .to_string()
         });
@@ -440,7 +432,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              interface.\n\n",
         )?;
         let path = format!("{S}/@interface");
-        let current = self.get(&path).unwrap_or_else(|| "none".to_string());
+        let current = self.current(&path);
         let iface = self.io.ask("Interface", &current)?;
         if is_none(&iface) {
             self.set(&path, None)?;
@@ -466,7 +458,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         let current = self.get(&format!("{S}/@address")).unwrap_or_else(|| {
             match self.get(&format!("{S}/@family")) {
                 Some(f) if f.eq_ignore_ascii_case("ipv6") => IPV6_TCP_DEFAULT,
-                _ => IPV4_TCP_DEFAULT,
+                _ => schema::suggestion(S, "address"),
             }
             .to_string()
         });
@@ -484,7 +476,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              virtio-vsock; no guest networking is needed.\n\n",
         )?;
         let path = format!("{S}/@port");
-        let current = self.get(&path).unwrap_or_else(|| DEFAULT_PORT.to_string());
+        let current = self.current(&path);
         let port = self.io.ask_checked("vsock Port", &current, |_, a| {
             Ok(match parse_int(a) {
                 Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Ok(n.to_string()),
@@ -503,9 +495,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              (see fence_virt.conf(5)).\n\n",
         )?;
         let path = format!("{S}/@uri");
-        let current = self
-            .get(&path)
-            .unwrap_or_else(|| DEFAULT_HYPERVISOR_URI.to_string());
+        let current = self.current(&path);
         let uri = self.io.ask("Libvirt URI", &current)?;
         // The C wizard drops this answer; we store it.
         self.set(&path, Some(&uri))?;
@@ -516,7 +506,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              socket of every guest.\n\n",
         )?;
         let path = format!("{S}/@path");
-        let current = self.get(&path).unwrap_or_else(|| "none".to_string());
+        let current = self.current(&path);
         let dir = self.io.ask("Socket directory", &current)?;
         self.set(&path, (!is_none(&dir)).then_some(dir.as_str()))?;
 
@@ -525,7 +515,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              (guest forwarding) device.\n\n",
         )?;
         let path = format!("{S}/@mode");
-        let current = self.get(&path).unwrap_or_else(|| "serial".to_string());
+        let current = self.current(&path);
         let mode = self
             .io
             .ask_checked("Mode (serial or vmchannel)", &current, |_, a| {
@@ -548,11 +538,9 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             "\nA backend module carries out the requests: it finds the VM and powers it\n\
              off, on or reports its state.\n\n",
         )?;
-        let current = self
-            .get("fence_virtd/@backend")
-            .unwrap_or_else(|| "libvirt".to_string());
+        let current = self.current("fence_virtd/@backend");
         let name = self.io.ask_checked("Backend module", &current, |io, a| {
-            if let Some(b) = BACKENDS.iter().find(|b| b.eq_ignore_ascii_case(a)) {
+            if let Some(b) = backends::built().find(|b| b.eq_ignore_ascii_case(a)) {
                 return Ok(Ok(b.to_string()));
             }
             io.say(&format!("No backend module named {a} found!\n"))?;
@@ -581,9 +569,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              only knows VMs running here: do not use it where VMs migrate between hosts.\n\n",
         )?;
         let path = "backends/libvirt/@uri";
-        let current = self
-            .get(path)
-            .unwrap_or_else(|| DEFAULT_HYPERVISOR_URI.to_string());
+        let current = self.current(path);
         let uri = self.io.ask("Libvirt URI", &current)?;
         self.set(path, Some(&uri))
     }
@@ -594,9 +580,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              for the C daemon.\n\n",
         )?;
         let path = "backends/cpg/@uri";
-        let current = self
-            .get(path)
-            .unwrap_or_else(|| DEFAULT_HYPERVISOR_URI.to_string());
+        let current = self.current(path);
         let uri = self.io.ask("Libvirt URI", &current)?;
         self.set(path, Some(&uri))?;
         self.io.say(
@@ -604,7 +588,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              unique across the whole cluster.\n\n",
         )?;
         let path = "backends/cpg/@name_mode";
-        let current = self.get(path).unwrap_or_else(|| "uuid".to_string());
+        let current = self.current(path);
         let mode = self.io.ask_checked(
             "VM naming/tracking mode (name or uuid)",
             &current,
@@ -653,7 +637,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
              stored in this file. 'none' stores the password instead.\n\n",
         )?;
         let path = format!("{S}/@password_script");
-        let current = self.get(&path).unwrap_or_else(|| "none".to_string());
+        let current = self.current(&path);
         let script = self.io.ask("Password script", &current)?;
         if is_none(&script) {
             self.set(&path, None)?;
@@ -680,7 +664,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         }
 
         let path = format!("{S}/@ssl");
-        let current = self.get(&path).unwrap_or_else(|| "secure".to_string());
+        let current = self.current(&path);
         let ssl =
             self.io
                 .ask_checked("TLS mode (secure, insecure or none)", &current, |_, a| {
@@ -702,7 +686,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         if ssl != "secure" {
             return self.set(&path, None);
         }
-        let current = self.get(&path).unwrap_or_else(|| "none".to_string());
+        let current = self.current(&path);
         let ca = self.io.ask_checked(
             "CA certificates file (PEM; none: the system store)",
             &current,
@@ -721,7 +705,10 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendConfig, Config, ListenerConfig};
+    use crate::backends::libvirt::LibvirtConfig;
+    use crate::backends::sim::SimConfig;
+    use crate::backends::vmware_soap::{TlsMode, VmwareSoapConfig};
+    use crate::config::{Config, ListenerConfig, DEFAULT_KEY_FILE};
 
     /// Run the wizard on a file holding `initial` (or no file) with `answers`; return the
     /// outcome, the printed text and the file afterwards.
@@ -768,7 +755,7 @@ mod tests {
         assert_eq!(t.get("listeners/multicast/@family"), Some("ipv4"));
         assert_eq!(
             c.backend,
-            BackendConfig::Libvirt {
+            LibvirtConfig {
                 uris: vec!["qemu:///system".into()]
             }
         );
@@ -866,7 +853,7 @@ mod tests {
             panic!("{c:?}")
         };
         assert_eq!((v.port, v.key_file.as_path()), (4000, Path::new("/etc/k")));
-        assert!(matches!(c.backend, BackendConfig::Sim { .. }));
+        assert!(c.backend.settings::<SimConfig>().is_some());
 
         let (r, out, after) = run(
             None,
@@ -883,13 +870,13 @@ mod tests {
         assert_eq!(s.uri.as_deref(), Some("test:///default"));
         assert_eq!(s.path.as_deref(), Some(Path::new("/run/fence")));
         assert_eq!(s.mode, crate::config::SerialMode::VmChannel);
-        let BackendConfig::VmwareSoap(v) = &c.backend else {
+        let Some(v) = c.backend.settings::<VmwareSoapConfig>() else {
             panic!("{c:?}")
         };
         assert_eq!(v.address, "vc.example");
         assert_eq!(v.login, "fence");
         assert_eq!(v.password.as_deref(), Some("secret"));
-        assert_eq!(v.ssl, crate::config::TlsMode::Insecure);
+        assert_eq!(v.ssl, TlsMode::Insecure);
 
         // Again on that file: the stored password is not shown, Enter keeps it; a script
         // replaces it.
@@ -897,7 +884,7 @@ mod tests {
         assert_eq!(r.unwrap(), Outcome::Written, "{out}");
         assert!(!out.contains("Password [secret]"));
         let c = load(&after.unwrap());
-        let BackendConfig::VmwareSoap(v) = &c.backend else {
+        let Some(v) = c.backend.settings::<VmwareSoapConfig>() else {
             panic!("{c:?}")
         };
         assert_eq!(v.password, None);

@@ -1,9 +1,9 @@
 //! The hand-written manual pages `man/fence_virtd.8` and `man/fence_virt.conf.5`: they render
 //! with groff and man-db without a single warning, and they cannot go stale silently — every
-//! configuration key the model reads (found by scanning `src/config/model.rs` and
-//! `src/config/groups.rs` at test time) must be a documented item of fence_virt.conf(5), every
-//! value word the model recognises must appear in it, every example must load, and every flag
-//! of `fence_virtd`'s usage text must be an item of fence_virtd(8).
+//! key of the schema table (`fence_virtd::config::schema::keys`) must be an item of its block's
+//! section of fence_virt.conf(5) naming the words it accepts, its default, whether it is
+//! required and whether only this daemon reads it; every listener and backend must be named; every example must load; and every flag
+//! of `fence_virtd -h` must be an item of fence_virtd(8). No source file is read.
 //!
 //! groff (Debian groff-base) and man (man-db) are required: missing tools fail these tests.
 
@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use fence_virtd::config::{Config, ConfigTree};
+use fence_virtd::backends;
+use fence_virtd::config::{schema, Config, ConfigTree};
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -113,125 +114,145 @@ fn items(troff: &str) -> BTreeSet<String> {
     out
 }
 
-/// String literals of a Rust source (outside its test module and comments), with the text
-/// that precedes each.
-fn literals(src: &str) -> Vec<(String, String)> {
-    let code = src.split("#[cfg(test)]").next().unwrap();
-    let code: String = code
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut out = Vec::new();
-    let bytes = code.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'"' {
-            let start = i + 1;
-            let mut j = start;
-            while j < bytes.len() && bytes[j] != b'"' {
-                if bytes[j] == b'\\' {
-                    j += 1;
-                }
-                j += 1;
+/// The lines of the section of `troff` that documents `block`: `fence_virtd` is
+/// `.SH SECTION fence_virtd`; `listeners/tcp` is `.SS tcp` inside `.SH SECTION listeners`;
+/// `groups/group` is all of `.SH SECTION groups`.
+fn section_of<'a>(lines: &[&'a str], block: &str) -> Vec<&'a str> {
+    let (top, sub) = match block.split_once('/') {
+        Some(("groups", _)) => ("groups", None),
+        Some((t, s)) => (t, Some(s)),
+        None => (block, None),
+    };
+    let heading = format!(".SH SECTION {top}");
+    let Some(start) = lines.iter().position(|l| *l == heading) else {
+        return Vec::new();
+    };
+    let body: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with(".SH "))
+        .copied()
+        .collect();
+    match sub {
+        None => body,
+        Some(sub) => {
+            let heading = format!(".SS {sub}");
+            match body.iter().position(|l| *l == heading) {
+                None => Vec::new(),
+                Some(at) => body[at + 1..]
+                    .iter()
+                    .take_while(|l| !l.starts_with(".SS "))
+                    .copied()
+                    .collect(),
             }
-            out.push((code[start..j].to_string(), code[..i].to_string()));
-            i = j + 1;
-        } else {
-            i += 1;
         }
+    }
+}
+
+/// The `.TP` items of a section: the words of the tag line and the text up to the next item.
+fn section_items(section: &[&str]) -> Vec<(BTreeSet<String>, String)> {
+    let mut out = Vec::new();
+    for (i, l) in section.iter().enumerate() {
+        if l.trim_end() != ".TP" {
+            continue;
+        }
+        let Some(tag) = section.get(i + 1) else {
+            continue;
+        };
+        let body = tag.split_once(' ').map_or("", |(_, b)| b);
+        let text: Vec<&str> = section[i + 2..]
+            .iter()
+            .take_while(|l| !matches!(l.trim_end(), ".TP" | ".PP"))
+            .copied()
+            .collect();
+        out.push((words(body).map(str::to_string).collect(), text.join("\n")));
     }
     out
 }
 
-fn is_word(s: &str) -> bool {
-    !s.is_empty()
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// Keys the model reads and value words it recognises, scanned from its source.
-fn model_vocabulary() -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut keys = BTreeSet::new();
-    let mut values = BTreeSet::new();
-    for file in ["model.rs", "groups.rs"] {
-        let src = std::fs::read_to_string(crate_dir().join("src/config").join(file)).unwrap();
-        for (lit, before) in literals(&src) {
-            // `fence_virtd/@listener`, `{sect}/@uri{i}`: the key after `@`.
-            if let Some((_, key)) = lit.rsplit_once("/@") {
-                // `{sect}/@{key}` is a template, not a key.
-                if !key.starts_with('{') {
-                    if let Some(k) = words(key).next().filter(|k| is_word(k)) {
-                        keys.insert(k.to_string());
-                    }
-                }
-                continue;
-            }
-            if !is_word(&lit) || before.ends_with("expect(") {
-                continue;
-            }
-            let in_list = |opener: &str, closer: &str| {
-                before
-                    .rfind(opener)
-                    .is_some_and(|at| !before[at..].contains(closer))
-            };
-            let key_call = [
-                "k(",
-                "push(",
-                "get(",
-                "list(",
-                "block(",
-                "blocks_named(",
-                "entries_named(",
-            ]
-            .iter()
-            .any(|c| before.ends_with(c));
-            if key_call || in_list("note_unknown(", ");") || in_list("let known = [", "];") {
-                keys.insert(lit);
-            } else {
-                values.insert(lit);
+/// Every key of the schema table is an item of its block's section of fence_virt.conf(5),
+/// and the item names every word the key accepts and its default. An item that refers to
+/// another (`As for multicast`) inherits what that one says.
+#[test]
+fn every_schema_key_is_documented() {
+    let (_, troff) = page("fence_virt.conf.5");
+    let text = plain(&troff);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for k in schema::keys() {
+        let section = section_of(&lines, k.block);
+        if section.is_empty() {
+            problems.push(format!("{}: no section for block {}", k.path(), k.block));
+            continue;
+        }
+        let items = section_items(&section);
+        let Some((_, item)) = items.iter().find(|(tag, _)| tag.contains(k.key)) else {
+            problems.push(format!("{}: no item in its section", k.path()));
+            continue;
+        };
+        checked += 1;
+        if item.trim_start().starts_with("As for ") {
+            continue;
+        }
+        let said: BTreeSet<&str> = words(item).collect();
+        for w in k.ty.words() {
+            if !said.contains(w) {
+                problems.push(format!(
+                    "{}: the item never mentions the value {w}",
+                    k.path()
+                ));
             }
         }
+        if let Some(d) = k.default {
+            if !item.contains(d) {
+                problems.push(format!(
+                    "{}: the item does not give the default {d}",
+                    k.path()
+                ));
+            }
+        }
+        if k.required && !item.contains("Required") {
+            problems.push(format!(
+                "{}: the item does not say it is required",
+                k.path()
+            ));
+        }
+        // A key only this daemon reads says so, in its item or its section's introduction.
+        let intro: Vec<&str> = section
+            .iter()
+            .take_while(|l| **l != ".TP")
+            .copied()
+            .collect();
+        if !k.c_reads && !item.contains("C daemon") && !intro.join(" ").contains("C daemon") {
+            problems.push(format!(
+                "{}: not said to be unknown to the C daemon",
+                k.path()
+            ));
+        }
     }
-    (keys, values)
+    assert!(
+        problems.is_empty(),
+        "fence_virt.conf(5) and the schema table disagree:\n{}",
+        problems.join("\n")
+    );
+    // The table reaches the man page's sections, or this test proves nothing.
+    assert!(checked >= 40, "only {checked} keys checked");
 }
 
+/// Every listener and every backend the registry knows is named in the page.
 #[test]
-fn every_config_key_and_value_is_documented() {
-    let (keys, values) = model_vocabulary();
-    // The scan must find the model's vocabulary, or this test proves nothing.
-    for k in [
-        "listener",
-        "interface",
-        "key_file",
-        "password_script",
-        "cache",
-        "uuid",
-        "ip",
-    ] {
-        assert!(keys.contains(k), "scan missed key {k}: {keys:?}");
-    }
-    for v in ["ipv6", "vmchannel", "insecure", "pm-monitor"] {
-        assert!(values.contains(v), "scan missed value {v}: {values:?}");
-    }
+fn every_listener_and_backend_is_documented() {
     let (_, troff) = page("fence_virt.conf.5");
     let documented = items(&troff);
-    let missing: Vec<_> = keys.iter().filter(|k| !documented.contains(*k)).collect();
-    assert!(
-        missing.is_empty(),
-        "fence_virt.conf(5) has no item for these keys: {missing:?}"
-    );
-    let text = plain(&troff);
-    let all: BTreeSet<&str> = words(&text).collect();
-    let missing: Vec<_> = values
+    for name in schema::LISTENERS
         .iter()
-        .filter(|v| !all.contains(v.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "fence_virt.conf(5) never mentions these values: {missing:?}"
-    );
+        .chain(backends::REGISTRY.iter().map(|b| &b.name))
+    {
+        assert!(
+            documented.contains(*name),
+            "fence_virt.conf(5) has no {name}"
+        );
+    }
 }
 
 #[test]
@@ -257,20 +278,19 @@ fn examples_load() {
 
 #[test]
 fn every_flag_is_documented() {
-    let main = std::fs::read_to_string(crate_dir().join("src/main.rs")).unwrap();
-    let usage = main
-        .split_once("const USAGE: &str = \"")
-        .expect("USAGE in main.rs")
-        .1
-        .split("\";")
-        .next()
+    let out = assert_cmd::Command::cargo_bin("fence_virtd")
+        .unwrap()
+        .arg("-h")
+        .output()
         .unwrap();
+    assert!(out.status.success());
+    let usage = String::from_utf8(out.stdout).unwrap();
     let flags: Vec<String> = usage
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix('-'))
         .map(|l| l.chars().take(1).collect())
         .collect();
-    assert!(flags.len() >= 7, "usage scan found {flags:?}");
+    assert!(flags.len() >= 7, "usage has {flags:?}");
     let (_, troff) = page("fence_virtd.8");
     let text = plain(&troff);
     let lines: Vec<&str> = text.lines().collect();

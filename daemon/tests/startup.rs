@@ -1,6 +1,6 @@
 //! `fence_virtd` as a process: a listener whose key file cannot be used does not start (exit 1,
-//! the file named, nothing bound), the serial listener starts whatever its key file is, and
-//! SIGTERM stops the daemon while a backend call hangs.
+//! the file named, nothing bound), the serial listener starts whatever its key file is,
+//! SIGTERM stops the daemon while a backend call hangs, and `-l` lists what the build has.
 //!
 //! Every wait is bounded; the bounds are hang guards, not performance assertions.
 
@@ -274,4 +274,27 @@ fn sigterm_stops_the_daemon_while_a_backend_call_hangs() {
         )
     });
     assert_eq!(st.code(), Some(0));
+}
+
+/// `-l` lists what this build contains, from the backend registry and the listener table,
+/// in the C daemon's layout.
+#[test]
+fn list_names_the_built_backends_and_the_listeners() {
+    let out = Command::new(BIN).arg("-l").output().unwrap();
+    assert!(out.status.success());
+    let mut want = String::from("Available backends:\n");
+    for b in fence_virtd::backends::built() {
+        want.push_str(&format!("    {b}\n"));
+    }
+    want.push_str("Available listeners:\n");
+    for l in fence_virtd::config::schema::LISTENERS {
+        want.push_str(&format!("    {l}\n"));
+    }
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+    // The default build has these; cpg is known (its block is read) but never built.
+    assert_eq!(
+        want,
+        "Available backends:\n    libvirt\n    sim\n    vmware_soap\nAvailable listeners:\n    \
+         multicast\n    tcp\n    vsock\n    serial\n"
+    );
 }

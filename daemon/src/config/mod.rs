@@ -1,31 +1,38 @@
-//! `fence_virt.conf`: the generic tree ([`tree`]), the typed daemon configuration ([`model`]),
-//! the `groups` access-control map ([`groups`]) and the atomic writer used by
-//! `fence_virtd -c`. Compatible with the "simpleconfig" reader and the key handling of
-//! fence-agents 4.12.1 `fence_virtd` (`agents/virt/config/`, `server/static_map.c`,
-//! `server/config.c`): every file the reference reads as its author meant loads here with the
-//! same meaning. Files the reference silently misreads
+//! `fence_virt.conf`: the generic tree ([`tree`], read by `lexer` and `parser`, looked up
+//! through `paths`), the table of every key ([`schema`]), the typed daemon configuration
+//! ([`types`]) and its reader ([`reader`]), the `groups` access-control map ([`groups`]) and
+//! the atomic writer used by `fence_virtd -c`. Compatible with the "simpleconfig" reader and
+//! the key handling of fence-agents 4.12.1 `fence_virtd` (`agents/virt/config/`,
+//! `server/static_map.c`, `server/config.c`): every file the reference reads as its author
+//! meant loads here with the same meaning. Files the reference silently misreads
 //! (`port = "1229x"`, `foreground = "yes"`, a stray `"`) are rejected with file, line and
-//! column; [`tree`] and [`model`] list each such difference.
+//! column; [`tree`] and [`reader`] list each such difference.
 
 pub mod groups;
-pub mod model;
+mod lexer;
+mod parser;
+mod paths;
+pub mod reader;
+pub mod schema;
 pub mod tree;
+pub mod types;
 
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub use crate::backends::BackendChoice;
 pub use groups::{is_canonical_uuid, Group, Groups};
-pub use model::{
-    BackendConfig, Config, DaemonSection, Family, ListenerConfig, MulticastConfig, NameMode,
-    PmMonitorConfig, SerialConfig, SerialMode, TcpConfig, TlsMode, VmwareSoapConfig, VsockConfig,
-};
+pub use reader::{parse_int, Section};
+pub use schema::{KeySpec, KeyType, DEFAULT_KEY_FILE};
 pub use tree::{Block, ConfigTree, Entry, Pos, SetError};
+pub use types::{
+    Config, DaemonSection, Family, ListenerConfig, MulticastConfig, PmMonitorConfig, SerialConfig,
+    SerialMode, TcpConfig, VsockConfig,
+};
 
 /// The configuration file the daemon reads when `-f` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/fence_virt.conf";
-/// The key file used when a listener does not name one (the C default for daemon and agents).
-pub const DEFAULT_KEY_FILE: &str = "/etc/cluster/fence_xvm.key";
 
 /// Why a configuration could not be read or understood.
 #[derive(Debug, thiserror::Error)]

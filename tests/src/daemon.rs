@@ -113,6 +113,9 @@ pub struct DaemonConfig {
     /// Backend URI instead of a test-driver node file written from `node` (e.g. a private
     /// libvirtd's, see [`crate::libvirtd`]).
     pub uri: Option<String>,
+    /// Another backend instead of libvirt: its name and the body of its `backends/<name>`
+    /// block (our daemon only).
+    pub backend: Option<(String, String)>,
 }
 
 /// The key used by default, the one of the compatibility vectors in `fence-proto`
@@ -141,6 +144,7 @@ impl DaemonConfig {
             groups: Vec::new(),
             extra: String::new(),
             uri: None,
+            backend: None,
         }
     }
 
@@ -148,9 +152,10 @@ impl DaemonConfig {
     pub fn render(&self, key_path: &Path, uri: &str) -> String {
         let mut s = String::new();
         let l = &self.listener;
+        let backend = self.backend.as_ref().map_or("libvirt", |(n, _)| n.as_str());
         let _ = writeln!(
             s,
-            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"libvirt\";\n}}\n",
+            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"{backend}\";\n}}\n",
             l.name()
         );
         let _ = writeln!(s, "listeners {{\n\t{} {{", l.name());
@@ -203,10 +208,17 @@ impl DaemonConfig {
             }
         }
         let _ = writeln!(s, "\t}}\n}}\n");
-        let _ = writeln!(
-            s,
-            "backends {{\n\tlibvirt {{\n\t\turi = \"{uri}\";\n\t}}\n}}\n"
-        );
+        match &self.backend {
+            Some((name, body)) => {
+                let _ = writeln!(s, "backends {{\n\t{name} {{\n{body}\n\t}}\n}}\n");
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "backends {{\n\tlibvirt {{\n\t\turi = \"{uri}\";\n\t}}\n}}\n"
+                );
+            }
+        }
         if !self.groups.is_empty() {
             s.push_str("groups {\n");
             for g in &self.groups {

@@ -1,5 +1,6 @@
 //! System tests: one binary, one module per area.
 //!
+//! * [`agent_backend`]: the `agent` backend with our fence_virt as the agent, end to end.
 //! * [`agent_timeout`]: regression for `fence_xvm -t 1` never giving up.
 //! * [`channels`]: fence_virt over tcp, serial and vmchannel (and vsock where the kernel has a
 //!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
@@ -13,6 +14,7 @@
 //! * [`vmware`], [`vmware_session`]: VMware SOAP agent and daemon backend against govmomi's
 //!   simulator; session life cycle (SIGTERM during login, endpoint restart, expiry).
 
+mod agent_backend;
 mod agent_timeout;
 mod channels;
 mod faults;

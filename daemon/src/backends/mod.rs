@@ -24,6 +24,7 @@ use crate::config::reader::Section;
 use crate::config::schema::KeySpec;
 use crate::config::ConfigError;
 
+pub mod agent;
 pub mod cpg;
 pub mod libvirt;
 pub mod sim;
@@ -35,7 +36,13 @@ pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 /// Every backend this daemon knows, built into this binary or not, in the order `-l` lists
 /// them. A backend that is known but not built (`built: false`) still has its block read and
 /// checked, and start-up refuses it by name.
-pub const REGISTRY: &[BackendEntry] = &[libvirt::ENTRY, sim::ENTRY, vmware_soap::ENTRY, cpg::ENTRY];
+pub const REGISTRY: &[BackendEntry] = &[
+    libvirt::ENTRY,
+    sim::ENTRY,
+    vmware_soap::ENTRY,
+    agent::ENTRY,
+    cpg::ENTRY,
+];
 
 /// One backend in the [`REGISTRY`].
 #[derive(Debug)]

@@ -559,10 +559,12 @@ mod tests {
         READ.with(|r| r.borrow_mut().clear());
         for listener in schema::LISTENERS {
             for backend in crate::backends::REGISTRY {
-                let extra = if backend.name == "vmware_soap" {
-                    "backends { vmware_soap { address = \"h\"; login = \"u\"; password = \"p\"; } }"
-                } else {
-                    ""
+                let extra = match backend.name {
+                    "vmware_soap" => {
+                        "backends { vmware_soap { address = \"h\"; login = \"u\"; password = \"p\"; } }"
+                    }
+                    "agent" => "backends { agent { agent = \"fence_virsh\"; } }",
+                    _ => "",
                 };
                 ok(&format!(
                     "fence_virtd {{ listener = \"{listener}\"; backend = \"{}\"; \

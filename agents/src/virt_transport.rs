@@ -82,7 +82,12 @@ pub fn channel(call: &VirtCall<'_>) -> Result<Channel, TransportFailure> {
 pub fn failure_result(mode: Mode, e: &ClientError) -> i32 {
     match (mode, e) {
         (Mode::Serial, _) => -1,
-        (_, ClientError::Timeout { waiting_for }) if *waiting_for == "the result" => -1,
+        (_, ClientError::Timeout { waiting_for })
+            if *waiting_for == "the result"
+                || *waiting_for == crate::virt_client::RESULT_AFTER_AUTH =>
+        {
+            -1
+        }
         _ => 1,
     }
 }

@@ -97,11 +97,28 @@ pub enum Reply {
     HostStatus(String),
 }
 
+/// What a timeout waited for once the daemon had passed the challenge-response: it took the
+/// request (without a challenge-response, as with `auth none`, nothing proves that).
+pub const RESULT_AFTER_AUTH: &str = "the result (the daemon passed the challenge-response)";
+
+/// A timeout reading the result after a challenge-response that passed names that: the
+/// daemon has the request, so keys and the network are not the cause.
+pub(crate) fn after_challenge(e: ClientError, auth: fence_proto::HashAlg) -> ClientError {
+    match e {
+        ClientError::Timeout {
+            waiting_for: "the result",
+        } if auth != fence_proto::HashAlg::None => ClientError::Timeout {
+            waiting_for: RESULT_AFTER_AUTH,
+        },
+        e => e,
+    }
+}
+
 /// The likely causes of a timeout, by what the agent was waiting for: before the daemon was
 /// reached, keys and the network; once the daemon authenticated and took the request, the
 /// host's hypervisor (the daemon answers only after it confirmed the action).
 fn timeout_causes(waiting_for: &str) -> &'static str {
-    if waiting_for == "the result" {
+    if waiting_for == RESULT_AFTER_AUTH {
         "fence_virtd took the request but its hypervisor did not confirm the action in time: \
          check the host's libvirtd (or other backend) and the fence_virtd log there"
     } else {

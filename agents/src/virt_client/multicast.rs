@@ -356,5 +356,5 @@ pub(crate) fn request(
     let stream = wait_for_daemon(&listener, cfg, send_round, rounds, retrans, give_up)?;
     let mut sock = socket2::Socket::from(stream);
     super::stream::set_timeouts(&sock, cfg.timeout)?;
-    read_answer(&mut sock)
+    read_answer(&mut sock).map_err(|e| super::after_challenge(e, cfg.auth))
 }

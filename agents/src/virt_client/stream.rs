@@ -106,7 +106,7 @@ pub(crate) fn exchange(
     sock.write_all(&bytes)
         .map_err(|e| ClientError::io("sending the request", e))?;
     handshake(&mut sock, cfg)?;
-    read_answer(&mut sock)
+    read_answer(&mut sock).map_err(|e| super::after_challenge(e, cfg.auth))
 }
 
 /// Read and write timeouts on a socket (a zero duration would mean "none" to std: clamp).

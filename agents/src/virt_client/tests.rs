@@ -220,6 +220,41 @@ fn tcp_silent_daemon_times_out_with_causes() {
     assert!(!h.join().unwrap());
 }
 
+/// After a challenge-response that passed, a silent daemon has the request: the timeout names
+/// the hypervisor, not keys or the network.
+#[test]
+fn tcp_daemon_silent_after_the_challenge_points_at_the_hypervisor() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 176];
+        s.read_exact(&mut buf).unwrap();
+        let ok = daemon_handshake(&mut s, HashAlg::Sha256, KEY);
+        // hold the connection without answering until the agent gives up
+        let _ = s.read(&mut buf);
+        ok
+    });
+    let mut c = cfg(HashAlg::Sha256, KEY);
+    c.timeout = Duration::from_millis(500);
+    let e = request(&tcp(port), &c, Op::Off, "vm1", false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Timeout {
+                waiting_for: super::RESULT_AFTER_AUTH
+            }
+        ),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.starts_with("Timed out waiting for response\n"), "{msg}");
+    assert!(msg.contains("hypervisor did not confirm"), "{msg}");
+    assert!(!msg.contains("firewall"), "{msg}");
+    assert!(h.join().unwrap());
+}
+
 #[test]
 fn tcp_eof_and_connect_failure() {
     let (port, h) = tcp_daemon(HashAlg::Sha256, KEY, Answer::Close);

@@ -80,7 +80,29 @@ fn init_logging(foreground: bool, level: u32) {
     };
     let filter =
         EnvFilter::try_from_env("FENCE_VIRTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    if foreground {
+    // Under systemd stderr is the journal: send structured entries (VM=, OP=, …) instead.
+    let journal_stream = std::env::var("JOURNAL_STREAM").ok();
+    let to_journal = fence_virtd::systemd::stderr_identity()
+        .is_some_and(|id| fence_virtd::systemd::stderr_is_journal(journal_stream.as_deref(), id));
+    if to_journal {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(
+                        journal
+                            .with_field_prefix(None)
+                            .with_syslog_identifier("fence_virtd".into()),
+                    )
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("fence_virtd: cannot reach the journal ({e}); logging to stderr"),
+        }
+    }
+    if foreground || to_journal {
         use std::io::IsTerminal;
         tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -1,0 +1,239 @@
+//! `fence_virtd` under a service manager: the test owns the `NOTIFY_SOCKET` datagram socket
+//! and checks that `READY=1` comes only once a client is answered (not while the listener
+//! cannot bind and `-w` retries), that `STOPPING=1` comes on SIGTERM, and that `WATCHDOG=1`
+//! pings come when `WATCHDOG_USEC`/`WATCHDOG_PID` ask for them and not otherwise.
+//!
+//! Every wait is bounded; the bounds are hang guards, not performance assertions.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fence_proto::{Op, Request};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fence_virtd");
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tcp listener on `port` with no hash and no challenge, and the simulated backend.
+fn conf(dir: &Path, port: u16) -> PathBuf {
+    let key = dir.join("fence.key");
+    std::fs::write(&key, b"k").unwrap();
+    let p = dir.join("fence_virt.conf");
+    std::fs::write(
+        &p,
+        format!(
+            "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; }}\n\
+             listeners {{ tcp {{ key_file = \"{}\"; address = \"127.0.0.1\"; port = \"{port}\"; \
+             hash = \"none\"; auth = \"none\"; }} }}\n\
+             backends {{ sim {{ }} }}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The notification socket the daemon is told about, owned by the test.
+struct Manager {
+    sock: UnixDatagram,
+    path: PathBuf,
+    /// Every message received so far, in order.
+    seen: Vec<String>,
+}
+
+impl Manager {
+    fn new(dir: &Path) -> Manager {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        Manager {
+            sock,
+            path,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Receive until a message has a line equal to `line`; the messages are kept in `seen`.
+    /// Panics after `within`.
+    fn expect(&mut self, line: &str, within: Duration) -> String {
+        let end = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                break;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            self.seen.push(msg.clone());
+            if msg.lines().any(|l| l == line) {
+                return msg;
+            }
+        }
+        panic!("no {line:?} within {within:?}; received: {:?}", self.seen);
+    }
+
+    fn any_line(&self, line: &str) -> bool {
+        self.seen.iter().any(|m| m.lines().any(|l| l == line))
+    }
+}
+
+/// `fence_virtd -F -w -f conf` with `NOTIFY_SOCKET` set, run through `sh` so that
+/// `WATCHDOG_PID` can name the daemon's own pid (the shell execs it), as systemd sets it.
+fn start(conf: &Path, notify: &Path, watchdog_usec: Option<u64>) -> Child {
+    let mut c = Command::new("/bin/sh");
+    match watchdog_usec {
+        Some(usec) => c
+            .arg("-c")
+            .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+            .env("WATCHDOG_USEC", usec.to_string()),
+        None => c.arg("-c").arg("exec \"$0\" \"$@\""),
+    };
+    c.arg(BIN)
+        .arg("-F")
+        .arg("-w")
+        .arg("-f")
+        .arg(conf)
+        .arg("-p")
+        .arg(conf.with_file_name("fence_virtd.pid"))
+        .env("NOTIFY_SOCKET", notify)
+        .env_remove("WATCHDOG_PID")
+        .env("FENCE_VIRTD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if watchdog_usec.is_none() {
+        c.env_remove("WATCHDOG_USEC");
+    }
+    c.spawn().unwrap()
+}
+
+/// One status request, one attempt: the answer byte.
+fn status(port: u16) -> std::io::Result<u8> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(&Request::new(Op::Status, "vm1", 7).unwrap().encode())?;
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b)?;
+    Ok(b[0])
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn sigterm(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+}
+
+/// While the port is taken the daemon reports why it waits and is not ready; once the port
+/// is free it binds on its next attempt and says READY=1, and a client connecting at that
+/// moment (one attempt, no retry) is answered. SIGTERM brings STOPPING=1 and exit 0.
+#[test]
+fn ready_only_when_clients_are_answered_and_stopping_on_sigterm() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = conf(d.path(), port);
+    let mut mgr = Manager::new(d.path());
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut child = start(&conf, &mgr.path, None);
+
+    let waiting = mgr
+        .seen_status_containing("waiting for initialisation", Duration::from_secs(30))
+        .to_string();
+    assert!(
+        waiting.contains("tcp"),
+        "the status names the listener: {waiting:?}"
+    );
+    assert!(
+        !mgr.any_line("READY=1"),
+        "READY=1 while the listener could not bind: {:?}",
+        mgr.seen
+    );
+
+    drop(taken);
+    let ready = mgr.expect("READY=1", Duration::from_secs(30));
+    assert_eq!(
+        status(port).expect("a client is answered as soon as READY=1 arrives"),
+        fence_proto::RESP_SUCCESS
+    );
+    assert!(ready.contains("STATUS=serving"), "{ready:?}");
+    assert!(
+        !mgr.any_line("WATCHDOG=1"),
+        "no watchdog was asked for: {:?}",
+        mgr.seen
+    );
+
+    sigterm(&child);
+    mgr.expect("STOPPING=1", Duration::from_secs(10));
+    let st = wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert_eq!(st.code(), Some(0));
+}
+
+/// With WATCHDOG_USEC and WATCHDOG_PID naming the daemon, WATCHDOG=1 pings arrive (at half
+/// the timeout: 0.5 s here; the interval itself is a unit test of `systemd::watchdog_interval`).
+#[test]
+fn watchdog_pings_when_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = conf(d.path(), port);
+    let mut mgr = Manager::new(d.path());
+    let mut child = start(&conf, &mgr.path, Some(1_000_000));
+    mgr.expect("READY=1", Duration::from_secs(30));
+    for _ in 0..3 {
+        mgr.expect("WATCHDOG=1", Duration::from_secs(30));
+    }
+    sigterm(&child);
+    mgr.expect("STOPPING=1", Duration::from_secs(10));
+    let st = wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert_eq!(st.code(), Some(0));
+}
+
+impl Manager {
+    /// Receive until a `STATUS=` line contains `text`; that line's value.
+    fn seen_status_containing(&mut self, text: &str, within: Duration) -> String {
+        let end = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                break;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            self.seen.push(msg.clone());
+            if let Some(v) = msg
+                .lines()
+                .filter_map(|l| l.strip_prefix("STATUS="))
+                .find(|v| v.contains(text))
+            {
+                return v.to_string();
+            }
+        }
+        panic!(
+            "no STATUS= with {text:?} within {within:?}; received: {:?}",
+            self.seen
+        );
+    }
+}

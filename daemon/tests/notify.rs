@@ -1,7 +1,8 @@
 //! `fence_virtd` under a service manager: the test owns the `NOTIFY_SOCKET` datagram socket
 //! and checks that `READY=1` comes only once a client is answered (not while the listener
 //! cannot bind and `-w` retries), that `STOPPING=1` comes on SIGTERM, and that `WATCHDOG=1`
-//! pings come when `WATCHDOG_USEC`/`WATCHDOG_PID` ask for them and not otherwise.
+//! pings come when `WATCHDOG_USEC`/`WATCHDOG_PID` ask for them and not otherwise; and that the
+//! packaged unit passes `systemd-analyze verify`.
 //!
 //! Every wait is bounded; the bounds are hang guards, not performance assertions.
 
@@ -236,4 +237,44 @@ impl Manager {
             self.seen
         );
     }
+}
+
+/// The packaged unit (`packaging/deb/fence-virtd-rs/fence_virtd.service`) passes
+/// `systemd-analyze verify` without a message, with ExecStart pointed at the binary under test,
+/// and keeps the daemon in the foreground under Type=notify with a watchdog.
+#[test]
+fn packaged_unit_verifies() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/deb/fence-virtd-rs/fence_virtd.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in [
+        "Type=notify",
+        "ExecStart=/usr/sbin/fence_virtd -F -p /run/fence_virtd/fence_virtd.pid $FENCE_VIRTD_ARGS",
+        "EnvironmentFile=-/etc/default/fence_virtd",
+        "Environment=FENCE_VIRTD_ARGS=-w",
+        "Restart=on-failure",
+        "WatchdogSec=30s",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(text.lines().any(|l| l == line), "the unit lacks {line:?}");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let copy = d.path().join("fence_virtd.service");
+    std::fs::write(&copy, text.replace("/usr/sbin/fence_virtd", BIN)).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (package systemd) is needed");
+    let msgs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && msgs.is_empty(),
+        "systemd-analyze verify: {msgs}"
+    );
 }

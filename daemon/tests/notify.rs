@@ -2,7 +2,9 @@
 //! and checks that `READY=1` comes only once a client is answered (not while the listener
 //! cannot bind and `-w` retries), that `STOPPING=1` comes on SIGTERM, and that `WATCHDOG=1`
 //! pings come when `WATCHDOG_USEC`/`WATCHDOG_PID` ask for them and not otherwise; and that the
-//! packaged unit passes `systemd-analyze verify`.
+//! packaged unit passes `systemd-analyze verify`; and that with stderr named by `JOURNAL_STREAM`
+//! the log goes to the journal socket with VM/REQUESTER/OP/RESULT fields (needs root: the
+//! test mounts its own socket over /run/systemd in a mount namespace of the daemon's).
 //!
 //! Every wait is bounded; the bounds are hang guards, not performance assertions.
 
@@ -276,5 +278,112 @@ fn packaged_unit_verifies() {
     assert!(
         o.status.success() && msgs.is_empty(),
         "systemd-analyze verify: {msgs}"
+    );
+}
+
+/// Fields of one native-protocol journal entry (`KEY=value` lines, or `KEY`, newline, 64-bit
+/// little-endian length, value, newline for values with newlines).
+fn journal_fields(mut b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let nl = b.iter().position(|&c| c == b'\n').unwrap_or(b.len());
+        let line = &b[..nl];
+        if let Some(eq) = line.iter().position(|&c| c == b'=') {
+            out.push((
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            ));
+            b = &b[(nl + 1).min(b.len())..];
+        } else {
+            let key = String::from_utf8_lossy(line).into_owned();
+            let rest = &b[nl + 1..];
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            out.push((key, String::from_utf8_lossy(&rest[8..8 + len]).into_owned()));
+            b = &rest[(8 + len + 1).min(rest.len())..];
+        }
+    }
+    out
+}
+
+/// With stderr being the stream `JOURNAL_STREAM` names, log entries go to the journal socket
+/// (here the test's, mounted over /run/systemd in a mount namespace of the daemon's own) with
+/// the request's VM, REQUESTER, OP and RESULT as fields, and not to stderr.
+#[test]
+fn logs_go_to_the_journal_with_request_fields_when_stderr_is_the_journal() {
+    use std::os::fd::AsFd;
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = conf(d.path(), port);
+    let mut mgr = Manager::new(d.path());
+    let run_systemd = d.path().join("run-systemd");
+    std::fs::create_dir_all(run_systemd.join("journal")).unwrap();
+    let journal = UnixDatagram::bind(run_systemd.join("journal/socket")).unwrap();
+
+    let (stderr_r, stderr_w) = nix::unistd::pipe().unwrap();
+    let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&stderr_w.as_fd())).unwrap();
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /run/systemd && exec \"$@\"")
+        .arg(&run_systemd)
+        .arg(BIN)
+        .args(["-F", "-f"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(d.path().join("fence_virtd.pid"))
+        .env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino))
+        .env("NOTIFY_SOCKET", &mgr.path)
+        .env("FENCE_VIRTD_LOG", "info")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr_w))
+        .spawn()
+        .expect("unshare (util-linux) runs; the test needs root for its mount");
+    mgr.expect("READY=1", Duration::from_secs(30));
+    assert_eq!(status(port).unwrap(), fence_proto::RESP_SUCCESS);
+
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let answered = loop {
+        let left = end
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("no \"answered\" entry in the journal: {seen:#?}"));
+        journal.set_read_timeout(Some(left)).unwrap();
+        let n = journal
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no \"answered\" entry in the journal ({e}): {seen:#?}"));
+        let fields = journal_fields(&buf[..n]);
+        if fields
+            .iter()
+            .any(|(k, v)| k == "MESSAGE" && v == "answered")
+        {
+            break fields;
+        }
+        seen.push(fields);
+    };
+    let get = |k: &str| {
+        answered
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {k} in {answered:?}"))
+    };
+    assert_eq!(get("VM"), "vm1");
+    assert_eq!(get("REQUESTER"), "127.0.0.1");
+    assert_eq!(get("OP"), "Status");
+    assert_eq!(get("RESULT"), "success");
+    assert_eq!(get("SYSLOG_IDENTIFIER"), "fence_virtd");
+
+    sigterm(&child);
+    let st = wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert_eq!(st.code(), Some(0));
+    let mut text = String::new();
+    std::fs::File::from(stderr_r)
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        !text.contains("answered") && !text.contains("tcp listener ready"),
+        "log lines went to stderr too: {text}"
     );
 }

@@ -387,3 +387,38 @@ fn logs_go_to_the_journal_with_request_fields_when_stderr_is_the_journal() {
         "log lines went to stderr too: {text}"
     );
 }
+
+/// The unit runs `fence_virtd -F -p /run/fence_virtd/fence_virtd.pid $FENCE_VIRTD_ARGS`; an
+/// /etc/default/fence_virtd that repeats -F or -p (e.g. written for Debian's forking unit) still
+/// starts, and the last -p wins, as with C getopt.
+#[test]
+fn repeated_flags_from_the_environment_file_are_accepted_and_the_last_wins() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = conf(d.path(), port);
+    let mut mgr = Manager::new(d.path());
+    let unit_pid = d.path().join("unit.pid");
+    let admin_pid = d.path().join("admin.pid");
+    let mut child = Command::new(BIN)
+        .arg("-F")
+        .arg("-p")
+        .arg(&unit_pid)
+        .args(["-w", "-F", "-p"])
+        .arg(&admin_pid)
+        .arg("-f")
+        .arg(&conf)
+        .env("NOTIFY_SOCKET", &mgr.path)
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    mgr.expect("READY=1", Duration::from_secs(30));
+    let written = std::fs::read_to_string(&admin_pid).expect("the last -p is the pid file");
+    assert_eq!(written.trim(), child.id().to_string());
+    assert!(!unit_pid.exists());
+    sigterm(&child);
+    let st = wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert_eq!(st.code(), Some(0));
+}

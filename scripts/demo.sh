@@ -5,9 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-12290}
-cargo build --release --quiet -p fence-agents --no-default-features --bin fence_virt
-cargo build --release --quiet -p fence-virtd --no-default-features
-bin=${CARGO_TARGET_DIR:-target}/release
+# FENCE_RS_BIN=/usr/sbin runs the installed binaries instead (scripts/test-packages.sh does, in
+# a Debian root where the packages are installed).
+if [ -n "${FENCE_RS_BIN:-}" ]; then
+  bin=$FENCE_RS_BIN
+else
+  cargo build --release --quiet -p fence-agents --no-default-features --bin fence_virt
+  cargo build --release --quiet -p fence-virtd --no-default-features
+  bin=${CARGO_TARGET_DIR:-target}/release
+fi
 work=$(mktemp -d)
 trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$work"' EXIT
 ( umask 077; head -c 4096 /dev/urandom > "$work/fence_virt.key" )

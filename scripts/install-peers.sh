@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs every peer the test suite needs (reference C fence-virt, Python fence-agents,
 # libvirt test driver, Pacemaker fencer and CLI, govmomi's simulator, tools used by the harness
-# and by scripts/vcsim-wsdl.sh). Idempotent: only missing packages are installed, and
+# and by scripts/vcsim-wsdl.sh; debootstrap, lintian and systemd-analyze for the package
+# test). Idempotent: only missing packages are installed, and
 # `apt-get update` runs only when one of them, or a package vcsim-wsdl.sh downloads, has no
 # candidate in the current package lists. Prints what it installed.
 set -eu
@@ -33,6 +34,9 @@ openssl
 tar
 dpkg
 apt
+debootstrap
+lintian
+systemd
 "
 
 # Not installed, fetched by scripts/vcsim-wsdl.sh with `apt-get download`: must be in the

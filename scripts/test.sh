@@ -33,6 +33,9 @@ step build cargo build --workspace --all-targets
 # The system tests mostly wait on daemons and agents, so more threads than cores is fine.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 step test cargo test --workspace --no-fail-fast
+# Debian packages: build, lintian, install into a clean Debian 12 root (cached under
+# /var/cache/fence-rs), run the demo there, swap with Debian's packages and back.
+step packages sh scripts/test-packages.sh
 # A short run of every fuzz target (scripts/fuzz.sh runs longer ones on request).
 step fuzz sh scripts/fuzz.sh 10
 step fmt cargo fmt --all --check

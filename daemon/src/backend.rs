@@ -120,7 +120,7 @@ impl Backend {
         let _guard = tokio::select! {
             biased;
             _ = self.stopped() => {
-                tracing::error!(%vm, ?action, "not started: the daemon is shutting down");
+                tracing::error!(%vm, ?action, result = "failure", "not started: the daemon is shutting down");
                 return RESP_FAIL;
             }
             g = lock.lock() => g,
@@ -144,15 +144,15 @@ impl Backend {
                     FenceOutcome::AlreadyInState => "already in that state",
                     FenceOutcome::Done => "done and confirmed",
                 };
-                tracing::info!(%vm, ?action, "{how}");
+                tracing::info!(%vm, ?action, result = "success", "{how}");
                 RESP_SUCCESS
             }
             Ok(Err(e)) => {
-                tracing::error!(%vm, ?action, error = %e, "action failed");
+                tracing::error!(%vm, ?action, result = "failure", error = %e, "action failed");
                 RESP_FAIL
             }
             Err(e) => {
-                tracing::error!(%vm, ?action, error = %e, "action failed");
+                tracing::error!(%vm, ?action, result = "failure", error = %e, "action failed");
                 RESP_FAIL
             }
         }
@@ -169,7 +169,7 @@ impl Backend {
             Ok(Ok(st)) if st.is_off() => RESP_OFF,
             Ok(Ok(_)) => RESP_SUCCESS,
             Ok(Err(e)) | Err(e) => {
-                tracing::warn!(%vm, error = %e, "status failed");
+                tracing::warn!(%vm, result = "failure", error = %e, "status failed");
                 RESP_FAIL
             }
         }

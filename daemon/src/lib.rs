@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod history;
 pub mod listener;
 pub mod startup;
+pub mod systemd;
 pub mod wizard;
 
 pub use startup::{run, RunError};

@@ -36,20 +36,23 @@ struct Flags {
 fn parse_flags(args: &[String]) -> Result<Option<Flags>, String> {
     let mut o = getopts::Options::new();
     o.parsing_style(getopts::ParsingStyle::FloatingFrees);
-    o.optflag("F", "", "");
-    o.optopt("f", "", "", "FILE");
-    o.optopt("d", "", "", "LEVEL");
+    // A repeated flag or option is accepted and the last value wins, as with C getopt: the
+    // systemd unit passes `-F -p FILE` before $FENCE_VIRTD_ARGS, which may repeat them.
+    o.optflagmulti("F", "", "");
+    o.optmulti("f", "", "", "FILE");
+    o.optmulti("d", "", "", "LEVEL");
     o.optflag("c", "", "");
     o.optflag("l", "", "");
-    o.optflag("w", "", "");
-    o.optopt("p", "", "", "FILE");
+    o.optflagmulti("w", "", "");
+    o.optmulti("p", "", "", "FILE");
     o.optflag("h", "", "");
     o.optflag("?", "", "");
     let m = o.parse(args).map_err(|e| e.to_string())?;
     if m.opt_present("h") || m.opt_present("?") {
         return Ok(None);
     }
-    let debug = match m.opt_str("d") {
+    let last = |name: &str| m.opt_strs(name).pop();
+    let debug = match last("d") {
         Some(d) => Some(
             d.trim()
                 .parse::<u32>()
@@ -59,15 +62,14 @@ fn parse_flags(args: &[String]) -> Result<Option<Flags>, String> {
     };
     Ok(Some(Flags {
         foreground: m.opt_present("F"),
-        config: m
-            .opt_str("f")
+        config: last("f")
             .map(PathBuf::from)
             .unwrap_or_else(|| DEFAULT_CONFIG.into()),
         debug,
         configure: m.opt_present("c"),
         list: m.opt_present("l"),
         wait: m.opt_present("w"),
-        pid_file: m.opt_str("p").map(PathBuf::from),
+        pid_file: last("p").map(PathBuf::from),
     }))
 }
 
@@ -80,7 +82,29 @@ fn init_logging(foreground: bool, level: u32) {
     };
     let filter =
         EnvFilter::try_from_env("FENCE_VIRTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    if foreground {
+    // Under systemd stderr is the journal: send structured entries (VM=, OP=, …) instead.
+    let journal_stream = std::env::var("JOURNAL_STREAM").ok();
+    let to_journal = fence_virtd::systemd::stderr_identity()
+        .is_some_and(|id| fence_virtd::systemd::stderr_is_journal(journal_stream.as_deref(), id));
+    if to_journal {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(
+                        journal
+                            .with_field_prefix(None)
+                            .with_syslog_identifier("fence_virtd".into()),
+                    )
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("fence_virtd: cannot reach the journal ({e}); logging to stderr"),
+        }
+    }
+    if foreground || to_journal {
         use std::io::IsTerminal;
         tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -527,15 +527,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let (tx, rx) = watch::channel(false);
+    crate::systemd::spawn_watchdog();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested");
+        crate::systemd::stopping();
         let _ = tx.send(true);
     });
     let mut attempt = 0u32;
     let (driver, bound, auth) = loop {
         attempt += 1;
+        // The backend must answer (libvirt reachable, vSphere logged in) before we say ready.
         let r = build_driver(&cfg.backend)
+            .and_then(|d| match d.check() {
+                Ok(()) => Ok(d),
+                Err(e) => Err(RunError::Backend {
+                    name: cfg.backend.name().to_string(),
+                    source: Box::new(e),
+                }),
+            })
             .and_then(|d| bind_listener(&cfg.listener).map(|(b, a)| (d, b, a)));
         match r {
             Ok(v) => break v,
@@ -543,6 +553,7 @@ pub async fn run(
             Err(e @ RunError::Backend { .. }) if !cfg.backend.is_built() => return Err(e),
             Err(e) if wait_for_init => {
                 tracing::warn!(error = %error_chain(&e), attempt, "initialisation failed; retrying in 5 s");
+                crate::systemd::status(&format!("waiting for initialisation: {}", error_chain(&e)));
                 let mut rx2 = rx.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -577,6 +588,12 @@ pub async fn run(
         auth,
         listener::admission::Admission::new(listener::admission::PENDING_PER_PEER, pending_total),
     );
+    // The listener is bound and the backend answered: a client connecting now is served.
+    crate::systemd::ready(&format!(
+        "serving: listener {}, backend {}",
+        cfg.daemon.listener,
+        cfg.backend.name()
+    ));
     serve(bound, ctx, rx)
         .await
         .map_err(|source| RunError::Listener {

@@ -263,7 +263,7 @@ fn sigterm_stops_the_daemon_while_a_backend_call_hangs() {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(&Request::new(Op::Off, "vm1", 1).unwrap().encode())
         .unwrap();
-    r.expect_line("domain=vm1", Duration::from_secs(20));
+    r.expect_line("vm=vm1", Duration::from_secs(20));
 
     r.signal(nix::sys::signal::Signal::SIGTERM);
     let st = r.wait(Duration::from_secs(10));

@@ -247,6 +247,37 @@ pub fn encode_answer(answer: &Answer) -> Vec<u8> {
     }
 }
 
+/// An operation's name for logs (`Off`, `Status`, …; `unknown(N)` for other codes).
+pub fn op_name(op: u8) -> String {
+    fence_proto::Op::from_code(op)
+        .map(|o| format!("{o:?}"))
+        .unwrap_or_else(|| format!("unknown({op})"))
+}
+
+/// Log the outcome of a served request with its structured fields.
+pub fn log_answered(op: &str, seqno: u32, vm: &str, requester: &str, answer: &Answer) {
+    tracing::info!(
+        op,
+        seqno,
+        vm,
+        requester,
+        result = answer_result(answer),
+        "answered"
+    );
+}
+
+/// The outcome of an answer in one word, for the `result` log field.
+pub fn answer_result(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::Code(fence_proto::RESP_SUCCESS) => "success",
+        Answer::Code(fence_proto::RESP_OFF) => "off",
+        Answer::Code(fence_proto::RESP_FAIL) => "failure",
+        Answer::Code(fence_proto::RESP_PERM) => "denied",
+        Answer::Code(_) => "other",
+        Answer::HostList(_) | Answer::HostStatus(_) => "success",
+    }
+}
+
 /// Authenticate, dispatch, answer and record a request whose history claim the caller holds.
 /// The claim is released if authentication fails (as fence_virtd does not record such
 /// requests) and turned into a record once the answer was written.
@@ -267,11 +298,12 @@ pub async fn serve_claimed<S: AsyncRead + AsyncWrite + Unpin>(
         ctx.history.lock().release(&key);
         return;
     }
-    let op_name = fence_proto::Op::from_code(req.op)
-        .map(|o| format!("{o:?}"))
-        .unwrap_or_else(|| format!("unknown({})", req.op));
-    tracing::info!(op = %op_name, seqno = req.seqno, domain = %req.domain, src, "request");
+    // vm, requester, op and result are the structured fields of the journal (VM=, REQUESTER=,
+    // OP=, RESULT=), so `journalctl VM=web1` finds every request for one VM.
+    let op = op_name(req.op);
+    tracing::info!(%op, seqno = req.seqno, vm = %req.domain, requester = src, "request");
     let answer = ctx.dispatcher.dispatch(req.op, &req.domain, src).await;
+    log_answered(&op, req.seqno, &req.domain, src, &answer);
     let bytes = encode_answer(&answer);
     if let Err(e) = step(peer, "writing the answer", s.write_all(&bytes)).await {
         tracing::warn!(error = %e, "could not deliver the answer");

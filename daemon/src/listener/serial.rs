@@ -415,11 +415,13 @@ pub async fn serve_socket<S: AsyncRead + AsyncWrite + Unpin>(
             );
             continue;
         }
-        tracing::info!(op = req.op, seqno = req.seqno, domain = %req.domain, src, peer, "serial request");
+        let op = super::op_name(req.op);
+        tracing::info!(%op, seqno = req.seqno, vm = %req.domain, requester = src, peer, "serial request");
         let answer = {
             let _permit = ctx.limit.clone().acquire_owned().await;
             ctx.dispatcher.dispatch(req.op, &req.domain, src).await
         };
+        super::log_answered(&op, req.seqno, &req.domain, src, &answer);
         let bytes = encode_serial_answer(&answer);
         let written = tokio::time::timeout(WRITE_TIMEOUT, async {
             s.write_all(&bytes).await?;

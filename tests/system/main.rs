@@ -13,6 +13,8 @@
 //! * [`pacemaker`]: Pacemaker fencer end to end through `stonith_admin`.
 //! * [`vmware`], [`vmware_session`]: VMware SOAP agent and daemon backend against govmomi's
 //!   simulator; session life cycle (SIGTERM during login, endpoint restart, expiry).
+//! * [`xenapi`]: the XenAPI simulator proven with the reference `fence_xenapi`, our XenAPI
+//!   driver against it (master redirect, re-login, failures), the `xenapi` daemon backend.
 
 mod agent_backend;
 mod agent_timeout;
@@ -24,3 +26,4 @@ mod pacemaker;
 mod replay;
 mod vmware;
 mod vmware_session;
+mod xenapi;

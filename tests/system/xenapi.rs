@@ -1,0 +1,364 @@
+//! XenAPI: the simulator (`fence_system_tests::xenapi_sim`) proven with the reference Python
+//! `fence_xenapi` (Debian fence-agents 4.12.1, its bundled `XenAPI.py` over Python's `xmlrpc`),
+//! our `drivers::xenapi` against the same simulator, and our fence_virtd with the `xenapi`
+//! backend driven by fence_xvm.
+//!
+//! The reference's outputs asserted here are what it prints against a real pool given the same
+//! XenAPI answers (the simulator answers with XenAPI's documented error codes); where 4.12.1
+//! prints an internal Python error on stderr (`'NullTranslations' object has no attribute
+//! 'ugettext'` while formatting a XenAPI failure) only stdout and the exit code are compared.
+
+use std::process::Command;
+use std::time::Duration;
+
+use fence_drivers::xenapi::{Tls, XenApiDriver, XenApiOptions};
+use fence_drivers::{Driver, DriverError, PowerState, VmRef};
+use fence_system_tests::xenapi_sim::{index_uuid, SimConfig, SimVm, XenSim};
+
+const REFERENCE: &str = "/usr/sbin/fence_xenapi";
+
+/// One run of the reference agent: exit code and stdout.
+fn reference(sim: &XenSim, password: &str, args: &[&str]) -> (i32, String) {
+    reference_url(&sim.url(), password, args)
+}
+
+fn reference_url(url: &str, password: &str, args: &[&str]) -> (i32, String) {
+    assert!(
+        std::path::Path::new(REFERENCE).exists(),
+        "{REFERENCE} missing: install Debian package fence-agents (scripts/install-peers.sh)"
+    );
+    let out = Command::new("timeout")
+        .args(["120", REFERENCE, "-s", url, "-l", "root", "-p", password])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn u(i: u64) -> String {
+    index_uuid(i)
+}
+
+#[test]
+fn reference_agent_against_the_simulator() {
+    let sim = XenSim::start(SimConfig::default());
+    let ok = |args: &[&str]| reference(&sim, "secret", args);
+    // status by name and by UUID (any case: the reference lower-cases it)
+    assert_eq!(
+        ok(&["-o", "status", "-n", "vm0"]),
+        (0, "Status: ON\n".into())
+    );
+    let upper = u(0).to_ascii_uppercase();
+    assert_eq!(
+        ok(&["-o", "status", "-n", &upper]),
+        (0, "Status: ON\n".into())
+    );
+    // list: UUID first, templates and the control domain left out; list-status has no state
+    let list = format!("{},vm0\n{},vm1\n{},vm2\n", u(0), u(1), u(2));
+    assert_eq!(ok(&["-o", "list"]), (0, list));
+    let ls = format!(
+        "{},vm0,UNKNOWN\n{},vm1,UNKNOWN\n{},vm2,UNKNOWN\n",
+        u(0),
+        u(1),
+        u(2)
+    );
+    assert_eq!(ok(&["-o", "list-status"]), (0, ls));
+    assert_eq!(ok(&["-o", "monitor"]), (0, String::new()));
+    // off / on by name and by UUID, the server's state following
+    assert_eq!(
+        ok(&["-o", "off", "-n", "vm1"]),
+        (0, "Success: Powered OFF\n".into())
+    );
+    assert_eq!(sim.vm(&u(1)).unwrap().power_state, "Halted");
+    assert_eq!(
+        ok(&["-o", "status", "-n", "vm1"]),
+        (2, "Status: OFF\n".into())
+    );
+    assert_eq!(
+        ok(&["-o", "off", "-n", "vm1"]),
+        (0, "Success: Already OFF\n".into())
+    );
+    assert_eq!(
+        ok(&["-o", "on", "-n", &u(1)]),
+        (0, "Success: Powered ON\n".into())
+    );
+    assert_eq!(sim.vm(&u(1)).unwrap().power_state, "Running");
+    assert_eq!(
+        ok(&["-o", "off", "-n", &u(2)]),
+        (0, "Success: Powered OFF\n".into())
+    );
+    assert_eq!(
+        ok(&["-o", "on", "-n", "vm2"]),
+        (0, "Success: Powered ON\n".into())
+    );
+    // Paused and Suspended are on for the reference too
+    sim.set_power(&u(0), "Suspended");
+    assert_eq!(
+        ok(&["-o", "status", "-n", "vm0"]),
+        (0, "Status: ON\n".into())
+    );
+    sim.set_power(&u(0), "Paused");
+    assert_eq!(
+        ok(&["-o", "status", "-n", "vm0"]),
+        (0, "Status: ON\n".into())
+    );
+    // unknown name, unknown UUID, a template by name, a duplicate name
+    assert_eq!(
+        ok(&["-o", "status", "-n", "nope"]),
+        (1, "NAME_INVALID\n".into())
+    );
+    let missing = u(0xdead);
+    assert_eq!(
+        ok(&["-o", "status", "-n", &missing]),
+        (
+            1,
+            format!("Xen-API failure: ['UUID_INVALID', 'VM', '{missing}']\n")
+        )
+    );
+    assert_eq!(ok(&["-o", "status", "-n", "Debian Bookworm 12"]).0, 1);
+    sim.add(SimVm::new("vm0", &u(100), "Halted"));
+    assert_eq!(
+        ok(&["-o", "status", "-n", "vm0"]),
+        (1, "MULTIPLE_VMS_FOUND\n".into())
+    );
+    // wrong password: exit 1 with the failure on stdout
+    assert_eq!(
+        reference(&sim, "wrong", &["-o", "status", "-n", "vm1"]),
+        (
+            1,
+            "Xen-API failure: ['SESSION_AUTHENTICATION_FAILED', 'root', 'Authentication failure']\n"
+                .into()
+        )
+    );
+    // The reference never logs out: every successful run above left its session open.
+    let st = sim.stats();
+    assert_eq!(st.logouts, 0);
+    assert_eq!(st.sessions as u64, st.logins);
+    assert!(st.logins >= 17, "{st:?}");
+}
+
+#[test]
+fn reference_agent_power_failures_and_slaves() {
+    let sim = XenSim::start(SimConfig::default());
+    // A power call that fails: printed, then the poll loop decides (the VM stays on).
+    sim.fail_power(&u(1), &["VM_HAS_PCI_ATTACHED", "OpaqueRef:vm"]);
+    let (code, out) = reference(
+        &sim,
+        "secret",
+        &["-o", "off", "-n", "vm1", "--power-timeout", "3"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("VM_HAS_PCI_ATTACHED"), "{out}");
+    assert_eq!(sim.vm(&u(1)).unwrap().power_state, "Running");
+    // A VM that does not reach off: the reference times out, exit 1.
+    sim.stick(&u(2));
+    let (code, _) = reference(
+        &sim,
+        "secret",
+        &["-o", "off", "-n", "vm2", "--power-timeout", "3"],
+    );
+    assert_eq!(code, 1);
+    // A pool member: the reference does not follow HOST_IS_SLAVE.
+    let slave = XenSim::start(SimConfig {
+        slave_of: Some("192.0.2.10".into()),
+        ..SimConfig::default()
+    });
+    assert_eq!(
+        reference(&slave, "secret", &["-o", "status", "-n", "vm0"]),
+        (
+            1,
+            "Xen-API failure: ['HOST_IS_SLAVE', '192.0.2.10']\n".into()
+        )
+    );
+    // Endpoint down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_eq!(
+        reference_url(
+            &format!("http://127.0.0.1:{port}/"),
+            "secret",
+            &["-o", "status", "-n", "vm0"]
+        ),
+        (1, "[Errno 111] Connection refused\n".into())
+    );
+}
+
+#[test]
+fn reference_agent_gives_up_when_every_session_expires() {
+    // XenAPI.py logs in again on SESSION_INVALID, at most 3 times; sessions that expire before
+    // their first use (idle limit zero) exhaust that.
+    let sim = XenSim::start(SimConfig {
+        session_idle: Some(Duration::ZERO),
+        ..SimConfig::default()
+    });
+    assert_eq!(
+        reference(&sim, "secret", &["-o", "status", "-n", "vm0"]),
+        (
+            1,
+            "<Fault 500: 'Tried 3 times to get a valid session, but failed'>\n".into()
+        )
+    );
+    assert_eq!(sim.stats().logins, 4, "{:?}", sim.stats());
+}
+
+fn driver(url: &str) -> Result<XenApiDriver, DriverError> {
+    XenApiDriver::connect(XenApiOptions {
+        url: url.into(),
+        tls: Tls::Verify { ca: None },
+        login: "root".into(),
+        password: "secret".into(),
+        timeout: Duration::from_secs(10),
+    })
+}
+
+#[test]
+fn driver_against_the_simulator() {
+    let sim = XenSim::start(SimConfig::default());
+    let d = driver(&sim.url()).unwrap();
+    // list: one call, templates and dom0 left out, sorted by name
+    let c = d.calls();
+    let vms = d.list().unwrap();
+    assert_eq!(d.calls() - c, 1);
+    let names: Vec<_> = vms.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["vm0", "vm1", "vm2"]);
+    assert_eq!(vms[1].uuid, u(1));
+    // status by name and UUID; once resolved, one call
+    let vm1 = VmRef::Name("vm1".into());
+    assert_eq!(d.status(&vm1).unwrap(), PowerState::On);
+    let c = d.calls();
+    assert_eq!(d.status(&vm1).unwrap(), PowerState::On);
+    assert_eq!(d.calls() - c, 1);
+    let by_uuid = VmRef::parse(&u(2).to_ascii_uppercase());
+    assert_eq!(d.status(&by_uuid).unwrap(), PowerState::On);
+    // off / on, idempotent
+    d.power_off(&vm1).unwrap();
+    assert_eq!(d.status(&vm1).unwrap(), PowerState::Off);
+    d.power_off(&vm1).unwrap();
+    d.power_on(&by_uuid).unwrap();
+    d.power_on(&vm1).unwrap();
+    assert_eq!(sim.vm(&u(1)).unwrap().power_state, "Running");
+    // suspended and paused count as on
+    sim.set_power(&u(0), "Suspended");
+    assert_eq!(
+        d.status(&VmRef::Name("vm0".into())).unwrap(),
+        PowerState::Suspended
+    );
+    assert!(!PowerState::Suspended.is_off());
+    // not found, template, control domain, duplicate
+    assert!(matches!(
+        d.status(&VmRef::Name("nope".into())),
+        Err(DriverError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.status(&VmRef::parse(&u(0xdead))),
+        Err(DriverError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.status(&VmRef::Name("Debian Bookworm 12".into())),
+        Err(DriverError::NotFound(_))
+    ));
+    let dom0 = VmRef::parse("00000000-0000-4000-8000-d00000000000");
+    assert!(matches!(d.power_off(&dom0), Err(DriverError::Platform(_))));
+    assert_eq!(
+        sim.vm("00000000-0000-4000-8000-d00000000000")
+            .unwrap()
+            .power_state,
+        "Running"
+    );
+    // A duplicate created after vm1 was cached: "off" is never answered for the cached one
+    // alone, and power calls refuse the name.
+    d.power_off(&vm1).unwrap();
+    sim.add(SimVm::new("vm1", &u(101), "Running"));
+    assert!(matches!(
+        d.status(&vm1),
+        Err(DriverError::Ambiguous { count: 2, .. })
+    ));
+    assert!(matches!(
+        d.power_on(&vm1),
+        Err(DriverError::Ambiguous { count: 2, .. })
+    ));
+    // a power call that fails, a VM that stays on
+    sim.fail_power(&u(2), &["VM_HAS_PCI_ATTACHED", "x"]);
+    let e = d.power_off(&VmRef::parse(&u(2))).unwrap_err();
+    assert!(e.to_string().contains("VM_HAS_PCI_ATTACHED"), "{e}");
+    sim.stick(&u(0));
+    d.power_off(&VmRef::Name("vm0".into())).unwrap();
+    assert!(!d.status(&VmRef::Name("vm0".into())).unwrap().is_off());
+    // health check; session lost → one re-login, same answer
+    d.check().unwrap();
+    sim.expire_sessions();
+    assert_eq!(d.status(&by_uuid).unwrap(), PowerState::On);
+    assert_eq!(d.logins(), 2);
+    // drop logs out: no session left behind
+    drop(d);
+    let st = sim.stats();
+    assert_eq!((st.sessions, st.logouts), (0, 1), "{st:?}");
+}
+
+#[test]
+fn driver_follows_the_pool_master_and_reports_failures() {
+    // master on 127.0.0.1:P, member on 127.0.0.2:P answering HOST_IS_SLAVE 127.0.0.1
+    let master = XenSim::start(SimConfig::default());
+    let port = master.addr().port();
+    let member = XenSim::start_on(
+        &format!("127.0.0.2:{port}"),
+        SimConfig {
+            slave_of: Some("127.0.0.1".into()),
+            ..SimConfig::default()
+        },
+    );
+    let d = driver(&format!("http://127.0.0.2:{port}/")).unwrap();
+    assert_eq!(d.url(), format!("http://127.0.0.1:{port}/"));
+    assert_eq!(
+        d.status(&VmRef::Name("vm0".into())).unwrap(),
+        PowerState::On
+    );
+    assert_eq!(member.stats().sessions, 0);
+    assert_eq!(master.stats().sessions, 1);
+    // two members pointing at each other: refused, not looped
+    let loop_port = std::net::TcpListener::bind("127.0.0.3:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _a = XenSim::start_on(
+        &format!("127.0.0.3:{loop_port}"),
+        SimConfig {
+            slave_of: Some("127.0.0.4".into()),
+            ..SimConfig::default()
+        },
+    );
+    let _b = XenSim::start_on(
+        &format!("127.0.0.4:{loop_port}"),
+        SimConfig {
+            slave_of: Some("127.0.0.3".into()),
+            ..SimConfig::default()
+        },
+    );
+    let e = driver(&format!("http://127.0.0.3:{loop_port}/")).unwrap_err();
+    assert!(e.to_string().contains("HOST_IS_SLAVE"), "{e}");
+    // wrong password, endpoint down, not http
+    let e = XenApiDriver::connect(XenApiOptions {
+        url: master.url(),
+        tls: Tls::Insecure,
+        login: "root".into(),
+        password: "bad".into(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap_err();
+    assert!(matches!(e, DriverError::Auth(_)), "{e:?}");
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = driver(&format!("http://127.0.0.1:{free}/")).unwrap_err();
+    assert!(matches!(e, DriverError::Unreachable { .. }), "{e:?}");
+    assert!(driver("xen1").is_err());
+}

@@ -8,8 +8,12 @@
 //! prints an internal Python error on stderr (`'NullTranslations' object has no attribute
 //! 'ugettext'` while formatting a XenAPI failure) only stdout and the exit code are compared.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use fence_system_tests::agent::{Agent, AgentOutput};
+use fence_system_tests::bins::{our_bin_dir, Impl};
+use fence_system_tests::netns::Netns;
 
 use fence_drivers::xenapi::{Tls, XenApiDriver, XenApiOptions};
 use fence_drivers::{Driver, DriverError, PowerState, VmRef};
@@ -361,4 +365,168 @@ fn driver_follows_the_pool_master_and_reports_failures() {
     let e = driver(&format!("http://127.0.0.1:{free}/")).unwrap_err();
     assert!(matches!(e, DriverError::Unreachable { .. }), "{e:?}");
     assert!(driver("xen1").is_err());
+}
+
+/// `xenapi-sim` running inside a namespace; killed on drop.
+struct SimProc {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl SimProc {
+    fn start(ns: &Netns, args: &[&str]) -> SimProc {
+        use std::io::BufRead as _;
+        let mut child = ns
+            .cmd(env!("CARGO_BIN_EXE_xenapi-sim"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("xenapi-sim said {line:?}"));
+        SimProc { child, port }
+    }
+
+    /// `GET /sim/stats` (or `POST /sim/expire`) from inside the namespace.
+    fn control(&self, ns: &Netns, expire: bool) -> String {
+        let mut c = ns.cmd("curl");
+        c.args(["-s", "-m", "10"]);
+        if expire {
+            c.args(["-X", "POST"]);
+        }
+        let path = if expire { "expire" } else { "stats" };
+        let out = c
+            .arg(format!("http://127.0.0.1:{}/sim/{path}", self.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn stat(&self, ns: &Netns, name: &str) -> u64 {
+        let s = self.control(ns, false);
+        s.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {s:?}"))
+    }
+}
+
+impl Drop for SimProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Our fence_virtd with the xenapi backend against `xenapi-sim` in a private namespace, driven
+/// by our fence_xvm and the reference C fence_xvm: every action by name and UUID, unknown VM,
+/// the control domain refused; one session for all of it; a session the pool forgot is
+/// replaced by one new login.
+#[test]
+fn daemon_backend_driven_by_fence_xvm() {
+    let ns = Netns::new();
+    let sim = SimProc::start(&ns, &["--vms", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("fence_xvm.key");
+    fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
+    let conf = dir.path().join("fence_virt.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "fence_virtd {{\n\tlistener = \"multicast\";\n\tbackend = \"xenapi\";\n}}\n\
+             listeners {{\n\tmulticast {{\n\t\tkey_file = \"{}\";\n\t\tport = \"1229\";\n\t\tfamily = \"ipv4\";\n\t\taddress = \"225.0.0.12\";\n\t}}\n}}\n\
+             backends {{\n\txenapi {{\n\t\turl = \"http://127.0.0.1:{}/\";\n\t\tlogin = \"root\";\n\t\tpassword_script = \"echo secret\";\n\t}}\n}}\n",
+            key.display(),
+            sim.port
+        ),
+    )
+    .unwrap();
+    let mut daemon = ns
+        .cmd(our_bin_dir().join("fence_virtd"))
+        .args(["-F", "-f"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.path().join("pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    let key_s = key.to_str().unwrap().to_string();
+    let xvm = |imp: Impl, args: &[&str]| -> AgentOutput {
+        let mut v = args.to_vec();
+        v.extend(["-k", &key_s, "-t", "5"]);
+        Agent::fence_xvm(imp).run_args(&ns, &v, Duration::from_secs(20))
+    };
+    // Wait for the daemon (bounded).
+    let mut o = xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]);
+    for _ in 0..40 {
+        if o.code == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        o = xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]);
+    }
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "{}\ndaemon: {}",
+        o.stderr,
+        log()
+    );
+    for imp in [Impl::Ours, Impl::C] {
+        let o = xvm(imp, &["-o", "status", "-H", &u(2)]);
+        assert_eq!(o.code, 0, "{imp:?}: {}", o.stderr);
+        let o = xvm(imp, &["-o", "off", "-H", "vm2"]);
+        assert_eq!(o.code, 0, "{imp:?}: {}\ndaemon: {}", o.stderr, log());
+        let o = xvm(imp, &["-o", "status", "-H", "vm2"]);
+        assert_eq!(o.code, 2, "{imp:?}: {}", o.stderr);
+        let o = xvm(imp, &["-o", "on", "-H", &u(2)]);
+        assert_eq!(o.code, 0, "{imp:?}: {}", o.stderr);
+        let o = xvm(imp, &["-o", "status", "-H", "nosuchvm"]);
+        assert_ne!(o.code, 0, "{imp:?}");
+        // the control domain is never fenced
+        let o = xvm(
+            imp,
+            &["-o", "off", "-H", "00000000-0000-4000-8000-d00000000000"],
+        );
+        assert_ne!(o.code, 0, "{imp:?}");
+    }
+    let o = xvm(Impl::Ours, &["-o", "list"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains(&u(4)), "{}", o.stdout);
+    assert!(!o.stdout.contains("Control domain"), "{}", o.stdout);
+    // One login served all of the above.
+    assert_eq!(
+        (sim.stat(&ns, "logins"), sim.stat(&ns, "sessions")),
+        (1, 1),
+        "{}",
+        log()
+    );
+    // The pool forgets every session: the next request logs in once more and answers.
+    sim.control(&ns, true);
+    let o = xvm(Impl::Ours, &["-o", "status", "-H", "vm3"]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Status: ON\n"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(sim.stat(&ns, "logins"), 2);
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "daemon died: {}",
+        log()
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }

@@ -229,7 +229,7 @@ impl State {
         let s = s.and_then(Value::as_str).unwrap_or_default().to_string();
         let idle = self.cfg.session_idle;
         match self.sessions.get_mut(&s) {
-            Some((_, used)) if idle.map_or(true, |d| used.elapsed() < d) => {
+            Some((_, used)) if idle.is_none_or(|d| used.elapsed() < d) => {
                 *used = Instant::now();
                 Ok(())
             }

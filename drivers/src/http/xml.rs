@@ -36,6 +36,7 @@ impl Element {
     }
 
     /// Attribute by exact key (`type` for a managed-object reference).
+    #[cfg_attr(not(feature = "vmware_soap"), allow(dead_code))]
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attrs
             .iter()
@@ -44,6 +45,7 @@ impl Element {
     }
 
     /// The `xsi:type` attribute, whatever prefix the server bound to the XSI namespace.
+    #[cfg_attr(not(feature = "vmware_soap"), allow(dead_code))]
     pub fn xsi_type(&self) -> Option<&str> {
         self.attrs
             .iter()

@@ -530,3 +530,64 @@ fn daemon_backend_driven_by_fence_xvm() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+/// Where scripts/install-peers.sh puts the official XenAPI Python SDK (PyPI `xenapi`).
+const XENAPI_SDK: &str = "/opt/fence-rs/xenapi-sdk";
+
+/// The official XenAPI SDK as a second client of the simulator: login with version and
+/// originator, records, power calls and their documented failures, logout.
+#[test]
+fn xenapi_sdk_against_the_simulator() {
+    assert!(
+        std::path::Path::new(XENAPI_SDK).join("XenAPI").exists(),
+        "{XENAPI_SDK} missing: run scripts/install-peers.sh"
+    );
+    let sim = XenSim::start(SimConfig::default());
+    let script = r#"
+import sys
+from XenAPI import XenAPI
+s = XenAPI.Session(sys.argv[1])
+s.xenapi.login_with_password("root", "secret", "1.0", "fence-rs-test")
+recs = s.xenapi.VM.get_all_records()
+for r in sorted(recs.values(), key=lambda r: r["name_label"]):
+    if not r["is_a_template"] and not r["is_control_domain"]:
+        print(r["name_label"], r["uuid"], r["power_state"])
+vm = s.xenapi.VM.get_by_name_label("vm1")[0]
+s.xenapi.VM.hard_shutdown(vm)
+print(s.xenapi.VM.get_record(vm)["power_state"], s.xenapi.VM.get_record(vm)["resident_on"])
+for call in (lambda: s.xenapi.VM.hard_shutdown(vm),
+             lambda: s.xenapi.VM.get_by_uuid("nope"),
+             lambda: s.xenapi.VM.get_record("OpaqueRef:gone"),
+             lambda: s.xenapi.VM.start(vm, False)):
+    try:
+        call()
+        print("no failure")
+    except XenAPI.Failure as f:
+        print(f.details[0], len(f.details))
+s.xenapi.VM.start(vm, True, False)
+print(s.xenapi.VM.get_record(vm)["power_state"])
+s.xenapi.session.logout()
+"#;
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", script, &sim.url()])
+        .env("PYTHONPATH", XENAPI_SDK)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!(
+        "vm0 {} Running\nvm1 {} Running\nvm2 {} Running\nHalted OpaqueRef:NULL\n\
+         VM_BAD_POWER_STATE 4\nUUID_INVALID 3\nHANDLE_INVALID 3\n\
+         MESSAGE_PARAMETER_COUNT_MISMATCH 4\nPaused\n",
+        u(0),
+        u(1),
+        u(2)
+    );
+    assert_eq!(stdout, want);
+    let st = sim.stats();
+    assert_eq!((st.logins, st.logouts, st.sessions), (1, 1, 0), "{st:?}");
+}

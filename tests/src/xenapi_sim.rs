@@ -509,6 +509,7 @@ const MAX_REQUEST: usize = 16 << 20;
 
 fn serve_conn(conn: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = conn.set_nodelay(true);
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
@@ -592,7 +593,11 @@ fn serve_conn(conn: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) 
             text.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(text.as_bytes()).is_err() {
+        // One write (head and body together) and no Nagle delay: a split answer would wait
+        // for the client's delayed ACK (40 ms per call on Linux).
+        let mut msg = head.into_bytes();
+        msg.extend_from_slice(text.as_bytes());
+        if out.write_all(&msg).is_err() {
             return;
         }
         if close {

@@ -527,8 +527,15 @@ fn daemon_backend_driven_by_fence_xvm() {
         "daemon died: {}",
         log()
     );
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    // SIGTERM: the daemon logs its session out on the way out.
+    let st = fence_system_tests::process::stop(&mut daemon, Duration::from_secs(20));
+    assert!(st.is_some_and(|s| s.success()), "{st:?}: {}", log());
+    assert_eq!(
+        (sim.stat(&ns, "sessions"), sim.stat(&ns, "logouts")),
+        (0, 1),
+        "{}",
+        log()
+    );
 }
 
 /// Where scripts/install-peers.sh puts the official XenAPI Python SDK (PyPI `xenapi`).

@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -170,6 +170,7 @@ pub struct XenSim {
     state: Arc<Mutex<State>>,
     addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
+    https: bool,
 }
 
 fn vm_ref(uuid: &str) -> String {
@@ -405,6 +406,36 @@ impl XenSim {
 
     /// Serve `cfg` on an already bound listener.
     pub fn serve(listener: TcpListener, cfg: SimConfig) -> XenSim {
+        Self::serve_with(listener, cfg, None)
+    }
+
+    /// Serve `cfg` over HTTPS on `127.0.0.1`, a free port, with this certificate chain and key
+    /// (PEM files), as XenServer hosts serve XenAPI on 443.
+    pub fn start_tls(cfg: SimConfig, cert: &std::path::Path, key: &std::path::Path) -> XenSim {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("certificate file")
+            .collect::<Result<_, _>>()
+            .expect("PEM certificates");
+        let key = PrivateKeyDer::from_pem_file(key).expect("PEM key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("TLS server configuration");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::serve_with(listener, cfg, Some(Arc::new(tls)))
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        cfg: SimConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> XenSim {
+        let https = tls.is_some();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             cfg,
@@ -424,18 +455,35 @@ impl XenSim {
                     Ok((conn, _)) => {
                         let (st, sp) = (st.clone(), sp.clone());
                         let _ = conn.set_nonblocking(false);
-                        std::thread::spawn(move || serve_conn(conn, st, sp));
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+                        let _ = conn.set_nodelay(true);
+                        let tls = tls.clone();
+                        std::thread::spawn(move || match tls {
+                            None => serve_conn(conn, st, sp),
+                            Some(cfg) => {
+                                let Ok(tc) = rustls::ServerConnection::new(cfg) else {
+                                    return;
+                                };
+                                serve_conn(rustls::StreamOwned::new(tc, conn), st, sp)
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        XenSim { state, addr, stop }
+        XenSim {
+            state,
+            addr,
+            stop,
+            https,
+        }
     }
 
-    /// `http://127.0.0.1:PORT/`.
+    /// `http://127.0.0.1:PORT/` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// The listening address.
@@ -507,12 +555,7 @@ impl Drop for XenSim {
 /// Largest request body accepted.
 const MAX_REQUEST: usize = 16 << 20;
 
-fn serve_conn(conn: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
-    let _ = conn.set_nodelay(true);
-    let Ok(mut out) = conn.try_clone() else {
-        return;
-    };
+fn serve_conn(conn: impl Read + Write, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
     let mut rd = BufReader::new(conn);
     // One request per iteration, keep-alive until the client closes or asks to.
     for _ in 0..1_000_000 {
@@ -597,7 +640,7 @@ fn serve_conn(conn: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) 
         // for the client's delayed ACK (40 ms per call on Linux).
         let mut msg = head.into_bytes();
         msg.extend_from_slice(text.as_bytes());
-        if out.write_all(&msg).is_err() {
+        if rd.get_mut().write_all(&msg).is_err() || rd.get_mut().flush().is_err() {
             return;
         }
         if close {

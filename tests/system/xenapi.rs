@@ -427,22 +427,43 @@ impl Drop for SimProc {
 }
 
 /// Our fence_virtd with the xenapi backend against `xenapi-sim` in a private namespace, driven
-/// by our fence_xvm and the reference C fence_xvm: every action by name and UUID, unknown VM,
-/// the control domain refused; one session for all of it; a session the pool forgot is
-/// replaced by one new login.
+/// by our fence_xvm and the reference C fence_xvm over multicast: every action by name and
+/// UUID, unknown VM, the control domain refused; one session for all of it; a session the pool
+/// forgot is replaced by one new login; SIGTERM logs the session out.
 #[test]
 fn daemon_backend_driven_by_fence_xvm() {
+    drive_daemon(false);
+}
+
+/// [`daemon_backend_driven_by_fence_xvm`] with the tcp listener and our and the C fence_virt.
+#[test]
+fn daemon_backend_driven_by_fence_virt_over_tcp() {
+    drive_daemon(true);
+}
+
+fn drive_daemon(tcp: bool) {
     let ns = Netns::new();
     let sim = SimProc::start(&ns, &["--vms", "5"]);
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("fence_xvm.key");
     fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
     let conf = dir.path().join("fence_virt.conf");
+    let (listener, block) = if tcp {
+        (
+            "tcp",
+            "address = \"127.0.0.1\"; port = \"1239\"; family = \"ipv4\";",
+        )
+    } else {
+        (
+            "multicast",
+            "port = \"1229\"; family = \"ipv4\"; address = \"225.0.0.12\";",
+        )
+    };
     std::fs::write(
         &conf,
         format!(
-            "fence_virtd {{\n\tlistener = \"multicast\";\n\tbackend = \"xenapi\";\n}}\n\
-             listeners {{\n\tmulticast {{\n\t\tkey_file = \"{}\";\n\t\tport = \"1229\";\n\t\tfamily = \"ipv4\";\n\t\taddress = \"225.0.0.12\";\n\t}}\n}}\n\
+            "fence_virtd {{\n\tlistener = \"{listener}\";\n\tbackend = \"xenapi\";\n}}\n\
+             listeners {{\n\t{listener} {{\n\t\tkey_file = \"{}\";\n\t\t{block}\n\t}}\n}}\n\
              backends {{\n\txenapi {{\n\t\turl = \"http://127.0.0.1:{}/\";\n\t\tlogin = \"root\";\n\t\tpassword_script = \"echo secret\";\n\t}}\n}}\n",
             key.display(),
             sim.port
@@ -465,7 +486,12 @@ fn daemon_backend_driven_by_fence_xvm() {
     let xvm = |imp: Impl, args: &[&str]| -> AgentOutput {
         let mut v = args.to_vec();
         v.extend(["-k", &key_s, "-t", "5"]);
-        Agent::fence_xvm(imp).run_args(&ns, &v, Duration::from_secs(20))
+        if tcp {
+            v.extend(["-T", "127.0.0.1", "-p", "1239"]);
+            Agent::fence_virt(imp).run_args(&ns, &v, Duration::from_secs(20))
+        } else {
+            Agent::fence_xvm(imp).run_args(&ns, &v, Duration::from_secs(20))
+        }
     };
     // Wait for the daemon (bounded).
     let mut o = xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]);

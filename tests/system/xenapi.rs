@@ -429,7 +429,8 @@ impl Drop for SimProc {
 /// Our fence_virtd with the xenapi backend against `xenapi-sim` in a private namespace, driven
 /// by our fence_xvm and the reference C fence_xvm over multicast: every action by name and
 /// UUID, unknown VM, the control domain refused; one session for all of it; a session the pool
-/// forgot is replaced by one new login; SIGTERM logs the session out.
+/// forgot is replaced by one new login; SIGTERM logs the session out. Also `pacemaker-fenced`
+/// with our fence_xvm fencing, unfencing and rebooting nodes through it.
 #[test]
 fn daemon_backend_driven_by_fence_xvm() {
     drive_daemon(false);
@@ -531,6 +532,43 @@ fn drive_daemon(tcp: bool) {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains(&u(4)), "{}", o.stdout);
     assert!(!o.stdout.contains("Control domain"), "{}", o.stdout);
+    if !tcp {
+        // pacemaker-fenced with our fence_xvm as its agent, through this daemon.
+        let fencer = fence_system_tests::Fencer::start(
+            &ns,
+            "fence_xvm",
+            &Agent::fence_xvm(Impl::Ours).path(),
+        );
+        let limit = Duration::from_secs(90);
+        let admin = |args: &[&str]| {
+            let out = fencer.admin(&ns, args, limit);
+            assert!(!out.timed_out, "stonith_admin {args:?} hung: {out:?}");
+            out
+        };
+        let key_opt = format!("key_file={key_s}");
+        let out = admin(&[
+            "--register",
+            "xen",
+            "--agent",
+            "fence_xvm",
+            "--option",
+            &key_opt,
+            "--option",
+            "timeout=5",
+            "--option",
+            "pcmk_host_map=node1:vm1;node3:vm3",
+        ]);
+        assert_eq!(out.code, 0, "register: {out:?}");
+        let out = admin(&["--fence", "node3", "--timeout", "30"]);
+        assert_eq!(out.code, 0, "fence node3: {out:?}\n{}", fencer.log());
+        assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm3"]).code, 2);
+        let out = admin(&["--unfence", "node3", "--timeout", "30"]);
+        assert_eq!(out.code, 0, "unfence node3: {out:?}");
+        assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm3"]).code, 0);
+        let out = admin(&["--reboot", "node1", "--timeout", "30"]);
+        assert_eq!(out.code, 0, "reboot node1: {out:?}");
+        assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]).code, 0);
+    }
     // One login served all of the above.
     assert_eq!(
         (sim.stat(&ns, "logins"), sim.stat(&ns, "sessions")),

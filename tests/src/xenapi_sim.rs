@@ -8,7 +8,7 @@
 //!   `OpaqueRef:…` session; a wrong password is `SESSION_AUTHENTICATION_FAILED`; in member mode
 //!   ([`SimConfig::slave_of`]) every call is `HOST_IS_SLAVE [master address]`, as a pool member
 //!   answers;
-//! * `session.logout`, `session.get_uuid`;
+//! * `session.logout`, `session.get_uuid`, `pool.get_all` (one pool);
 //! * `VM.get_all`, `VM.get_all_records`, `VM.get_by_uuid` (`UUID_INVALID`),
 //!   `VM.get_by_name_label` (every VM of that name, templates and control domain included, as
 //!   XenAPI does), `VM.get_record` (`HANDLE_INVALID`), `VM.hard_shutdown` (from `Running`,
@@ -278,6 +278,7 @@ impl State {
         let known = [
             "session.logout",
             "session.get_uuid",
+            "pool.get_all",
             "VM.get_all",
             "VM.get_all_records",
             "VM.get_by_uuid",
@@ -303,6 +304,10 @@ impl State {
                     return fail(&["HANDLE_INVALID", "session", arg(1)]);
                 }
                 Ok(Value::str(arg(1).trim_start_matches("OpaqueRef:")))
+            }
+            "pool.get_all" => {
+                want(1)?;
+                Ok(Value::Array(vec![Value::str("OpaqueRef:pool-0")]))
             }
             "VM.get_all" => {
                 want(1)?;

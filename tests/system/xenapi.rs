@@ -294,11 +294,14 @@ fn driver_against_the_simulator() {
     sim.stick(&u(0));
     d.power_off(&VmRef::Name("vm0".into())).unwrap();
     assert!(!d.status(&VmRef::Name("vm0".into())).unwrap().is_off());
-    // health check; session lost → one re-login, same answer
+    // health check, also right after the pool forgot the session (one re-login)
     d.check().unwrap();
     sim.expire_sessions();
-    assert_eq!(d.status(&by_uuid).unwrap(), PowerState::On);
+    d.check().unwrap();
     assert_eq!(d.logins(), 2);
+    sim.expire_sessions();
+    assert_eq!(d.status(&by_uuid).unwrap(), PowerState::On);
+    assert_eq!(d.logins(), 3);
     // drop logs out: no session left behind
     drop(d);
     let st = sim.stats();

@@ -26,7 +26,7 @@
 //! * off: `VM.hard_shutdown(ref)`; on: `VM.start(ref, false, true)` (not paused, forced, as the
 //!   reference). `VM_BAD_POWER_STATE` with the VM already in the wanted state is success.
 //! * list: one `VM.get_all_records` (the reference asks `VM.get_all` and then each record).
-//! * check: `session.get_uuid` of our own session.
+//! * check: `pool.get_all` (the pool object: one reference).
 //! * drop: `session.logout` (the reference never logs out, filling the pool's session table).
 //!
 //! The wire format is in `xmlrpc` (public, for the test suite's simulator).
@@ -646,8 +646,9 @@ impl XenApiDriver {
     }
 
     fn check_inner(&self) -> Result<(), DriverError> {
-        let s = self.state.lock().session.clone().unwrap_or_default();
-        self.call("session.get_uuid", &[Value::Str(s)])
+        // A call whose only argument is the session (one pool object to read), so a re-login
+        // inside `call` leaves no stale argument behind.
+        self.call("pool.get_all", &[])
             .map(|_| ())
             .map_err(|e| e.into_driver("session check"))
     }

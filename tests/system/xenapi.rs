@@ -1,7 +1,10 @@
-//! XenAPI: the simulator (`fence_system_tests::xenapi_sim`) proven with the reference Python
-//! `fence_xenapi` (Debian fence-agents 4.12.1, its bundled `XenAPI.py` over Python's `xmlrpc`),
-//! our `drivers::xenapi` against the same simulator, and our fence_virtd with the `xenapi`
-//! backend driven by fence_xvm.
+//! XenAPI: the simulator (`fence_system_tests::xenapi_sim`) proven with two independent
+//! clients — the reference Python `fence_xenapi` (Debian fence-agents 4.12.1, its bundled
+//! `XenAPI.py` over Python's `xmlrpc`) and the official XenAPI Python SDK from PyPI — then our
+//! `drivers::xenapi` against the same simulator (HTTP and HTTPS, pool-master redirect,
+//! re-login, duplicates, templates and dom0, failing and stuck power calls, logout), and our
+//! fence_virtd with the `xenapi` backend driven by our and the C fence_xvm and fence_virt and
+//! by `pacemaker-fenced`.
 //!
 //! The reference's outputs asserted here are what it prints against a real pool given the same
 //! XenAPI answers (the simulator answers with XenAPI's documented error codes); where 4.12.1

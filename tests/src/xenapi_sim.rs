@@ -27,7 +27,8 @@
 //! off ([`XenSim::stick`]), all sessions expired at once ([`XenSim::expire_sessions`]).
 //!
 //! Not XenAPI, for tests only: `GET /sim/stats` answers `sessions N\nlogins N\nlogouts N\n
-//! calls N\n`; `POST /sim/expire` expires every session.
+//! calls N\n`; `POST /sim/expire` expires every session; `POST /sim/stick/<uuid>` makes that
+//! VM ignore `VM.hard_shutdown`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -607,6 +608,11 @@ fn serve_conn(conn: impl Read + Write, state: Arc<Mutex<State>>, stop: Arc<Atomi
             let mut s = state.lock().unwrap();
             if method == "POST" && path == "/sim/expire" {
                 s.sessions.clear();
+            }
+            if let Some(uuid) = path.strip_prefix("/sim/stick/") {
+                if method == "POST" {
+                    s.stuck.push(uuid.to_string());
+                }
             }
             let text = format!(
                 "sessions {}\nlogins {}\nlogouts {}\ncalls {}\n",

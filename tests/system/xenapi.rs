@@ -401,14 +401,15 @@ impl SimProc {
         SimProc { child, port }
     }
 
-    /// `GET /sim/stats` (or `POST /sim/expire`) from inside the namespace.
-    fn control(&self, ns: &Netns, expire: bool) -> String {
+    /// `GET /sim/stats`, or `POST /sim/<path>` (`expire`, `stick/<uuid>`), from inside the
+    /// namespace.
+    fn control(&self, ns: &Netns, post: Option<&str>) -> String {
         let mut c = ns.cmd("curl");
         c.args(["-s", "-m", "10"]);
-        if expire {
+        if post.is_some() {
             c.args(["-X", "POST"]);
         }
-        let path = if expire { "expire" } else { "stats" };
+        let path = post.unwrap_or("stats");
         let out = c
             .arg(format!("http://127.0.0.1:{}/sim/{path}", self.port))
             .output()
@@ -417,7 +418,7 @@ impl SimProc {
     }
 
     fn stat(&self, ns: &Netns, name: &str) -> u64 {
-        let s = self.control(ns, false);
+        let s = self.control(ns, None);
         s.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.parse().ok())
@@ -442,7 +443,8 @@ fn daemon_backend_driven_by_fence_xvm() {
     drive_daemon(false);
 }
 
-/// [`daemon_backend_driven_by_fence_xvm`] with the tcp listener and our and the C fence_virt.
+/// [`daemon_backend_driven_by_fence_xvm`] with the tcp listener and our and the C fence_virt;
+/// also a VM that ignores the hard shutdown (the fence fails, the VM stays on).
 #[test]
 fn daemon_backend_driven_by_fence_virt_over_tcp() {
     drive_daemon(true);
@@ -575,6 +577,31 @@ fn drive_daemon(tcp: bool) {
         assert_eq!(out.code, 0, "reboot node1: {out:?}");
         assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]).code, 0);
     }
+    if tcp {
+        // A VM that ignores the hard shutdown: the daemon's confirmation fails, no false
+        // success, and the VM is still on.
+        sim.control(&ns, Some(&format!("stick/{}", u(4))));
+        let o = Agent::fence_virt(Impl::Ours).run_args(
+            &ns,
+            &[
+                "-o",
+                "off",
+                "-H",
+                "vm4",
+                "-k",
+                &key_s,
+                "-t",
+                "60",
+                "-T",
+                "127.0.0.1",
+                "-p",
+                "1239",
+            ],
+            Duration::from_secs(90),
+        );
+        assert!(!o.timed_out && o.code == 1, "{o:?}\ndaemon: {}", log());
+        assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm4"]).code, 0);
+    }
     // One login served all of the above.
     assert_eq!(
         (sim.stat(&ns, "logins"), sim.stat(&ns, "sessions")),
@@ -583,7 +610,7 @@ fn drive_daemon(tcp: bool) {
         log()
     );
     // The pool forgets every session: the next request logs in once more and answers.
-    sim.control(&ns, true);
+    sim.control(&ns, Some("expire"));
     let o = xvm(Impl::Ours, &["-o", "status", "-H", "vm3"]);
     assert_eq!(
         (o.code, o.stdout.as_str()),

@@ -2,9 +2,10 @@
 # Installs every peer the test suite needs (reference C fence-virt, Python fence-agents,
 # libvirt test driver, Pacemaker fencer and CLI, govmomi's simulator, tools used by the harness
 # and by scripts/vcsim-wsdl.sh; debootstrap, lintian and systemd-analyze for the package
-# test). Idempotent: only missing packages are installed, and
-# `apt-get update` runs only when one of them, or a package vcsim-wsdl.sh downloads, has no
-# candidate in the current package lists. Prints what it installed.
+# test), and the XenAPI Python SDK from PyPI into its own directory. Idempotent: only missing
+# packages are installed, and `apt-get update` runs only when one of them, or a package
+# vcsim-wsdl.sh downloads, has no candidate in the current package lists. Prints what it
+# installed.
 set -eu
 
 PACKAGES="
@@ -74,10 +75,21 @@ if [ "$need_update" -eq 1 ]; then
     apt-get update -q
 fi
 
-if [ -z "$missing" ]; then
-    echo "install-peers.sh: all peers already installed"
-    exit 0
+if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get install -y -q --no-install-recommends $missing
+    echo "install-peers.sh: installed:$missing"
+else
+    echo "install-peers.sh: all packages already installed"
 fi
-# shellcheck disable=SC2086 # word splitting of the package list is intended
-apt-get install -y -q --no-install-recommends $missing
-echo "install-peers.sh: installed:$missing"
+
+# The official XenAPI Python SDK (PyPI `xenapi`), a second client of the XenAPI simulator.
+# Installed into its own directory, never on Python's default path: the reference
+# fence_xenapi appends /usr/share/fence (its bundled XenAPI.py) to sys.path, and a
+# system-wide `XenAPI` would shadow it.
+XENAPI_SDK_DIR=/opt/fence-rs/xenapi-sdk
+XENAPI_SDK_VERSION=26.21.1
+if [ ! -f "$XENAPI_SDK_DIR/xenapi-$XENAPI_SDK_VERSION.dist-info/METADATA" ]; then
+    python3 -m pip install -q --no-deps --target "$XENAPI_SDK_DIR" "xenapi==$XENAPI_SDK_VERSION"
+    echo "install-peers.sh: installed XenAPI SDK $XENAPI_SDK_VERSION in $XENAPI_SDK_DIR"
+fi

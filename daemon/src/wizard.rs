@@ -16,7 +16,8 @@
 //!   drops it).
 //! * `vsock` is configured (port and key file); the C wizard cannot.
 //! * Backends `sim` (nothing to ask) and `vmware_soap` (address, login, password or password
-//!   script, TLS mode, CA file) are configured; `cpg` questions are asked when it is chosen anyway.
+//!   script, TLS mode, CA file) and `xenapi` (URL, login, password or password script, TLS
+//!   mode, CA file) are configured; `cpg` questions are asked when it is chosen anyway.
 //! * Answers our daemon would reject at load time are asked again instead of being written:
 //!   a multicast address that is not a multicast group, a port outside 1–65535 or not in
 //!   decimal (the C wizard takes `0x4cd`), a serial mode that is neither `serial`, `vmchannel`
@@ -559,6 +560,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
                  backends/sim/vms lists their names.\n",
             ),
             "vmware_soap" => self.vmware_soap(),
+            "xenapi" => self.xenapi(),
             _ => Ok(()),
         }
     }
@@ -632,36 +634,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             self.set(&path, Some(&v))?;
         }
 
-        self.io.say(
-            "\nThe password can come from a command that prints it (recommended) or be\n\
-             stored in this file. 'none' stores the password instead.\n\n",
-        )?;
-        let path = format!("{S}/@password_script");
-        let current = self.current(&path);
-        let script = self.io.ask("Password script", &current)?;
-        if is_none(&script) {
-            self.set(&path, None)?;
-            let path = format!("{S}/@password");
-            let current = self.get(&path).unwrap_or_default();
-            let shown = if current.is_empty() { "" } else { "********" };
-            let mut password = None;
-            for _ in 0..MAX_ATTEMPTS {
-                let p = self.io.ask_shown("Password", shown, &current)?;
-                if !p.is_empty() {
-                    password = Some(p);
-                    break;
-                }
-                self.io.say("Please give a password.\n")?;
-                if self.io.eof {
-                    break;
-                }
-            }
-            let password = password.ok_or_else(|| self.io.no_answer("Password"))?;
-            self.set(&path, Some(&password))?;
-        } else {
-            self.set(&path, Some(&script))?;
-            self.set(&format!("{S}/@password"), None)?;
-        }
+        self.password(S)?;
 
         let path = format!("{S}/@ssl");
         let current = self.current(&path);
@@ -681,8 +654,48 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
                 })?;
         self.set(&path, Some(&ssl))?;
 
+        self.ca_file(S, &ssl)
+    }
+
+    /// `password_script`, or with `none` the `password` itself, of backend block `s`.
+    fn password(&mut self, s: &str) -> Result<(), WizardError> {
+        self.io.say(
+            "\nThe password can come from a command that prints it (recommended) or be\n\
+             stored in this file. 'none' stores the password instead.\n\n",
+        )?;
+        let path = format!("{s}/@password_script");
+        let current = self.current(&path);
+        let script = self.io.ask("Password script", &current)?;
+        if is_none(&script) {
+            self.set(&path, None)?;
+            let path = format!("{s}/@password");
+            let current = self.get(&path).unwrap_or_default();
+            let shown = if current.is_empty() { "" } else { "********" };
+            let mut password = None;
+            for _ in 0..MAX_ATTEMPTS {
+                let p = self.io.ask_shown("Password", shown, &current)?;
+                if !p.is_empty() {
+                    password = Some(p);
+                    break;
+                }
+                self.io.say("Please give a password.\n")?;
+                if self.io.eof {
+                    break;
+                }
+            }
+            let password = password.ok_or_else(|| self.io.no_answer("Password"))?;
+            self.set(&path, Some(&password))?;
+        } else {
+            self.set(&path, Some(&script))?;
+            self.set(&format!("{s}/@password"), None)?;
+        }
+        Ok(())
+    }
+
+    /// `ca_file` of backend block `s` (only with `ssl = "secure"`).
+    fn ca_file(&mut self, s: &str, ssl: &str) -> Result<(), WizardError> {
         // A CA file only means something when certificates are checked.
-        let path = format!("{S}/@ca_file");
+        let path = format!("{s}/@ca_file");
         if ssl != "secure" {
             return self.set(&path, None);
         }
@@ -699,6 +712,50 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             },
         )?;
         self.set(&path, (!is_none(&ca)).then_some(ca.as_str()))
+    }
+
+    fn xenapi(&mut self) -> Result<(), WizardError> {
+        const S: &str = "backends/xenapi";
+        self.io.say(
+            "\nThe xenapi backend fences the VMs of a XenServer or XCP-ng pool through\n\
+             XenAPI. Any pool host will do: the daemon finds the pool master.\n\n",
+        )?;
+        for (key, question, what) in [
+            ("url", "Pool host URL (https://host)", "a URL"),
+            ("login", "Login", "a login"),
+        ] {
+            let path = format!("{S}/@{key}");
+            let current = self.get(&path).unwrap_or_default();
+            let v = self.io.ask_checked(question, &current, |_, a| {
+                Ok(if a.is_empty() || is_none(a) {
+                    Err(format!("Please give {what}.\n"))
+                } else if key == "url" && !(a.starts_with("http://") || a.starts_with("https://")) {
+                    Err("The URL starts with http:// or https://.\n".to_string())
+                } else {
+                    Ok(a.to_string())
+                })
+            })?;
+            self.set(&path, Some(&v))?;
+        }
+        self.password(S)?;
+        let path = format!("{S}/@ssl");
+        let current = self.current(&path);
+        let ssl = self
+            .io
+            .ask_checked("TLS mode (secure or insecure)", &current, |_, a| {
+                Ok(
+                    if ["secure", "insecure"]
+                        .iter()
+                        .any(|m| m.eq_ignore_ascii_case(a))
+                    {
+                        Ok(a.to_ascii_lowercase())
+                    } else {
+                        Err(format!("Invalid TLS mode: {a}\n"))
+                    },
+                )
+            })?;
+        self.set(&path, Some(&ssl))?;
+        self.ca_file(S, &ssl)
     }
 }
 
@@ -889,6 +946,44 @@ mod tests {
         };
         assert_eq!(v.password, None);
         assert_eq!(v.password_script.as_deref(), Some("/usr/bin/pw"));
+    }
+
+    #[test]
+    fn xenapi_backend() {
+        use crate::backends::xenapi::XenApiConfig;
+        // vsock listener, then xenapi: a URL without a scheme and a bad TLS mode are asked
+        // again; a CA file with ssl = "secure".
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let ca_path = ca.path().display().to_string();
+        let (r, out, after) = run(
+            None,
+            &format!(
+                "y\n\nvsock\n4000\n/etc/k\nxenapi\nxen1\nhttps://xen1.example\nroot\n\
+                 /usr/bin/pw\nmaybe\nsecure\n{ca_path}\ny\n"
+            ),
+        );
+        assert_eq!(r.unwrap(), Outcome::Written, "{out}");
+        assert!(
+            out.contains("The URL starts with http:// or https://."),
+            "{out}"
+        );
+        assert!(out.contains("Invalid TLS mode: maybe"), "{out}");
+        let c = load(&after.unwrap());
+        let Some(x) = c.backend.settings::<XenApiConfig>() else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            x,
+            &XenApiConfig {
+                url: "https://xen1.example".into(),
+                login: "root".into(),
+                password: None,
+                password_script: Some("/usr/bin/pw".into()),
+                verify: true,
+                ca_file: Some(ca.path().to_path_buf()),
+                timeout_secs: 10,
+            }
+        );
     }
 
     #[test]

@@ -12,10 +12,14 @@ pub mod vm;
 
 #[cfg(feature = "fence_agent")]
 pub mod fence_agent;
+#[cfg(any(feature = "vmware_soap", feature = "xenapi"))]
+mod http;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 #[cfg(feature = "vmware_soap")]
 pub mod vmware_soap;
+#[cfg(feature = "xenapi")]
+pub mod xenapi;
 
 pub use vm::{PowerState, VmInfo, VmRef};
 

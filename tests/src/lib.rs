@@ -12,7 +12,8 @@
 //!   binary under test, driven with `stonith_admin`;
 //! * [`guest_channel`]: QEMU stand-ins for the serial listener (a pty bridged to a domain's
 //!   unix socket with socat, a guestfwd-like TCP relay for vmchannel);
-//! * [`wire`]: raw sockets inside a namespace, to capture, alter and replay datagrams.
+//! * [`wire`]: raw sockets inside a namespace, to capture, alter and replay datagrams;
+//! * [`xenapi_sim`]: a XenAPI pool simulator (XML-RPC over HTTP on loopback).
 //!
 //! Helpers panic with a clear message instead of returning errors: they only run in tests, and
 //! a missing peer or a namespace that cannot be created must fail the test, never skip it.
@@ -29,6 +30,7 @@ pub mod netns;
 pub mod pacemaker;
 pub mod process;
 pub mod wire;
+pub mod xenapi_sim;
 
 pub use agent::{Agent, AgentOutput};
 pub use bins::{Impl, Pair};

@@ -13,6 +13,9 @@
 //! * [`pacemaker`]: Pacemaker fencer end to end through `stonith_admin`.
 //! * [`vmware`], [`vmware_session`]: VMware SOAP agent and daemon backend against govmomi's
 //!   simulator; session life cycle (SIGTERM during login, endpoint restart, expiry).
+//! * [`xenapi`]: the XenAPI simulator proven with the reference `fence_xenapi` and the XenAPI
+//!   Python SDK; our XenAPI driver against it (TLS, master redirect, re-login, failures); the
+//!   `xenapi` daemon backend through fence_xvm, fence_virt and pacemaker-fenced.
 
 mod agent_backend;
 mod agent_timeout;
@@ -24,3 +27,4 @@ mod pacemaker;
 mod replay;
 mod vmware;
 mod vmware_session;
+mod xenapi;

@@ -29,6 +29,7 @@ pub mod cpg;
 pub mod libvirt;
 pub mod sim;
 pub mod vmware_soap;
+pub mod xenapi;
 
 /// Why a driver could not be constructed.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,6 +41,7 @@ pub const REGISTRY: &[BackendEntry] = &[
     libvirt::ENTRY,
     sim::ENTRY,
     vmware_soap::ENTRY,
+    xenapi::ENTRY,
     agent::ENTRY,
     cpg::ENTRY,
 ];

@@ -564,6 +564,9 @@ mod tests {
                         "backends { vmware_soap { address = \"h\"; login = \"u\"; password = \"p\"; } }"
                     }
                     "agent" => "backends { agent { agent = \"fence_virsh\"; } }",
+                    "xenapi" => {
+                        "backends { xenapi { url = \"https://x\"; login = \"u\"; password = \"p\"; } }"
+                    }
                     _ => "",
                 };
                 ok(&format!(
@@ -966,6 +969,51 @@ mod tests {
                      backends { cpg { name_mode = \"label\"; } }",
         );
         assert_eq!(invalid_at(&e).0, "backends/cpg/@name_mode");
+    }
+
+    #[test]
+    fn xenapi_keys() {
+        use crate::backends::xenapi::XenApiConfig;
+        let v = |block: &str| {
+            cfg(&format!(
+                "fence_virtd {{ listener = \"tcp\"; backend = \"xenapi\"; }}\n\
+                 backends {{ xenapi {{ {block} }} }}"
+            ))
+        };
+        let missing = |block: &str| match v(block).unwrap_err() {
+            ConfigError::Missing { key, .. } => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            missing("login = \"u\"; password = \"p\";"),
+            "backends/xenapi/@url"
+        );
+        assert_eq!(
+            missing("url = \"http://h\"; password = \"p\";"),
+            "backends/xenapi/@login"
+        );
+        assert_eq!(
+            missing("url = \"http://h\"; login = \"u\";"),
+            "backends/xenapi/@password"
+        );
+        let e = v("url = \"xen1\"; login = \"u\"; password = \"p\";").unwrap_err();
+        assert_eq!(invalid_at(&e).0, "backends/xenapi/@url");
+        let e = v("url = \"https://h\"; login = \"u\"; password = \"p\"; ssl = \"insecure\"; ca_file = \"/ca.pem\";").unwrap_err();
+        assert_eq!(invalid_at(&e).0, "backends/xenapi/@ca_file");
+        let c = v("url = \"https://h\"; login = \"u\"; password_script = \"echo p\"; ca_file = \"/ca.pem\"; timeout = \"3\";").unwrap();
+        let x = c.backend.settings::<XenApiConfig>().unwrap();
+        assert_eq!(
+            x,
+            &XenApiConfig {
+                url: "https://h".into(),
+                login: "u".into(),
+                password: None,
+                password_script: Some("echo p".into()),
+                verify: true,
+                ca_file: Some("/ca.pem".into()),
+                timeout_secs: 3,
+            }
+        );
     }
 
     #[test]

@@ -513,6 +513,7 @@ mod tests {
             "backends/cpg",
             "backends/sim",
             "backends/vmware_soap",
+            "backends/xenapi",
             "backends/pm-monitor",
             "groups/group",
         ] {

@@ -41,8 +41,8 @@
 //! * `collector`: the property collector (one object, paged reads, the container view), list.
 //! * `lookup`: finding a VM by UUID, inventory path or name; the name cache; name decoding.
 //! * `power`: power states, status, power tasks.
-//! * `soap`, `xml`, `tls`: the wire (envelopes and faults, the bounded XML tree, rustls
-//!   configurations).
+//! * `soap`: the wire (envelopes and faults); the bounded XML tree and the rustls
+//!   configurations are shared with the XenAPI driver (`crate::http`).
 
 mod collector;
 mod lookup;
@@ -51,8 +51,7 @@ mod session;
 mod soap;
 #[cfg(test)]
 mod test_server;
-mod tls;
-mod xml;
+use crate::http::{tls, xml};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

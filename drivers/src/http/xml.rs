@@ -1,4 +1,4 @@
-//! A small owned XML tree for SOAP responses, and escaping for the requests we write by hand.
+//! A small owned XML tree for SOAP and XML-RPC responses, and escaping for the requests we write by hand.
 //! Element and attribute names are kept by local name (namespace prefixes differ between
 //! vCenter, ESXi and the simulator and carry no meaning for us).
 //!
@@ -36,6 +36,7 @@ impl Element {
     }
 
     /// Attribute by exact key (`type` for a managed-object reference).
+    #[cfg_attr(not(feature = "vmware_soap"), allow(dead_code))]
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attrs
             .iter()
@@ -44,6 +45,7 @@ impl Element {
     }
 
     /// The `xsi:type` attribute, whatever prefix the server bound to the XSI namespace.
+    #[cfg_attr(not(feature = "vmware_soap"), allow(dead_code))]
     pub fn xsi_type(&self) -> Option<&str> {
         self.attrs
             .iter()
@@ -65,6 +67,12 @@ pub(crate) struct XmlError(pub String);
 
 /// Parse a whole document into its root element.
 pub(crate) fn parse(doc: &str) -> Result<Element, XmlError> {
+    parse_bounded(doc, MAX_ELEMENTS)
+}
+
+/// [`parse`] with another element bound (XenAPI's `VM.get_all_records` of a large pool is one
+/// document of a few hundred elements per VM).
+pub(crate) fn parse_bounded(doc: &str, max_elements: usize) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(doc);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -89,9 +97,9 @@ pub(crate) fn parse(doc: &str) -> Result<Element, XmlError> {
     let mut elements = 0usize;
     let mut count = |depth: usize| -> Result<(), XmlError> {
         elements += 1;
-        if elements > MAX_ELEMENTS {
+        if elements > max_elements {
             return Err(XmlError(format!(
-                "more than {MAX_ELEMENTS} elements in one answer"
+                "more than {max_elements} elements in one answer"
             )));
         }
         if depth > MAX_DEPTH {

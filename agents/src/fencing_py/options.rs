@@ -4,7 +4,7 @@
 //!
 //! Known gap: `-h` output is formatted close to, but not byte-equal with, the reference.
 
-use crate::options::{xml_escape_full, ArgKind, ContentType, OptSpec, OptTable};
+use crate::options::{ArgKind, ContentType, OptSpec, OptTable};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -112,7 +112,7 @@ pub struct AgentDef {
     pub defaults: Vec<(&'static str, &'static str)>,
 }
 
-fn has(set: &[String], k: &str) -> bool {
+pub(super) fn has(set: &[String], k: &str) -> bool {
     set.iter().any(|s| s == k)
 }
 
@@ -194,7 +194,7 @@ pub fn agent_table(def: &AgentDef) -> OptTable {
 }
 
 /// The metadata name for an option's long spelling (dashes as underscores).
-fn long_key(s: &OptSpec) -> Option<String> {
+pub(super) fn long_key(s: &OptSpec) -> Option<String> {
     s.long.map(|l| l.replace('-', "_"))
 }
 
@@ -231,83 +231,13 @@ pub fn actions(set: &[String]) -> Vec<&'static str> {
     v
 }
 
-/// Metadata XML in the fencing.py layout, byte-equal to the reference's.
-pub fn metadata(def: &AgentDef, name: &str) -> String {
-    let set = expand_device_opt(def);
-    let table = agent_table(def);
-    let mut entries: Vec<(String, OptSpec, String)> = Vec::new();
-    for s in &table.specs {
-        if s.hidden || s.long.is_none() || s.shortdesc.is_empty() {
-            continue;
-        }
-        if has(&set, "port_as_ip") && s.key == "separator" {
-            continue;
-        }
-        let lk = long_key(s).unwrap_or_default();
-        if lk != s.key {
-            entries.push((s.key.to_string(), *s, " deprecated=\"1\"".into()));
-            entries.push((lk, *s, format!(" obsoletes=\"{}\"", s.key)));
-        } else {
-            entries.push((s.key.to_string(), *s, String::new()));
-        }
+/// The action when none is given: `off` for fabric fencing agents, else `reboot`.
+pub fn default_action(set: &[String]) -> &'static str {
+    if set.iter().any(|s| s == "fabric_fencing") {
+        "off"
+    } else {
+        "reboot"
     }
-    entries.sort_by(|a, b| (a.1.order, &a.0).cmp(&(b.1.order, &b.0)));
-    let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" ?>\n");
-    x.push_str(&format!(
-        "<resource-agent name=\"{name}\" shortdesc=\"{}\" >\n",
-        def.shortdesc
-    ));
-    x.push_str(&format!("<longdesc>{}</longdesc>\n", def.longdesc));
-    x.push_str(&format!("<vendor-url>{}</vendor-url>\n", def.vendor_url));
-    x.push_str("<parameters>\n");
-    for (n, s, extra) in &entries {
-        x.push_str(&format!(
-            "\t<parameter name=\"{n}\" unique=\"0\" required=\"{}\"{extra}>\n",
-            u8::from(s.required)
-        ));
-        x.push_str(&format!(
-            "\t\t<getopt mixed=\"{}\" />\n",
-            xml_escape_full(s.arg_help)
-        ));
-        let dflt = s
-            .default
-            .map(|d| format!("default=\"{}\" ", xml_escape_full(d)))
-            .unwrap_or_default();
-        match s.content {
-            ContentType::Select(choices) => {
-                x.push_str(&format!("\t\t<content type=\"select\" {dflt} >\n"));
-                for c in choices {
-                    x.push_str(&format!("\t\t\t<option value=\"{c}\" />\n"));
-                }
-                x.push_str("\t\t</content>\n");
-            }
-            c => x.push_str(&format!("\t\t<content type=\"{}\" {dflt} />\n", c.as_str())),
-        }
-        x.push_str(&format!(
-            "\t\t<shortdesc lang=\"en\">{}</shortdesc>\n",
-            s.shortdesc
-        ));
-        x.push_str("\t</parameter>\n");
-    }
-    x.push_str("</parameters>\n<actions>\n");
-    for a in actions(&set) {
-        if a == "on" {
-            let on_target = if has(&set, "on_target") {
-                " on_target=\"1\""
-            } else {
-                ""
-            };
-            let auto = u8::from(has(&set, "fabric_fencing"));
-            x.push_str(&format!(
-                "\t<action name=\"on\"{on_target} automatic=\"{auto}\"/>\n"
-            ));
-        } else {
-            x.push_str(&format!("\t<action name=\"{a}\" />\n"));
-        }
-    }
-    x.push_str("</actions>\n</resource-agent>\n");
-    x
 }
 
 /// Parsed options by internal key (flags have value "1"; `verbose` holds the count).
@@ -474,22 +404,7 @@ mod tests {
     use super::*;
 
     fn soap() -> AgentDef {
-        AgentDef {
-            name: "fence_vmware_soap",
-            shortdesc: "Fence agent for VMWare over SOAP API",
-            longdesc: "fence_vmware_soap is an I/O Fencing agent which can be used with the virtual machines managed by VMWare products that have SOAP API v4.1+. \n\nName of virtual machine (-n / port) has to be used in inventory path format (e.g. /datacenter/vm/Discovered virtual machine/myMachine). In the cases when name of yours VM is unique you can use it instead. Alternatively you can always use UUID to access virtual machine.",
-            vendor_url: "http://www.vmware.com",
-            device_opt: vec!["ipaddr", "login", "passwd", "web", "ssl", "notls", "port"],
-            extra: vec![],
-            defaults: vec![],
-        }
-    }
-
-    #[test]
-    fn soap_metadata_matches_reference() {
-        let expected =
-            crate::test_reference::reference_stdout("fence_vmware_soap", &["-o", "metadata"]);
-        assert_eq!(metadata(&soap(), "fence_vmware_soap"), expected);
+        super::super::agents::vmware_soap().def
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use super::front::FrontEnd;
 use super::options::{
-    actions, agent_table, default_action, expand_device_opt, has, long_key, AgentDef,
-    ALWAYS_PRESENT,
+    actions, agent_table, default_action, expand_device_opt, has, implied, long_key, AgentDef,
+    ALWAYS_PRESENT, DEFAULT_PORTS,
 };
 use crate::options::{xml_escape_full, ContentType, OptSpec};
 
@@ -137,35 +137,15 @@ pub fn help_text(key: &str) -> Option<&'static str> {
     })
 }
 
-/// The reference's `avail_opt` order (declared keys, then dependencies in declaration order,
-/// then the always-present options); `-h` sorts stably by `order` over this list.
+/// The reference's `avail_opt` order (declared keys, then what they imply by
+/// [`super::options::IMPLIED`] in declaration order, then the always-present options); `-h` sorts stably by `order` over this list.
 pub fn avail_order(def: &AgentDef) -> Vec<&'static str> {
-    const DEFAULT: &[&str] = ALWAYS_PRESENT;
-    let deps = |k: &str| -> &'static [&'static str] {
-        match k {
-            "passwd" => &["passwd_script"],
-            "sudo" => &["sudo_path"],
-            "secure" => &[
-                "identity_file",
-                "ssh_options",
-                "ssh_path",
-                "inet4_only",
-                "inet6_only",
-            ],
-            "ipaddr" => &["ipport"],
-            "port" => &["separator"],
-            "ssl" => &["ssl_secure", "ssl_insecure", "gnutlscli_path"],
-            "default" => DEFAULT,
-            _ => &[],
-        }
-    };
-    let mut v: Vec<&'static str> = def.device_opt.clone();
-    let declared = def.device_opt.clone();
-    for k in declared.iter().copied().chain(["default"]) {
-        for d in deps(k) {
-            if !declared.contains(d) && !v.contains(d) {
-                v.push(d);
-            }
+    let declared = &def.device_opt;
+    let mut v: Vec<&'static str> = declared.clone();
+    let brought = declared.iter().flat_map(|k| implied(k));
+    for d in brought.chain(ALWAYS_PRESENT) {
+        if !declared.contains(d) && !v.contains(d) {
+            v.push(d);
         }
     }
     if !v.contains(&"port") && v.contains(&"ipaddr") {
@@ -274,17 +254,10 @@ pub fn help(fe: &FrontEnd, name: &str) -> String {
             " ".repeat(40)
         )
     } else {
-        let p = [
-            ("community", 161),
-            ("secure", 22),
-            ("ssl", 443),
-            ("web", 80),
-            ("telnet", 23),
-        ]
-        .iter()
-        .find(|(k, _)| has(k))
-        .map(|(_, p)| *p)
-        .unwrap_or(0);
+        let p = DEFAULT_PORTS
+            .iter()
+            .find(|r| has(r.key))
+            .map_or("0", |r| r.port);
         format!("-u, --ipport=[port]            TCP/UDP port to use (default {p})")
     };
     let table = agent_table(def);

@@ -28,7 +28,7 @@
 
 use super::docs::{avail_order, help, metadata};
 use super::options::{
-    actions, agent_table, default_action, expand_device_opt, parse_argv, parse_stdin,
+    actions, agent_table, default_action, default_port, expand_device_opt, parse_argv, parse_stdin,
     unused_args_warning, AgentDef, Parsed,
 };
 use super::runner::{Action, RunOptions};
@@ -317,19 +317,11 @@ pub fn prepare(
         let lvl = p.get("verbose").cloned().unwrap_or_else(|| "0".into());
         p.insert("verbose_level".into(), lvl);
     }
-    // ipport default follows the SSL flags given (80, or 443 with any), as in fencing.py.
+    // ipport default follows the connection options given (e.g. 80, or 443 with any SSL
+    // flag), as in fencing.py; the rules are options::DEFAULT_PORTS.
     let mut def_over = def.clone();
     if has("ipport") && !def.defaults.iter().any(|(k, _)| *k == "ipport") {
-        let any = |ks: &[&str]| ks.iter().any(|k| p.contains_key(*k));
-        let port = if any(&["community"]) && has("community") {
-            Some("161")
-        } else if any(&["secure"]) && has("secure") {
-            Some("22")
-        } else if any(&["ssl", "ssl_secure", "ssl_insecure"]) && has("ssl") {
-            Some("443")
-        } else {
-            None
-        };
+        let port = default_port(&set, |k| p.contains_key(k)).map(|r| r.port);
         if let Some(port) = port {
             def_over.defaults.push(("ipport", port));
         }

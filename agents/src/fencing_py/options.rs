@@ -93,6 +93,95 @@ pub fn standard_options() -> Vec<OptSpec> {
     ]
 }
 
+/// The one option-dependency table (`fencing.py`'s `DEPENDENCY_OPT`): declaring the key
+/// (first) brings the options listed with it. Metadata, `-h` and parsing all use it.
+pub const IMPLIED: &[(&str, &[&str])] = &[
+    ("passwd", &["passwd_script"]),
+    ("sudo", &["sudo_path"]),
+    (
+        "secure",
+        &[
+            "identity_file",
+            "ssh_options",
+            "ssh_path",
+            "inet4_only",
+            "inet6_only",
+        ],
+    ),
+    ("ipaddr", &["ipport"]),
+    ("port", &["separator"]),
+    ("ssl", &["ssl_secure", "ssl_insecure", "gnutlscli_path"]),
+];
+
+/// The options `key` brings (see [`IMPLIED`]).
+pub fn implied(key: &str) -> &'static [&'static str] {
+    IMPLIED
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(&[], |(_, v)| v)
+}
+
+/// One rule of the default `ipport`: an agent with the connection option `key` defaults to
+/// `port`, when one of `chosen_by` is given (an option a user sets; empty: always, the
+/// option is a capability marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultPort {
+    /// The connection option of the agent's option set.
+    pub key: &'static str,
+    /// The port.
+    pub port: &'static str,
+    /// The options that choose it (empty: having `key` is enough).
+    pub chosen_by: &'static [&'static str],
+}
+
+/// The default `ipport` rules, first match wins (SNMP, SSH, TLS, then plain web and telnet).
+pub const DEFAULT_PORTS: &[DefaultPort] = &[
+    DefaultPort {
+        key: "community",
+        port: "161",
+        chosen_by: &["community"],
+    },
+    DefaultPort {
+        key: "secure",
+        port: "22",
+        chosen_by: &["secure"],
+    },
+    DefaultPort {
+        key: "ssl",
+        port: "443",
+        chosen_by: &["ssl", "ssl_secure", "ssl_insecure"],
+    },
+    DefaultPort {
+        key: "web",
+        port: "80",
+        chosen_by: &[],
+    },
+    DefaultPort {
+        key: "telnet",
+        port: "23",
+        chosen_by: &[],
+    },
+];
+
+/// The default `ipport` for an agent's option set when the options `given` are set: the first
+/// rule of [`DEFAULT_PORTS`] whose option the agent has and which `given` chooses (rules with
+/// nothing to choose never match here: see [`declared_port`]).
+pub fn default_port(set: &[String], given: impl Fn(&str) -> bool) -> Option<DefaultPort> {
+    DEFAULT_PORTS
+        .iter()
+        .find(|r| has(set, r.key) && r.chosen_by.iter().any(|k| given(k)))
+        .copied()
+}
+
+/// The default `ipport` from the option set alone (nothing given): the first rule of
+/// [`DEFAULT_PORTS`] that needs no choice and whose option the agent has.
+pub fn declared_port(set: &[String]) -> Option<DefaultPort> {
+    DEFAULT_PORTS
+        .iter()
+        .find(|r| r.chosen_by.is_empty() && has(set, r.key))
+        .copied()
+}
+
 /// One agent's declaration (its `device_opt` and texts).
 #[derive(Debug, Clone)]
 pub struct AgentDef {
@@ -128,24 +217,7 @@ pub fn expand_device_opt(def: &AgentDef) -> Vec<String> {
     for k in ALWAYS_PRESENT {
         add(&mut set, k);
     }
-    let deps: &[(&str, &[&str])] = &[
-        ("passwd", &["passwd_script"]),
-        ("sudo", &["sudo_path"]),
-        (
-            "secure",
-            &[
-                "identity_file",
-                "ssh_options",
-                "ssh_path",
-                "inet4_only",
-                "inet6_only",
-            ],
-        ),
-        ("ipaddr", &["ipport"]),
-        ("port", &["separator"]),
-        ("ssl", &["ssl_secure", "ssl_insecure", "gnutlscli_path"]),
-    ];
-    for (k, more) in deps {
+    for (k, more) in IMPLIED {
         if has(&set, k) {
             for m in *more {
                 add(&mut set, m);
@@ -167,22 +239,16 @@ pub fn agent_table(def: &AgentDef) -> OptTable {
         .filter(|s| has(&set, s.key))
         .chain(def.extra.iter().copied())
         .collect();
-    let ipport_default = if has(&set, "secure") && def.defaults.contains(&("secure", "1")) {
-        Some("22")
-    } else if has(&set, "web") {
-        Some("80")
-    } else if has(&set, "telnet") {
-        Some("23")
-    } else {
-        None
-    };
+    // The declared defaults stand for options given (e.g. `secure=1` of an SSH-only agent).
+    let ipport_default =
+        default_port(&set, |k| def.defaults.contains(&(k, "1"))).or_else(|| declared_port(&set));
     for s in &mut specs {
         if let Some((_, v)) = def.defaults.iter().find(|(k, _)| *k == s.key) {
             s.default = Some(v);
         }
         match s.key {
             "login" => s.required = has(&set, "login") && !has(&set, "no_login"),
-            "ipport" if s.default.is_none() => s.default = ipport_default,
+            "ipport" if s.default.is_none() => s.default = ipport_default.map(|p| p.port),
             _ => {}
         }
         if has(&set, "port_as_ip") && matches!(s.key, "ipaddr" | "port") {
@@ -405,6 +471,40 @@ mod tests {
 
     fn soap() -> AgentDef {
         super::super::agents::vmware_soap().def
+    }
+
+    /// `-h` (avail_order) and metadata/parsing (expand_device_opt) see one option set, from
+    /// the one dependency table; the default port follows the rules in their order.
+    #[test]
+    fn one_dependency_table_and_port_rules() {
+        let ssh = AgentDef {
+            device_opt: vec!["ipaddr", "login", "passwd", "secure", "telnet", "port"],
+            ..soap()
+        };
+        for def in [soap(), ssh.clone()] {
+            let mut set = expand_device_opt(&def);
+            let mut order: Vec<String> = super::super::docs::avail_order(&def)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            set.sort();
+            order.sort();
+            assert_eq!(set, order, "{:?}", def.device_opt);
+        }
+        assert_eq!(implied("passwd"), ["passwd_script"]);
+        let set = expand_device_opt(&soap());
+        assert!(has(&set, "ssl_insecure") && has(&set, "passwd_script"));
+        let port = |set: &[String], given: &[&str]| {
+            default_port(set, |k| given.contains(&k))
+                .or_else(|| declared_port(set))
+                .map(|r| r.port)
+        };
+        assert_eq!(port(&set, &[]), Some("80"));
+        assert_eq!(port(&set, &["ssl_insecure"]), Some("443"));
+        let ssh_set = expand_device_opt(&ssh);
+        assert_eq!(port(&ssh_set, &[]), Some("23"));
+        assert_eq!(port(&ssh_set, &["secure"]), Some("22"));
+        assert_eq!(port(&ssh_set, &["ssl"]), Some("23"), "no ssl in the set");
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //! [`fence_drivers::secrets`], shared with the daemon.
 #![warn(missing_docs)]
 
+/// The fence-agents release both dialects follow and print (`-V`, man pages).
+pub const FENCE_RELEASE: &str = "4.12.1";
+
 pub mod cli;
 pub mod fence_virt;
 pub mod fencing_py;

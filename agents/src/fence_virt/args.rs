@@ -1,5 +1,6 @@
-//! Command line, stdin, `-h`, metadata and man page of the C virt agents (`fence_xvm`,
-//! `fence_virt`), matching fence-agents 4.12.1 `agents/virt/client/options.c` and `main.c`.
+//! Option table, command line and stdin of the C virt agents (`fence_xvm`, `fence_virt`),
+//! matching fence-agents 4.12.1 `agents/virt/client/options.c` and `main.c` (their `-h`,
+//! metadata and man page are generated from the same table in [`super::docs`]).
 //!
 //! Matching rules reproduced from the reference (checked against the Debian 4.12.1 binaries by
 //! `agents/tests/virt_cli.rs`):
@@ -35,8 +36,6 @@ pub const DEFAULT_CHANNEL_IP: &str = "10.0.2.179";
 pub const DEFAULT_SERIAL_PARAMS: &str = "115200,8N1";
 /// The agent/protocol version string both C agents print for `-V`.
 pub const XVM_VERSION: &str = "1.9.0";
-/// The fence-agents release we follow.
-pub const FENCE_RELEASE: &str = "4.12.1";
 
 /// Which of the two C agents is being emulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,9 @@
 //! `args_metadata`), plus our documented additions (`--attribute`, `host-status`) and the
 //! helpers that remove exactly those for comparisons with the reference.
 
-use super::args::{basename, table, Flavor, FENCE_RELEASE, IGNORED_STDIN_KEYS, O_ATTRIBUTE};
+use super::args::{basename, table, Flavor, IGNORED_STDIN_KEYS, O_ATTRIBUTE};
 use crate::options::{c_help_lines, xml_escape_lt_gt};
+use crate::FENCE_RELEASE;
 
 /// C `args_usage`: `stdin_list` false prints the header and the option list, true the stdin
 /// key list (both end with an empty line).

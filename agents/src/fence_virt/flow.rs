@@ -9,10 +9,9 @@
 //! an internal code (1, or -1 which the exit status truncates to 255); failure texts go to
 //! **stdout** as in 4.12.1.
 
-use super::args::{
-    basename, parse_argv, parse_stdin, Flavor, Mode, VirtArgs, FENCE_RELEASE, XVM_VERSION,
-};
+use super::args::{basename, parse_argv, parse_stdin, Flavor, Mode, VirtArgs, XVM_VERSION};
 use super::docs::{help, metadata, usage};
+use crate::FENCE_RELEASE;
 use fence_proto::{Family, HashAlg, Op};
 use std::io::{Read, Write};
 use std::time::Duration;

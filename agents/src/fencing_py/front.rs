@@ -33,12 +33,10 @@ use super::options::{
 };
 use super::runner::{Action, RunOptions};
 use crate::options::{ArgKind, ContentType, OptTable};
+use crate::FENCE_RELEASE;
 use fence_drivers::secrets::{run_password_script, PASSWORD_SCRIPT_TIMEOUT};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
-
-/// The release we are compatible with, printed by `-V`.
-pub const RELEASE_VERSION: &str = "4.12.1";
 
 /// Per-call network deadline when timeouts are disabled (the reference uses 15 s for its WSDL
 /// download in that case).
@@ -359,7 +357,7 @@ pub fn prepare(
         return Outcome::Exit(0);
     }
     if p.contains_key("version") {
-        let _ = writeln!(out, "{RELEASE_VERSION}");
+        let _ = writeln!(out, "{FENCE_RELEASE}");
         return Outcome::Exit(0);
     }
 

@@ -335,3 +335,76 @@ pub fn main(agent: &DirectAgent) -> ! {
     };
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fence_drivers::VmInfo;
+    use runner::PowerDevice;
+
+    /// A driver whose every call fails with one error.
+    struct Failing(fn() -> DriverError);
+
+    impl Driver for Failing {
+        fn kind(&self) -> &'static str {
+            "failing"
+        }
+        fn status(&self, _: &VmRef) -> Result<PowerState, DriverError> {
+            Err((self.0)())
+        }
+        fn power_off(&self, _: &VmRef) -> Result<(), DriverError> {
+            Err((self.0)())
+        }
+        fn power_on(&self, _: &VmRef) -> Result<(), DriverError> {
+            Err((self.0)())
+        }
+        fn list(&self) -> Result<Vec<VmInfo>, DriverError> {
+            Err((self.0)())
+        }
+        fn check(&self) -> Result<(), DriverError> {
+            Err((self.0)())
+        }
+    }
+
+    impl SessionDriver for Failing {
+        fn logout(&self) -> Result<(), DriverError> {
+            Ok(())
+        }
+    }
+
+    fn agent() -> DirectAgent {
+        DirectAgent {
+            front: super::super::agents::vmware_soap(),
+            connect: |_| Err(ConnectError::Options("unused".into())),
+            lookup: |_| "by test",
+            state_name: |_| "x",
+        }
+    }
+
+    /// Driver errors map to the runner's results by their type, not their text.
+    #[test]
+    fn driver_errors_map_by_type() {
+        let agent = agent();
+        let result = |e: fn() -> DriverError| {
+            let mut dev = Device {
+                agent: &agent,
+                drv: Arc::new(Failing(e)),
+                log: LogSink::discard(),
+            };
+            dev.set_power_status("vm1", PowerTarget::Off).unwrap_err()
+        };
+        // The text says nothing about permissions: the type does.
+        let r = result(|| DriverError::PermissionDenied("PowerOffVM_Task: no".into()));
+        assert!(matches!(r, DeviceError::Privileges), "{r:?}");
+        let r = result(|| {
+            DriverError::Platform("Permission to perform this operation was denied.".into())
+        });
+        assert!(matches!(r, DeviceError::Other(_)), "{r:?}");
+        let r = result(|| DriverError::Auth("bad".into()));
+        assert!(matches!(r, DeviceError::LoginDenied), "{r:?}");
+        let r = result(|| DriverError::Timeout("PowerOffVM_Task".into()));
+        assert!(matches!(r, DeviceError::TimedOut), "{r:?}");
+        let r = result(|| DriverError::NotFound("vm1".into()));
+        assert!(matches!(r, DeviceError::Status), "{r:?}");
+    }
+}

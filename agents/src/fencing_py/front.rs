@@ -110,6 +110,17 @@ pub struct LogSink {
     file: Option<std::fs::File>,
 }
 
+impl LogSink {
+    /// A sink that writes nowhere (tests).
+    #[cfg(test)]
+    pub(crate) fn discard() -> LogSink {
+        LogSink {
+            stderr: false,
+            file: None,
+        }
+    }
+}
+
 impl Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.stderr {

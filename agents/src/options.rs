@@ -6,9 +6,9 @@
 //!
 //! * the C virt agents' dialect (`fence_xvm`/`fence_virt`, fence-agents 4.12.1
 //!   `agents/virt/client/options.c`): getopt string, argv and stdin parsing, `-h`, metadata
-//!   and the man page live in [`crate::virt_args`];
+//!   and the man page live in [`crate::fence_virt`];
 //! * the Python `fencing.py` dialect (fence-agents 4.12.1 `lib/fencing.py`): GNU long/short
-//!   argv, stdin, metadata and `-h` live in [`crate::fencing`].
+//!   argv, stdin, metadata and `-h` live in [`crate::fencing_py`].
 //!
 //! Shared text helpers (XML escaping, C `strtol`/`atoi` number parsing, the C help line
 //! wrapper) are also here so both dialects format identically to their references.

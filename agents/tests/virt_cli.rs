@@ -4,8 +4,9 @@
 //! produced by running the references here; a missing reference fails the test.
 
 use assert_cmd::Command;
-use fence_agents::virt_args::{
-    man_page, strip_additions_from_help, strip_additions_from_metadata, Flavor,
+use fence_agents::fence_virt::args::Flavor;
+use fence_agents::fence_virt::docs::{
+    man_page, strip_additions_from_help, strip_additions_from_metadata,
 };
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

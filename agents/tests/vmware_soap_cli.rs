@@ -293,7 +293,7 @@ fn out_of_range_ipport_fails_like_the_reference() {
 #[test]
 fn password_script_that_never_ends_is_killed() {
     // The reference waits for the script forever; ours kills it (and what it started) after
-    // fence_agents::password_script::PASSWORD_SCRIPT_TIMEOUT and fails. The 120 s limit is
+    // fence_drivers::secrets::PASSWORD_SCRIPT_TIMEOUT and fails. The 120 s limit is
     // only a hang guard.
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("pgid");

@@ -16,7 +16,7 @@
 
 use std::fs;
 use std::future::Future;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use fence_drivers::fence::FenceOptions;
 use fence_drivers::Driver;
-use fence_proto::{HashAlg, MAX_KEY_LEN};
+use fence_proto::HashAlg;
 use tokio::sync::watch;
 
 use crate::backend::Backend;
@@ -252,54 +252,30 @@ fn note_serial_key(key: &Path) {
     }
 }
 
-/// Read at most the first 4096 bytes of a key file, raw.
+/// Read at most the first 4096 bytes of a key file, raw ([`fence_drivers::secrets::read_key`],
+/// the agents' reader too).
 pub fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    fs::File::open(path)?
-        .take(MAX_KEY_LEN as u64)
-        .read_to_end(&mut buf)?;
-    Ok(buf)
+    fence_drivers::secrets::read_key(path)
 }
 
 /// How long `password_script` may run before start-up gives up on it.
-pub const PASSWORD_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const PASSWORD_SCRIPT_TIMEOUT: Duration = fence_drivers::secrets::PASSWORD_SCRIPT_TIMEOUT;
 
-/// Run a `password_script` with `/bin/sh -c`, no stdin, and a deadline; its stdout without
-/// trailing blanks is the password. A script that hangs is killed, so start-up cannot hang.
+/// Run a `password_script` with `/bin/sh -c`, no stdin, and a deadline
+/// ([`fence_drivers::secrets::run_password_script`]); its stdout without trailing blanks is the
+/// password, and a script that fails is refused. A script that hangs, or leaves a process
+/// holding its output, is killed with its whole process group, so start-up cannot hang.
 pub fn run_password_script(script: &str, timeout: Duration) -> Result<String, String> {
-    use std::io::Read as _;
-    let mut child = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run it: {e}"))?;
-    let mut out = child.stdout.take().expect("piped stdout");
-    // Read on a thread so that a chatty script cannot block on a full pipe.
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let start = std::time::Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("did not finish within {timeout:?}; killed"));
-            }
-            Err(e) => return Err(format!("cannot wait for it: {e}")),
-        }
-    };
-    let buf = reader.join().unwrap_or_default();
-    if !status.success() {
-        return Err(format!("exited with {status}"));
+    use fence_drivers::secrets::{run_password_script, PasswordScriptError};
+    let out = run_password_script(script, timeout).map_err(|e| match e {
+        PasswordScriptError::Spawn(e) => format!("cannot run it: {e}"),
+        PasswordScriptError::Wait(e) => format!("cannot wait for it: {e}"),
+        PasswordScriptError::TimedOut(t) => format!("did not finish within {t:?}; killed"),
+    })?;
+    if !out.status.success() {
+        return Err(format!("exited with {}", out.status));
     }
-    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+    Ok(out.password)
 }
 
 /// Build the fencing driver of the configured backend through its registry entry.
@@ -641,6 +617,25 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    /// A script that exits but leaves a process holding its stdout (`cmd &`) cannot hold
+    /// start-up: the script's whole process group is killed at the deadline.
+    #[test]
+    fn password_script_leftover_process_is_killed() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run_password_script(
+                "sleep 1000 & echo pw",
+                Duration::from_millis(500),
+            ));
+        });
+        // Hang guard only: the deadline above is what ends the run.
+        let r = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("run_password_script hung on a leftover process");
+        let e = r.unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
     }
 
     /// Every example in `conf/` must stay loadable and name the listener its file name says.

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod fence;
+pub mod secrets;
 pub mod sim;
 pub mod vm;
 
@@ -52,6 +53,10 @@ pub enum DriverError {
     /// A call did not complete within its deadline.
     #[error("{0} timed out")]
     Timeout(String),
+    /// The platform refused the operation to the logged-in user (missing privilege, e.g.
+    /// vSphere's `NoPermission`): the credentials work, the role does not allow it.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The platform answered with an error for this operation.
     #[error("{0}")]
     Platform(String),

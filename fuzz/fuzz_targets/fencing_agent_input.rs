@@ -2,7 +2,7 @@
 //! long/short options) for an agent declaring the vSphere option set: never a panic.
 #![no_main]
 
-use fence_agents::fencing::{agent_table, parse_argv, parse_stdin, AgentDef};
+use fence_agents::fencing_py::options::{agent_table, parse_argv, parse_stdin, AgentDef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! words of the data), for both flavours: never a panic.
 #![no_main]
 
-use fence_agents::virt_args::{parse_argv, parse_stdin, Flavor};
+use fence_agents::fence_virt::args::{parse_argv, parse_stdin, Flavor};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

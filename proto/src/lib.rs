@@ -20,7 +20,7 @@ pub mod op;
 pub mod request;
 pub mod serial;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use auth::{answer, sign, verify, Handshake, Key, Step};
 pub use error::{AuthError, DecodeError, EncodeError, ParseHashAlgError};
@@ -76,6 +76,41 @@ pub const RF_UUID: u8 = 1;
 pub const FAMILY_INET: u32 = 2;
 /// Linux `AF_INET6`, as carried in the request's `family` field.
 pub const FAMILY_INET6: u32 = 10;
+
+/// An address family of the network modes (multicast group, connect-back address, listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4 (`AF_INET`).
+    V4,
+    /// IPv6 (`AF_INET6`).
+    V6,
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The value of the request's `family` field ([`FAMILY_INET`], [`FAMILY_INET6`]).
+    pub fn wire_code(self) -> u32 {
+        match self {
+            Family::V4 => FAMILY_INET,
+            Family::V6 => FAMILY_INET6,
+        }
+    }
+
+    /// The default multicast group of agent and daemon ([`IPV4_GROUP`], [`IPV6_GROUP`]).
+    pub fn default_group(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(IPV4_GROUP),
+            Family::V6 => IpAddr::V6(IPV6_GROUP),
+        }
+    }
+}
 
 /// Reads a NUL-terminated string from a fixed field. `None` when no NUL is present.
 pub(crate) fn cstr_field(field: &[u8]) -> Option<&[u8]> {

@@ -6,7 +6,9 @@
 //! requires the full 176 bytes.
 
 use crate::error::{DecodeError, EncodeError};
-use crate::{cstr_field, HashAlg, Op, FAMILY_INET, FAMILY_INET6, MAX_DOMAIN_LEN, REQUEST_LEN};
+use crate::{
+    cstr_field, Family, HashAlg, Op, FAMILY_INET, FAMILY_INET6, MAX_DOMAIN_LEN, REQUEST_LEN,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Byte offsets of the request fields.
@@ -75,14 +77,13 @@ impl Request {
             IpAddr::V4(v4) => {
                 self.address[..4].copy_from_slice(&v4.octets());
                 self.addrlen = 4;
-                self.family = FAMILY_INET;
             }
             IpAddr::V6(v6) => {
                 self.address[..16].copy_from_slice(&v6.octets());
                 self.addrlen = 16;
-                self.family = FAMILY_INET6;
             }
         }
+        self.family = Family::of(&ip).wire_code();
         self.port = port;
         self
     }

@@ -5,7 +5,7 @@
 //!   backend runs) answering `status` by name and by UUID over one logged-in session;
 //! * with `--daemon HOST:PORT --key FILE`: our `fence_virtd` (tcp listener, `vmware_soap`
 //!   backend) answering a status request from an in-process `fence_virt -T` client
-//!   (`fence_agents::virt_client`): handshake, backend call and answer, no process start-up.
+//!   (`fence_agents::fence_virt::client`): handshake, backend call and answer, no process start-up.
 //!
 //! Prints one markdown row per measurement: median and p90 of `--samples` runs after one
 //! warm-up. A measuring tool, not a test: nothing here asserts a time.
@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use fence_agents::virt_client::{request, Channel, ClientConfig, Reply};
+use fence_agents::fence_virt::client::{request, Channel, ClientConfig, Reply};
 use fence_drivers::vmware_soap::{Tls, VmwareSoapDriver, VmwareSoapOptions};
 use fence_drivers::{Driver, PowerState, VmRef};
 use fence_proto::{HashAlg, Op};

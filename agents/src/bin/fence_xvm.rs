@@ -1,5 +1,5 @@
 //! `fence_xvm`: drop-in for the C multicast agent (fence-agents 4.12.1). All logic is in
-//! [`fence_agents::virt_agent`]; the flavor is chosen by the basename of argv[0].
+//! [`fence_agents::fence_virt::flow`]; the flavor is chosen by the basename of argv[0].
 fn main() {
     let argv = match fence_agents::cli::utf8_args(std::env::args_os()) {
         Ok(a) => a,
@@ -10,12 +10,12 @@ fn main() {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let code = fence_agents::virt_agent::run(
+    let code = fence_agents::fence_virt::flow::run(
         &argv,
         &mut std::io::stdin().lock(),
         &mut out,
         &mut std::io::stderr(),
-        &mut fence_agents::virt_transport::ClientTransport,
+        &mut fence_agents::fence_virt::client::ClientTransport,
     );
     use std::io::Write;
     let _ = out.flush();

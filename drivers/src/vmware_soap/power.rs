@@ -61,10 +61,9 @@ impl VmwareSoapDriver {
                 tracing::debug!(vm = %vm, method, "already in the wanted state");
                 return Ok(());
             }
-            Err(CallError::Driver(DriverError::Platform(format!(
-                "{method} on {vm}: {}",
-                f.text()
-            ))))
+            Err(CallError::Driver(
+                f.to_driver_error(&format!("{method} on {vm}")),
+            ))
         };
         let resp = match self.call(method, &m, "") {
             Ok(r) => r,
@@ -209,5 +208,52 @@ mod tests {
         fail_task.store(true, Ordering::Relaxed);
         let e = d.power_off(&vm).unwrap_err();
         assert!(e.to_string().contains("host is gone"), "{e}");
+    }
+
+    /// A power call the user's role does not allow is a typed [`DriverError::PermissionDenied`]
+    /// (the agent's "insufficient privileges" result), whether the call itself or its task
+    /// fails with `NoPermission`.
+    #[test]
+    fn no_permission_is_a_typed_error() {
+        let in_task = std::sync::Arc::new(AtomicBool::new(false));
+        let it = in_task.clone();
+        let (port, _seen) = scripted_server(move |method, body| {
+            match method {
+            "RetrieveServiceContent" => Ok(service_content()),
+            "Login" | "Logout" => Ok(String::new()),
+            "FindAllByUuid" => Ok("<returnval type=\"VirtualMachine\">vm-1</returnval>".into()),
+            "PowerOffVM_Task" if !it.load(Ordering::Relaxed) => Err("NoPermission".into()),
+            "PowerOffVM_Task" => Ok("<returnval type=\"Task\">task-1</returnval>".into()),
+            "RetrievePropertiesEx" if body.contains(">task-1<") => Ok(one_object(
+                "<obj type=\"Task\">task-1</obj>",
+                &[
+                    ("info.state", "error"),
+                    (
+                        "info.error",
+                        "<fault xsi:type=\"NoPermission\"/><localizedMessage>Permission to perform this operation was denied.</localizedMessage>",
+                    ),
+                ],
+            )),
+            "RetrievePropertiesEx" => Ok(one_object(
+                "<obj type=\"VirtualMachine\">vm-1</obj>",
+                &[
+                    ("config.uuid", "4216a1a9-0000-0000-0000-000000000001"),
+                    ("runtime.powerState", "poweredOn"),
+                ],
+            )),
+            _ => Err("MethodNotFound".to_string()),
+        }
+        });
+        let mut o = opts("127.0.0.1", Tls::Plain);
+        o.port = port;
+        let d = VmwareSoapDriver::connect(o).unwrap();
+        let vm = VmRef::parse("4216a1a9-0000-0000-0000-000000000001");
+        let e = d.power_off(&vm).unwrap_err();
+        assert!(matches!(e, DriverError::PermissionDenied(_)), "{e:?}");
+        assert!(e.to_string().contains("PowerOffVM_Task"), "{e}");
+        in_task.store(true, Ordering::Relaxed);
+        let e = d.power_off(&vm).unwrap_err();
+        assert!(matches!(e, DriverError::PermissionDenied(_)), "{e:?}");
+        assert!(e.to_string().contains("was denied"), "{e}");
     }
 }

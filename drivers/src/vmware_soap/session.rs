@@ -137,7 +137,7 @@ impl VmwareSoapDriver {
             CallError::Fault(f) if f.kind == "NotAuthenticated" => {
                 DriverError::Auth(format!("{op}: session not accepted ({})", f.text()))
             }
-            CallError::Fault(f) => DriverError::Platform(format!("{op}: {}", f.text())),
+            CallError::Fault(f) => f.to_driver_error(op),
         }
     }
 

@@ -80,6 +80,18 @@ impl Fault {
         }
     }
 
+    /// The driver error for this fault, its text after `context` (`"{context}: {text}"`):
+    /// `NoPermission` is [`DriverError::PermissionDenied`], any other fault
+    /// [`DriverError::Platform`].
+    pub fn to_driver_error(&self, context: &str) -> DriverError {
+        let m = format!("{context}: {}", self.text());
+        if self.kind == "NoPermission" {
+            DriverError::PermissionDenied(m)
+        } else {
+            DriverError::Platform(m)
+        }
+    }
+
     /// `<soapenv:Fault>`: `faultstring` and the first element under `detail`.
     pub(crate) fn from_soap(f: &Element) -> Fault {
         let message = f

@@ -1,17 +1,28 @@
-//! The agents' `password_script` (`-S` / `--password-script` / stdin `passwd_script`): run
-//! through `/bin/sh -c` with no stdin, stderr passed through, its stdout without trailing
-//! whitespace is the password (the exit status is ignored, as by the reference).
+//! The secrets both the daemon and the agents read: the fence-virt key file and the output of
+//! a `password_script`. One reader and one runner, so both programs bound and refuse the
+//! same way.
 //!
-//! Not like the reference, which waits for the script without limit: the script gets
-//! [`PASSWORD_SCRIPT_TIMEOUT`] (30 s, the daemon's bound for its own `password_script` too).
-//! It runs in a process group of its own, and when the time is up, or when it exits but
-//! leaves a process holding its stdout open, the whole group is killed and the run fails:
-//! a script that never ends cannot make the agent hang. The bound is fixed rather than
-//! `login_timeout`, which Pacemaker's `disable_timeout` turns off and whose 5 s default
+//! * [`read_key`]: the key file, raw, at most [`fence_proto::MAX_KEY_LEN`] bytes (the rest is
+//!   ignored, as by fence-virt). Checks on what the file is (regular, non-empty, mode) are the
+//!   caller's: the daemon refuses unusable keys at start-up, the C-dialect agents fall back to
+//!   no authentication as the reference does.
+//! * [`run_password_script`]: run through `/bin/sh -c` with no stdin, stderr passed through;
+//!   its stdout without trailing whitespace is the password, and its exit status is returned
+//!   for the caller to judge (the agents ignore it, as the reference agents do; the daemon
+//!   refuses a failed script).
+//!
+//! Not like the references, which wait for the script without limit: the script gets a
+//! deadline ([`PASSWORD_SCRIPT_TIMEOUT`], 30 s, for agents and daemon alike). It runs in a
+//! process group of its own, and when the time is up, or when it exits but leaves a process
+//! holding its stdout open, the whole group is killed and the run fails: a script that never
+//! ends cannot make the agent or the daemon hang. For the agents the bound is fixed rather
+//! than `login_timeout`, which Pacemaker's `disable_timeout` turns off and whose 5 s default
 //! would cut off slow secret stores that work today.
 
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::ExitStatus;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -46,8 +57,30 @@ fn kill_group(pid: u32) {
     }
 }
 
-/// Runs `script` and returns its output, trailing whitespace removed; at most `timeout`.
-pub fn run(script: &str, timeout: Duration) -> Result<String, PasswordScriptError> {
+/// What a password script printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOutput {
+    /// Its stdout, trailing whitespace removed (lossy UTF-8).
+    pub password: String,
+    /// Its exit status.
+    pub status: ExitStatus,
+}
+
+/// Reads a key file as fence-virt does: raw, at most the first
+/// [`MAX_KEY_LEN`](fence_proto::MAX_KEY_LEN) bytes.
+pub fn read_key(path: &Path) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(fence_proto::MAX_KEY_LEN as u64)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Runs `script` (see the module docs) for at most `timeout`.
+pub fn run_password_script(
+    script: &str,
+    timeout: Duration,
+) -> Result<ScriptOutput, PasswordScriptError> {
     let deadline = Instant::now() + timeout;
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -72,8 +105,8 @@ pub fn run(script: &str, timeout: Duration) -> Result<String, PasswordScriptErro
         PasswordScriptError::TimedOut(timeout)
     };
     let left = deadline.saturating_duration_since(Instant::now());
-    match child.wait_timeout(left) {
-        Ok(Some(_status)) => {}
+    let status = match child.wait_timeout(left) {
+        Ok(Some(status)) => status,
         Ok(None) => {
             let e = timed_out();
             let _ = child.wait();
@@ -84,11 +117,14 @@ pub fn run(script: &str, timeout: Duration) -> Result<String, PasswordScriptErro
             let _ = child.wait();
             return Err(PasswordScriptError::Wait(e));
         }
-    }
+    };
     // The shell is gone; its output ends when every process holding the pipe is gone too.
     let left = deadline.saturating_duration_since(Instant::now());
     match rx.recv_timeout(left) {
-        Ok(buf) => Ok(String::from_utf8_lossy(&buf).trim_end().to_string()),
+        Ok(buf) => Ok(ScriptOutput {
+            password: String::from_utf8_lossy(&buf).trim_end().to_string(),
+            status,
+        }),
         Err(_) => Err(timed_out()),
     }
 }
@@ -99,14 +135,29 @@ mod tests {
 
     const GUARD: Duration = Duration::from_secs(60);
 
+    fn password(script: &str) -> String {
+        run_password_script(script, GUARD).unwrap().password
+    }
+
     #[test]
-    fn output_trimmed_status_ignored() {
-        assert_eq!(run("echo 'p w  '", GUARD).unwrap(), "p w");
-        assert_eq!(
-            run("printf 'secret\\n\\n'; exit 3", GUARD).unwrap(),
-            "secret"
-        );
-        assert_eq!(run("true", GUARD).unwrap(), "");
+    fn output_trimmed_status_reported() {
+        assert_eq!(password("echo 'p w  '"), "p w");
+        let out = run_password_script("printf 'secret\\n\\n'; exit 3", GUARD).unwrap();
+        assert_eq!(out.password, "secret");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(password("true"), "");
+    }
+
+    #[test]
+    fn key_is_read_raw_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        let mut bytes = vec![0u8, b'\n', 0xff];
+        bytes.resize(fence_proto::MAX_KEY_LEN + 10, b'k');
+        std::fs::write(&f, &bytes).unwrap();
+        assert_eq!(read_key(&f).unwrap(), bytes[..fence_proto::MAX_KEY_LEN]);
+        let e = read_key(&dir.path().join("absent")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     /// True while any process of group `pgid` exists, waiting (up to a hang guard) for
@@ -133,7 +184,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pgid");
         let script = format!("echo $$ > {}; sleep 1000; echo never", f.display());
-        let e = run(&script, Duration::from_millis(500)).unwrap_err();
+        let e = run_password_script(&script, Duration::from_millis(500)).unwrap_err();
         assert!(matches!(e, PasswordScriptError::TimedOut(_)), "{e}");
         assert!(e.to_string().contains("did not finish"), "{e}");
         assert!(!group_alive(pgid_from(&f)), "the script's sleep survived");
@@ -146,7 +197,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pgid");
         let script = format!("echo $$ > {}; sleep 1000 & echo pw", f.display());
-        let e = run(&script, Duration::from_millis(500)).unwrap_err();
+        let e = run_password_script(&script, Duration::from_millis(500)).unwrap_err();
         assert!(matches!(e, PasswordScriptError::TimedOut(_)), "{e}");
         assert!(!group_alive(pgid_from(&f)), "the background sleep survived");
     }

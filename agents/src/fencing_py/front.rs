@@ -12,9 +12,9 @@
 //!   `Failed: Unrecognised action '<a>'` + `Please use '-h' for usage`;
 //! * validation order and messages; `validate-all` reports every failure;
 //! * `password_script` run through `/bin/sh -c`, trailing whitespace stripped (not like the
-//!   reference: killed after 30 s, see [`crate::password_script`]);
+//!   reference: killed after 30 s, see [`fence_drivers::secrets`]);
 //! * any SSL flag ⇒ TLS, verification unless `ssl_insecure`;
-//! * exit codes 0/1/2 only; `EC_*` texts via [`crate::runner::DeviceError`].
+//! * exit codes 0/1/2 only; `EC_*` texts via [`super::runner::DeviceError`].
 //!
 //! `disable_timeout` (the last step of the reference's post-parse processing) — our choice:
 //! we keep the reference default (under `PCMK_service=pacemaker-fenced` with no explicit
@@ -26,14 +26,17 @@
 //! Stderr lines are `LEVEL: message` (the reference adds a timestamp; Pacemaker only relays
 //! stderr, so this is not part of the contract).
 
-use crate::fencing::{agent_table, metadata, parse_argv, parse_stdin, AgentDef, Parsed};
+use super::docs::{avail_order, help, metadata};
+use super::options::{
+    actions, agent_table, default_action, default_port, expand_device_opt, parse_argv, parse_stdin,
+    unused_args_warning, AgentDef, Parsed,
+};
+use super::runner::{Action, RunOptions};
 use crate::options::{ArgKind, ContentType, OptTable};
-use crate::runner::{Action, RunOptions};
+use crate::FENCE_RELEASE;
+use fence_drivers::secrets::{run_password_script, PASSWORD_SCRIPT_TIMEOUT};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
-
-/// The release we are compatible with, printed by `-V`.
-pub const RELEASE_VERSION: &str = "4.12.1";
 
 /// Per-call network deadline when timeouts are disabled (the reference uses 15 s for its WSDL
 /// download in that case).
@@ -107,6 +110,17 @@ pub struct LogSink {
     file: Option<std::fs::File>,
 }
 
+impl LogSink {
+    /// A sink that writes nowhere (tests).
+    #[cfg(test)]
+    pub(crate) fn discard() -> LogSink {
+        LogSink {
+            stderr: false,
+            file: None,
+        }
+    }
+}
+
 impl Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.stderr {
@@ -129,244 +143,6 @@ pub enum Outcome {
     Exit(i32),
     /// Run the action.
     Run(Box<Prepared>),
-}
-
-/// The reference's `-h` texts (`all_opt[key]["help"]`), option column included. These are
-/// contract strings (the `-h` output is compared byte for byte).
-pub fn help_text(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "help" => "-h, --help                     Display this help and exit",
-        "version" => "-V, --version                  Display version information and exit",
-        "verbose" => "-v, --verbose                  Verbose mode. Multiple -v flags can be stacked on the command line (e.g., -vvv) to increase verbosity.",
-        "verbose_level" => "--verbose-level                Level of debugging detail in output. Defaults to the number of --verbose flags specified on the command line, or to 1 if verbose=1 in a stonith device configuration (i.e., on stdin).",
-        "debug" => "-D, --debug-file=[debugfile]   Debugging to output file",
-        "delay" => "--delay=[seconds]              Wait X seconds before fencing is started",
-        "ipaddr" => "-a, --ip=[ip]                  IP address or hostname of fencing device",
-        "login" => "-l, --username=[name]          Login name",
-        "passwd" => "-p, --password=[password]      Login password or passphrase",
-        "passwd_script" => "-S, --password-script=[script] Script to run to retrieve password",
-        "identity_file" => "-k, --identity-file=[filename] Identity file (private key) for SSH",
-        "cmd_prompt" => "-c, --command-prompt=[prompt]  Force Python regex for command prompt",
-        "secure" => "-x, --ssh                      Use SSH connection",
-        "ssh_options" => "--ssh-options=[options]        SSH options to use",
-        "ssl" => "-z, --ssl                      Use SSL connection with verifying certificate",
-        "ssl_insecure" => "--ssl-insecure                 Use SSL connection without verifying certificate",
-        "ssl_secure" => "--ssl-secure                   Use SSL connection with verifying certificate",
-        "notls" => "-t, --notls                    Disable TLS negotiation and force SSL3.0. This should only be used for devices that do not support TLS1.0 and up.",
-        "port" => "-n, --plug=[id]                Physical plug number on device, UUID or identification of machine",
-        "exec" => "-e, --exec=[command]           Command to execute",
-        "vmware_type" => "-d, --vmware_type=[type]       Type of VMware to connect",
-        "vmware_datacenter" => "-s, --vmware-datacenter=[dc]   VMWare datacenter filter",
-        "inet4_only" => "-4, --inet4-only               Forces agent to use IPv4 addresses only",
-        "inet6_only" => "-6, --inet6-only               Forces agent to use IPv6 addresses only",
-        "plug_separator" => "--plug-separator=[char]        Separator for plug parameter when specifying more than 1 plug",
-        "separator" => "-C, --separator=[char]         Separator for CSV created by 'list' operation",
-        "login_timeout" => "--login-timeout=[seconds]      Wait X seconds for cmd prompt after login",
-        "shell_timeout" => "--shell-timeout=[seconds]      Wait X seconds for cmd prompt after issuing command",
-        "power_timeout" => "--power-timeout=[seconds]      Test X seconds for status change after ON/OFF",
-        "disable_timeout" => "--disable-timeout=[true/false]     Disable timeout (true/false) (default: true when run from Pacemaker 2.0+)",
-        "power_wait" => "--power-wait=[seconds]         Wait X seconds after issuing ON/OFF",
-        "stonith_status_sleep" => "--stonith-status-sleep=[seconds]   Sleep X seconds between status calls during a STONITH action",
-        "missing_as_off" => "--missing-as-off               Missing port returns OFF instead of failure",
-        "retry_on" => "--retry-on=[attempts]          Count of attempts to retry power on",
-        "session_url" => "-s, --session-url              URL to connect to XenServer on",
-        "sudo" => "--use-sudo                     Use sudo (without password) when calling 3rd party software",
-        "ssh_path" => "--ssh-path=[path]              Path to ssh binary",
-        "gnutlscli_path" => "--gnutlscli-path=[path]        Path to gnutls-cli binary",
-        "sudo_path" => "--sudo-path=[path]             Path to sudo binary",
-        "port_as_ip" => "--port-as-ip                   Make \"port/plug\" to be an alias to IP address",
-        "quiet" => "-q, --quiet                    Disable logging to stderr. Does not affect --verbose or --debug-file or logging to syslog.",
-        _ => return None,
-    })
-}
-
-/// The reference's `avail_opt` order (declared keys, then dependencies in declaration order,
-/// then the always-present options); `-h` sorts stably by `order` over this list.
-pub fn avail_order(def: &AgentDef) -> Vec<&'static str> {
-    const DEFAULT: &[&str] = crate::fencing::ALWAYS_PRESENT;
-    let deps = |k: &str| -> &'static [&'static str] {
-        match k {
-            "passwd" => &["passwd_script"],
-            "sudo" => &["sudo_path"],
-            "secure" => &[
-                "identity_file",
-                "ssh_options",
-                "ssh_path",
-                "inet4_only",
-                "inet6_only",
-            ],
-            "ipaddr" => &["ipport"],
-            "port" => &["separator"],
-            "ssl" => &["ssl_secure", "ssl_insecure", "gnutlscli_path"],
-            "default" => DEFAULT,
-            _ => &[],
-        }
-    };
-    let mut v: Vec<&'static str> = def.device_opt.clone();
-    let declared = def.device_opt.clone();
-    for k in declared.iter().copied().chain(["default"]) {
-        for d in deps(k) {
-            if !declared.contains(d) && !v.contains(d) {
-                v.push(d);
-            }
-        }
-    }
-    if !v.contains(&"port") && v.contains(&"ipaddr") {
-        v.push("port_as_ip");
-    }
-    for s in &def.extra {
-        if !v.contains(&s.key) {
-            v.push(s.key);
-        }
-    }
-    v
-}
-
-/// Python `textwrap.TextWrapper` with `width`, the two indents, `break_long_words=False`,
-/// `break_on_hyphens=False` (the reference's `_join_wrap`).
-pub fn py_wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
-    let text: String = text
-        .chars()
-        .map(|c| if "\t\n\x0b\x0c\r".contains(c) { ' ' } else { c })
-        .collect();
-    let mut chunks: Vec<String> = Vec::new();
-    for c in text.chars() {
-        let ws = c == ' ';
-        match chunks.last_mut() {
-            Some(last) if last.starts_with(' ') == ws => last.push(c),
-            _ => chunks.push(c.to_string()),
-        }
-    }
-    chunks.reverse();
-    let mut lines: Vec<String> = Vec::new();
-    while !chunks.is_empty() {
-        let indent = if lines.is_empty() { first } else { rest };
-        let w = width.saturating_sub(indent.len());
-        if !lines.is_empty() && chunks.last().is_some_and(|c| c.trim().is_empty()) {
-            chunks.pop();
-        }
-        let mut cur: Vec<String> = Vec::new();
-        let mut len = 0;
-        while let Some(c) = chunks.last() {
-            if len + c.chars().count() <= w {
-                len += c.chars().count();
-                cur.push(chunks.pop().expect("non-empty"));
-            } else {
-                break;
-            }
-        }
-        if cur.is_empty() && chunks.last().is_some_and(|c| c.chars().count() > w) {
-            cur.push(chunks.pop().expect("non-empty"));
-        }
-        if cur.last().is_some_and(|c| c.trim().is_empty()) {
-            cur.pop();
-        }
-        if !cur.is_empty() {
-            lines.push(format!("{indent}{}", cur.concat()));
-        }
-    }
-    lines
-}
-
-/// `_join_wrap`: wrap at 85 columns, continuation indent 40, result left-stripped.
-fn join_wrap(text: &str, first_indent: usize) -> String {
-    py_wrap(text, 85, &" ".repeat(first_indent), &" ".repeat(40))
-        .join("\n")
-        .trim_start()
-        .to_string()
-}
-
-fn join_words(words: &[String], sep: &str, last: &str) -> String {
-    match words.len() {
-        0 => String::new(),
-        1 => words[0].clone(),
-        n => format!("{}{last}{}", words[..n - 1].join(sep), words[n - 1]),
-    }
-}
-
-fn default_action(set: &[String]) -> &'static str {
-    if set.iter().any(|s| s == "fabric_fencing") {
-        "off"
-    } else {
-        "reboot"
-    }
-}
-
-/// The `-h` output (`usage`) for an agent called `name`.
-pub fn help(fe: &FrontEnd, name: &str) -> String {
-    let def = &fe.def;
-    let set = crate::fencing::expand_device_opt(def);
-    let dflt = default_action(&set);
-    let acts: Vec<String> = crate::fencing::actions(&set)
-        .into_iter()
-        .map(|a| {
-            if a == dflt {
-                format!("{a} (default)")
-            } else {
-                a.to_string()
-            }
-        })
-        .collect();
-    let action_help = format!(
-        "-o, --action=[action]          Action: {}",
-        join_wrap(&join_words(&acts, ", ", " or "), 42)
-    );
-    let has = |k: &str| set.iter().any(|s| s == k);
-    let ipport_help = if let Some((_, v)) = def.defaults.iter().find(|(k, _)| *k == "ipport") {
-        format!("-u, --ipport=[port]            TCP/UDP port to use (default {v})")
-    } else if has("web") && has("ssl") {
-        format!(
-            "-u, --ipport=[port]            TCP/UDP port to use\n{}(default 80, 443 if --ssl option is used)",
-            " ".repeat(40)
-        )
-    } else if has("telnet") && has("secure") {
-        format!(
-            "-u, --ipport=[port]            TCP/UDP port to use\n{}(default 23, 22 if --ssh option is used)",
-            " ".repeat(40)
-        )
-    } else {
-        let p = [
-            ("community", 161),
-            ("secure", 22),
-            ("ssl", 443),
-            ("web", 80),
-            ("telnet", 23),
-        ]
-        .iter()
-        .find(|(k, _)| has(k))
-        .map(|(_, p)| *p)
-        .unwrap_or(0);
-        format!("-u, --ipport=[port]            TCP/UDP port to use (default {p})")
-    };
-    let table = agent_table(def);
-    let port_as_ip = has("port_as_ip");
-    let mut items: Vec<(u32, String)> = Vec::new();
-    for k in avail_order(def) {
-        let order = table.by_key(k).map(|s| s.order).unwrap_or(1);
-        let text = match k {
-            "action" => action_help.clone(),
-            "ipport" => ipport_help.clone(),
-            "port" if port_as_ip => "-n, --plug=[ip]                IP address or hostname of fencing device (together with --port-as-ip)".to_string(),
-            _ => match help_text(k) {
-                Some(t) => t.to_string(),
-                None => match def.extra.iter().find(|s| s.key == k) {
-                    Some(s) if !s.hidden && s.long.is_some() => {
-                        format!("{:<31}{}", s.arg_help, s.help_text())
-                    }
-                    _ => continue,
-                },
-            },
-        };
-        items.push((order, text));
-    }
-    items.sort_by_key(|(o, _)| *o);
-    let mut s = format!("Usage:\n\t{name} [options]\nOptions:\n");
-    for (_, t) in items {
-        s.push_str("   ");
-        s.push_str(&join_wrap(&t, 3));
-        s.push('\n');
-    }
-    s
 }
 
 fn log(err: &mut dyn Write, level: &str, msg: &str) {
@@ -515,7 +291,7 @@ pub fn prepare(
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_else(|| def.name.to_string());
     let table = agent_table(def);
-    let set = crate::fencing::expand_device_opt(def);
+    let set = expand_device_opt(def);
     let has = |k: &str| set.iter().any(|s| s == k);
     let order = avail_order(def);
     let from_argv = argv.len() > 1;
@@ -525,7 +301,7 @@ pub fn prepare(
                 // Printed before any other processing and even with --quiet, as the reference
                 // does (it logs before its logging is configured).
                 if !free.is_empty() {
-                    log(err, "WARNING", &crate::fencing::unused_args_warning(&free));
+                    log(err, "WARNING", &unused_args_warning(&free));
                 }
                 p
             }
@@ -550,19 +326,11 @@ pub fn prepare(
         let lvl = p.get("verbose").cloned().unwrap_or_else(|| "0".into());
         p.insert("verbose_level".into(), lvl);
     }
-    // ipport default follows the SSL flags given (80, or 443 with any), as in fencing.py.
+    // ipport default follows the connection options given (e.g. 80, or 443 with any SSL
+    // flag), as in fencing.py; the rules are options::DEFAULT_PORTS.
     let mut def_over = def.clone();
     if has("ipport") && !def.defaults.iter().any(|(k, _)| *k == "ipport") {
-        let any = |ks: &[&str]| ks.iter().any(|k| p.contains_key(*k));
-        let port = if any(&["community"]) && has("community") {
-            Some("161")
-        } else if any(&["secure"]) && has("secure") {
-            Some("22")
-        } else if any(&["ssl", "ssl_secure", "ssl_insecure"]) && has("ssl") {
-            Some("443")
-        } else {
-            None
-        };
+        let port = default_port(&set, |k| p.contains_key(k)).map(|r| r.port);
         if let Some(port) = port {
             def_over.defaults.push(("ipport", port));
         }
@@ -600,7 +368,7 @@ pub fn prepare(
         return Outcome::Exit(0);
     }
     if p.contains_key("version") {
-        let _ = writeln!(out, "{RELEASE_VERSION}");
+        let _ = writeln!(out, "{FENCE_RELEASE}");
         return Outcome::Exit(0);
     }
 
@@ -631,7 +399,7 @@ pub fn prepare(
         p.insert("verbose".into(), "1".into());
     }
 
-    let mut acceptable: Vec<&str> = crate::fencing::actions(&set);
+    let mut acceptable: Vec<&str> = actions(&set);
     if has("fabric_fencing") {
         acceptable.extend(["enable", "disable"]);
     }
@@ -675,10 +443,10 @@ pub fn prepare(
     };
 
     if let Some(script) = p.get("passwd_script").cloned() {
-        match crate::password_script::run(&script, crate::password_script::PASSWORD_SCRIPT_TIMEOUT)
-        {
-            Ok(pw) => {
-                p.insert("passwd".into(), pw);
+        // The exit status is ignored, as by the reference.
+        match run_password_script(&script, PASSWORD_SCRIPT_TIMEOUT) {
+            Ok(out) => {
+                p.insert("passwd".into(), out.password);
             }
             Err(e) => {
                 log(err, "ERROR", &format!("Failed: {e}"));
@@ -754,18 +522,7 @@ mod tests {
     use super::*;
 
     fn soap() -> FrontEnd {
-        FrontEnd {
-            def: AgentDef {
-                name: "fence_vmware_soap",
-                shortdesc: "Fence agent for VMWare over SOAP API",
-                longdesc: "x",
-                vendor_url: "http://www.vmware.com",
-                device_opt: vec!["ipaddr", "login", "passwd", "web", "ssl", "notls", "port"],
-                extra: vec![],
-                defaults: vec![],
-            },
-            manpage_longdesc: None,
-        }
+        super::super::agents::vmware_soap()
     }
 
     fn run(
@@ -785,24 +542,6 @@ mod tests {
             String::from_utf8(o).unwrap(),
             String::from_utf8(e).unwrap(),
         )
-    }
-
-    #[test]
-    fn help_matches_reference() {
-        let expected = crate::test_reference::reference_stdout("fence_vmware_soap", &["-h"]);
-        assert_eq!(help(&soap(), "fence_vmware_soap"), expected);
-    }
-
-    #[test]
-    fn textwrap_like_python() {
-        assert_eq!(
-            py_wrap("aaa bbb  ccc", 7, "", "  "),
-            vec!["aaa bbb".to_string(), "  ccc".to_string()]
-        );
-        assert_eq!(
-            py_wrap("x".repeat(10).as_str(), 5, "", ""),
-            vec!["x".repeat(10)]
-        );
     }
 
     #[test]

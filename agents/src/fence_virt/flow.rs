@@ -3,30 +3,18 @@
 //! key file, transport call, output and exit status.
 //!
 //! The transport is behind [`VirtTransport`] so that the flow is testable without a network;
-//! [`crate::virt_transport::ClientTransport`] is the real one (fence-virt wire protocol).
+//! [`super::client::ClientTransport`] is the real one (fence-virt wire protocol).
 //! All result-to-exit-code mapping is in [`report`]: the process exits with the result, the
 //! response byte read as a signed char (so 0 success, 1 failure, 2 off, 3 permission denied) or
 //! an internal code (1, or -1 which the exit status truncates to 255); failure texts go to
 //! **stdout** as in 4.12.1.
 
-use crate::virt_args::{
-    basename, help, metadata, parse_argv, parse_stdin, usage, Family, Flavor, HashKind, Mode,
-    VirtArgs, VirtOp, FENCE_RELEASE, IPV4_MCAST_DEFAULT, IPV6_MCAST_DEFAULT, XVM_VERSION,
-};
+use super::args::{basename, parse_argv, parse_stdin, Flavor, Mode, VirtArgs, XVM_VERSION};
+use super::docs::{help, metadata, usage};
+use crate::FENCE_RELEASE;
+use fence_proto::{Family, HashAlg, Op};
 use std::io::{Read, Write};
 use std::time::Duration;
-
-/// Response codes (`RESP_*` of fence-agents 4.12.1 `agents/virt/include/xvm.h`).
-pub mod resp {
-    /// Success / domain on.
-    pub const SUCCESS: u8 = 0;
-    /// Failure.
-    pub const FAIL: u8 = 1;
-    /// Domain off.
-    pub const OFF: u8 = 2;
-    /// Refused by the daemon's access map.
-    pub const PERM: u8 = 3;
-}
 
 /// One VM of a host list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +54,9 @@ pub struct VirtCall<'a> {
     /// Parsed and finalized arguments (mode, addresses, ports, timeout, op, domain …).
     pub args: &'a VirtArgs,
     /// Request hash after key-file fallback.
-    pub hash: HashKind,
+    pub hash: HashAlg,
     /// Challenge/response algorithm after key-file fallback.
-    pub auth: HashKind,
+    pub auth: HashAlg,
     /// Key bytes (at most 4096), if any.
     pub key: Option<Vec<u8>>,
     /// The domain field: VM for fencing ops, attribute name for host-status, empty otherwise.
@@ -84,26 +72,21 @@ pub trait VirtTransport {
 /// C `args_finalize`: multicast group default and address family.
 pub fn finalize(args: &mut VirtArgs, out: &mut dyn Write) {
     if args.mcast_addr.is_none() {
-        args.mcast_addr = Some(
-            match args.family {
-                Family::Auto | Family::V4 => IPV4_MCAST_DEFAULT,
-                Family::V6 => IPV6_MCAST_DEFAULT,
-            }
-            .to_string(),
-        );
+        let family = args.family.unwrap_or(Family::V4);
+        args.mcast_addr = Some(family.default_group().to_string());
     }
-    if args.family != Family::Auto {
+    if args.family.is_some() {
         return;
     }
     let addr = args.mcast_addr.as_deref().unwrap_or_default();
     // Reference order: a '.' wins over a ':' (checked last).
     if addr.contains(':') {
-        args.family = Family::V6;
+        args.family = Some(Family::V6);
     }
     if addr.contains('.') {
-        args.family = Family::V4;
+        args.family = Some(Family::V4);
     }
-    if args.family == Family::Auto {
+    if args.family.is_none() {
         let _ = writeln!(out, "Could not determine address family");
         args.err = true;
     }
@@ -124,14 +107,6 @@ fn syslog(ident: &str, priority: u8, msg: &str) {
     let _ = sock.send_to(line.as_bytes(), "/dev/log");
 }
 const LOG_NOTICE: u8 = 5;
-
-/// Reads the key file as the C client does: raw, at most 4096 bytes.
-pub fn read_key_file(path: &str) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    Read::take(&mut f, 4096).read_to_end(&mut buf)?;
-    Ok(buf)
-}
 
 /// Maps a reply (or failure) to output and the process exit status, in one place. Returns the
 /// value for `exit()` (the caller truncates to 8 bits like C does).
@@ -156,7 +131,7 @@ pub fn report(
             0
         }
         Ok(VirtReply::HostStatus(v)) => {
-            if args.op == VirtOp::HostStatus {
+            if args.op == Op::HostStatus {
                 let _ = writeln!(
                     out,
                     "{}={}",
@@ -171,7 +146,7 @@ pub fn report(
         // The C client reads the byte into a (signed) char.
         Ok(VirtReply::Code(b)) => i32::from(b as i8),
     };
-    if args.op == VirtOp::HostStatus {
+    if args.op == Op::HostStatus {
         // Our addition (host status): every failure is exit 1 with a clear message.
         let attr = args.attribute.as_deref().unwrap_or_default();
         let why = match ret {
@@ -190,14 +165,14 @@ pub fn report(
     let domain = args.domain.as_deref();
     match ret {
         2 => {
-            if args.op == VirtOp::Status {
+            if args.op == Op::Status {
                 let _ = writeln!(out, "Status: OFF");
             } else if let Some(d) = domain {
                 syslog(ident, LOG_NOTICE, &format!("Domain \"{d}\" is OFF"));
             }
         }
         0 => {
-            if args.op == VirtOp::Status {
+            if args.op == Op::Status {
                 let _ = writeln!(out, "Status: ON");
             } else if let Some(d) = domain {
                 syslog(ident, LOG_NOTICE, &format!("Domain \"{d}\" is ON"));
@@ -282,14 +257,14 @@ pub fn run(
     if args.domain.is_none()
         && !matches!(
             args.op,
-            VirtOp::Monitor | VirtOp::List | VirtOp::Metadata | VirtOp::HostStatus
+            Op::DevStatus | Op::HostList | Op::Metadata | Op::HostStatus
         )
     {
         let _ = writeln!(out, "No domain specified!");
         syslog(&ident, LOG_NOTICE, "No domain specified");
         args.err = true;
     }
-    if args.op == VirtOp::HostStatus && args.attribute.is_none() {
+    if args.op == Op::HostStatus && args.attribute.is_none() {
         let _ = writeln!(out, "No attribute specified! (use --attribute NAME)");
         args.err = true;
     }
@@ -300,22 +275,22 @@ pub fn run(
         args.mode = Mode::Vsock;
     }
     if args.err {
-        if args.op != VirtOp::ValidateAll {
+        if args.op != Op::ValidateAll {
             let _ = out.write_all(usage(flavor, argv0, from_stdin).as_bytes());
         }
         return 1;
     }
-    if args.op == VirtOp::ValidateAll {
+    if args.op == Op::ValidateAll {
         return 0;
     }
-    if args.op == VirtOp::Metadata {
+    if args.op == Op::Metadata {
         let _ = out.write_all(metadata(flavor, argv0).as_bytes());
         return 0;
     }
     if args.delay > 0
         && !matches!(
             args.op,
-            VirtOp::Status | VirtOp::Monitor | VirtOp::List | VirtOp::HostStatus
+            Op::Status | Op::DevStatus | Op::HostList | Op::HostStatus
         )
     {
         let _ = out.flush();
@@ -323,8 +298,8 @@ pub fn run(
     }
 
     let (mut hash, mut auth, mut key) = (args.hash, args.auth, None);
-    if args.mode != Mode::Serial && (auth != HashKind::None || hash != HashKind::None) {
-        match read_key_file(&args.key_file) {
+    if args.mode != Mode::Serial && (auth != HashAlg::None || hash != HashAlg::None) {
+        match fence_drivers::secrets::read_key(std::path::Path::new(&args.key_file)) {
             Ok(k) => key = Some(k),
             Err(_) => {
                 let _ = writeln!(
@@ -332,13 +307,13 @@ pub fn run(
                     "Could not read {}; trying without authentication",
                     args.key_file
                 );
-                hash = HashKind::None;
-                auth = HashKind::None;
+                hash = HashAlg::None;
+                auth = HashAlg::None;
             }
         }
     }
     let domain = match args.op {
-        VirtOp::HostStatus => args.attribute.clone().unwrap_or_default(),
+        Op::HostStatus => args.attribute.clone().unwrap_or_default(),
         _ => args.domain.clone().unwrap_or_default(),
     };
     let call = VirtCall {
@@ -359,12 +334,12 @@ mod tests {
 
     struct Fake {
         reply: Result<VirtReply, TransportFailure>,
-        seen: Vec<(u8, String, HashKind, Mode)>,
+        seen: Vec<(u8, String, HashAlg, Mode)>,
     }
     impl VirtTransport for Fake {
         fn request(&mut self, c: &VirtCall<'_>) -> Result<VirtReply, TransportFailure> {
             self.seen
-                .push((c.args.op.wire_code(), c.domain.clone(), c.hash, c.args.mode));
+                .push((c.args.op.code(), c.domain.clone(), c.hash, c.args.mode));
             self.reply.clone()
         }
     }
@@ -407,7 +382,7 @@ mod tests {
         );
         assert_eq!(
             t.seen,
-            vec![(4, "vm1".to_string(), HashKind::None, Mode::Multicast)]
+            vec![(4, "vm1".to_string(), HashAlg::None, Mode::Multicast)]
         );
         let _ = k;
         let (rc, o, _, _) = go(

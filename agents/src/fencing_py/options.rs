@@ -4,7 +4,7 @@
 //!
 //! Known gap: `-h` output is formatted close to, but not byte-equal with, the reference.
 
-use crate::options::{xml_escape_full, ArgKind, ContentType, OptSpec, OptTable};
+use crate::options::{ArgKind, ContentType, OptSpec, OptTable};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -93,6 +93,95 @@ pub fn standard_options() -> Vec<OptSpec> {
     ]
 }
 
+/// The one option-dependency table (`fencing.py`'s `DEPENDENCY_OPT`): declaring the key
+/// (first) brings the options listed with it. Metadata, `-h` and parsing all use it.
+pub const IMPLIED: &[(&str, &[&str])] = &[
+    ("passwd", &["passwd_script"]),
+    ("sudo", &["sudo_path"]),
+    (
+        "secure",
+        &[
+            "identity_file",
+            "ssh_options",
+            "ssh_path",
+            "inet4_only",
+            "inet6_only",
+        ],
+    ),
+    ("ipaddr", &["ipport"]),
+    ("port", &["separator"]),
+    ("ssl", &["ssl_secure", "ssl_insecure", "gnutlscli_path"]),
+];
+
+/// The options `key` brings (see [`IMPLIED`]).
+pub fn implied(key: &str) -> &'static [&'static str] {
+    IMPLIED
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(&[], |(_, v)| v)
+}
+
+/// One rule of the default `ipport`: an agent with the connection option `key` defaults to
+/// `port`, when one of `chosen_by` is given (an option a user sets; empty: always, the
+/// option is a capability marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultPort {
+    /// The connection option of the agent's option set.
+    pub key: &'static str,
+    /// The port.
+    pub port: &'static str,
+    /// The options that choose it (empty: having `key` is enough).
+    pub chosen_by: &'static [&'static str],
+}
+
+/// The default `ipport` rules, first match wins (SNMP, SSH, TLS, then plain web and telnet).
+pub const DEFAULT_PORTS: &[DefaultPort] = &[
+    DefaultPort {
+        key: "community",
+        port: "161",
+        chosen_by: &["community"],
+    },
+    DefaultPort {
+        key: "secure",
+        port: "22",
+        chosen_by: &["secure"],
+    },
+    DefaultPort {
+        key: "ssl",
+        port: "443",
+        chosen_by: &["ssl", "ssl_secure", "ssl_insecure"],
+    },
+    DefaultPort {
+        key: "web",
+        port: "80",
+        chosen_by: &[],
+    },
+    DefaultPort {
+        key: "telnet",
+        port: "23",
+        chosen_by: &[],
+    },
+];
+
+/// The default `ipport` for an agent's option set when the options `given` are set: the first
+/// rule of [`DEFAULT_PORTS`] whose option the agent has and which `given` chooses (rules with
+/// nothing to choose never match here: see [`declared_port`]).
+pub fn default_port(set: &[String], given: impl Fn(&str) -> bool) -> Option<DefaultPort> {
+    DEFAULT_PORTS
+        .iter()
+        .find(|r| has(set, r.key) && r.chosen_by.iter().any(|k| given(k)))
+        .copied()
+}
+
+/// The default `ipport` from the option set alone (nothing given): the first rule of
+/// [`DEFAULT_PORTS`] that needs no choice and whose option the agent has.
+pub fn declared_port(set: &[String]) -> Option<DefaultPort> {
+    DEFAULT_PORTS
+        .iter()
+        .find(|r| r.chosen_by.is_empty() && has(set, r.key))
+        .copied()
+}
+
 /// One agent's declaration (its `device_opt` and texts).
 #[derive(Debug, Clone)]
 pub struct AgentDef {
@@ -112,7 +201,7 @@ pub struct AgentDef {
     pub defaults: Vec<(&'static str, &'static str)>,
 }
 
-fn has(set: &[String], k: &str) -> bool {
+pub(super) fn has(set: &[String], k: &str) -> bool {
     set.iter().any(|s| s == k)
 }
 
@@ -128,24 +217,7 @@ pub fn expand_device_opt(def: &AgentDef) -> Vec<String> {
     for k in ALWAYS_PRESENT {
         add(&mut set, k);
     }
-    let deps: &[(&str, &[&str])] = &[
-        ("passwd", &["passwd_script"]),
-        ("sudo", &["sudo_path"]),
-        (
-            "secure",
-            &[
-                "identity_file",
-                "ssh_options",
-                "ssh_path",
-                "inet4_only",
-                "inet6_only",
-            ],
-        ),
-        ("ipaddr", &["ipport"]),
-        ("port", &["separator"]),
-        ("ssl", &["ssl_secure", "ssl_insecure", "gnutlscli_path"]),
-    ];
-    for (k, more) in deps {
+    for (k, more) in IMPLIED {
         if has(&set, k) {
             for m in *more {
                 add(&mut set, m);
@@ -167,22 +239,16 @@ pub fn agent_table(def: &AgentDef) -> OptTable {
         .filter(|s| has(&set, s.key))
         .chain(def.extra.iter().copied())
         .collect();
-    let ipport_default = if has(&set, "secure") && def.defaults.contains(&("secure", "1")) {
-        Some("22")
-    } else if has(&set, "web") {
-        Some("80")
-    } else if has(&set, "telnet") {
-        Some("23")
-    } else {
-        None
-    };
+    // The declared defaults stand for options given (e.g. `secure=1` of an SSH-only agent).
+    let ipport_default =
+        default_port(&set, |k| def.defaults.contains(&(k, "1"))).or_else(|| declared_port(&set));
     for s in &mut specs {
         if let Some((_, v)) = def.defaults.iter().find(|(k, _)| *k == s.key) {
             s.default = Some(v);
         }
         match s.key {
             "login" => s.required = has(&set, "login") && !has(&set, "no_login"),
-            "ipport" if s.default.is_none() => s.default = ipport_default,
+            "ipport" if s.default.is_none() => s.default = ipport_default.map(|p| p.port),
             _ => {}
         }
         if has(&set, "port_as_ip") && matches!(s.key, "ipaddr" | "port") {
@@ -194,7 +260,7 @@ pub fn agent_table(def: &AgentDef) -> OptTable {
 }
 
 /// The metadata name for an option's long spelling (dashes as underscores).
-fn long_key(s: &OptSpec) -> Option<String> {
+pub(super) fn long_key(s: &OptSpec) -> Option<String> {
     s.long.map(|l| l.replace('-', "_"))
 }
 
@@ -231,83 +297,13 @@ pub fn actions(set: &[String]) -> Vec<&'static str> {
     v
 }
 
-/// Metadata XML in the fencing.py layout, byte-equal to the reference's.
-pub fn metadata(def: &AgentDef, name: &str) -> String {
-    let set = expand_device_opt(def);
-    let table = agent_table(def);
-    let mut entries: Vec<(String, OptSpec, String)> = Vec::new();
-    for s in &table.specs {
-        if s.hidden || s.long.is_none() || s.shortdesc.is_empty() {
-            continue;
-        }
-        if has(&set, "port_as_ip") && s.key == "separator" {
-            continue;
-        }
-        let lk = long_key(s).unwrap_or_default();
-        if lk != s.key {
-            entries.push((s.key.to_string(), *s, " deprecated=\"1\"".into()));
-            entries.push((lk, *s, format!(" obsoletes=\"{}\"", s.key)));
-        } else {
-            entries.push((s.key.to_string(), *s, String::new()));
-        }
+/// The action when none is given: `off` for fabric fencing agents, else `reboot`.
+pub fn default_action(set: &[String]) -> &'static str {
+    if set.iter().any(|s| s == "fabric_fencing") {
+        "off"
+    } else {
+        "reboot"
     }
-    entries.sort_by(|a, b| (a.1.order, &a.0).cmp(&(b.1.order, &b.0)));
-    let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" ?>\n");
-    x.push_str(&format!(
-        "<resource-agent name=\"{name}\" shortdesc=\"{}\" >\n",
-        def.shortdesc
-    ));
-    x.push_str(&format!("<longdesc>{}</longdesc>\n", def.longdesc));
-    x.push_str(&format!("<vendor-url>{}</vendor-url>\n", def.vendor_url));
-    x.push_str("<parameters>\n");
-    for (n, s, extra) in &entries {
-        x.push_str(&format!(
-            "\t<parameter name=\"{n}\" unique=\"0\" required=\"{}\"{extra}>\n",
-            u8::from(s.required)
-        ));
-        x.push_str(&format!(
-            "\t\t<getopt mixed=\"{}\" />\n",
-            xml_escape_full(s.arg_help)
-        ));
-        let dflt = s
-            .default
-            .map(|d| format!("default=\"{}\" ", xml_escape_full(d)))
-            .unwrap_or_default();
-        match s.content {
-            ContentType::Select(choices) => {
-                x.push_str(&format!("\t\t<content type=\"select\" {dflt} >\n"));
-                for c in choices {
-                    x.push_str(&format!("\t\t\t<option value=\"{c}\" />\n"));
-                }
-                x.push_str("\t\t</content>\n");
-            }
-            c => x.push_str(&format!("\t\t<content type=\"{}\" {dflt} />\n", c.as_str())),
-        }
-        x.push_str(&format!(
-            "\t\t<shortdesc lang=\"en\">{}</shortdesc>\n",
-            s.shortdesc
-        ));
-        x.push_str("\t</parameter>\n");
-    }
-    x.push_str("</parameters>\n<actions>\n");
-    for a in actions(&set) {
-        if a == "on" {
-            let on_target = if has(&set, "on_target") {
-                " on_target=\"1\""
-            } else {
-                ""
-            };
-            let auto = u8::from(has(&set, "fabric_fencing"));
-            x.push_str(&format!(
-                "\t<action name=\"on\"{on_target} automatic=\"{auto}\"/>\n"
-            ));
-        } else {
-            x.push_str(&format!("\t<action name=\"{a}\" />\n"));
-        }
-    }
-    x.push_str("</actions>\n</resource-agent>\n");
-    x
 }
 
 /// Parsed options by internal key (flags have value "1"; `verbose` holds the count).
@@ -474,22 +470,41 @@ mod tests {
     use super::*;
 
     fn soap() -> AgentDef {
-        AgentDef {
-            name: "fence_vmware_soap",
-            shortdesc: "Fence agent for VMWare over SOAP API",
-            longdesc: "fence_vmware_soap is an I/O Fencing agent which can be used with the virtual machines managed by VMWare products that have SOAP API v4.1+. \n\nName of virtual machine (-n / port) has to be used in inventory path format (e.g. /datacenter/vm/Discovered virtual machine/myMachine). In the cases when name of yours VM is unique you can use it instead. Alternatively you can always use UUID to access virtual machine.",
-            vendor_url: "http://www.vmware.com",
-            device_opt: vec!["ipaddr", "login", "passwd", "web", "ssl", "notls", "port"],
-            extra: vec![],
-            defaults: vec![],
-        }
+        super::super::agents::vmware_soap().def
     }
 
+    /// `-h` (avail_order) and metadata/parsing (expand_device_opt) see one option set, from
+    /// the one dependency table; the default port follows the rules in their order.
     #[test]
-    fn soap_metadata_matches_reference() {
-        let expected =
-            crate::test_reference::reference_stdout("fence_vmware_soap", &["-o", "metadata"]);
-        assert_eq!(metadata(&soap(), "fence_vmware_soap"), expected);
+    fn one_dependency_table_and_port_rules() {
+        let ssh = AgentDef {
+            device_opt: vec!["ipaddr", "login", "passwd", "secure", "telnet", "port"],
+            ..soap()
+        };
+        for def in [soap(), ssh.clone()] {
+            let mut set = expand_device_opt(&def);
+            let mut order: Vec<String> = super::super::docs::avail_order(&def)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            set.sort();
+            order.sort();
+            assert_eq!(set, order, "{:?}", def.device_opt);
+        }
+        assert_eq!(implied("passwd"), ["passwd_script"]);
+        let set = expand_device_opt(&soap());
+        assert!(has(&set, "ssl_insecure") && has(&set, "passwd_script"));
+        let port = |set: &[String], given: &[&str]| {
+            default_port(set, |k| given.contains(&k))
+                .or_else(|| declared_port(set))
+                .map(|r| r.port)
+        };
+        assert_eq!(port(&set, &[]), Some("80"));
+        assert_eq!(port(&set, &["ssl_insecure"]), Some("443"));
+        let ssh_set = expand_device_opt(&ssh);
+        assert_eq!(port(&ssh_set, &[]), Some("23"));
+        assert_eq!(port(&ssh_set, &["secure"]), Some("22"));
+        assert_eq!(port(&ssh_set, &["ssl"]), Some("23"), "no ssl in the set");
     }
 
     #[test]

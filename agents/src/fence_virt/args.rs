@@ -1,5 +1,6 @@
-//! Command line, stdin, `-h`, metadata and man page of the C virt agents (`fence_xvm`,
-//! `fence_virt`), matching fence-agents 4.12.1 `agents/virt/client/options.c` and `main.c`.
+//! Option table, command line and stdin of the C virt agents (`fence_xvm`, `fence_virt`),
+//! matching fence-agents 4.12.1 `agents/virt/client/options.c` and `main.c` (their `-h`,
+//! metadata and man page are generated from the same table in [`super::docs`]).
 //!
 //! Matching rules reproduced from the reference (checked against the Debian 4.12.1 binaries by
 //! `agents/tests/virt_cli.rs`):
@@ -23,10 +24,8 @@
 //! and in the man page. Tests compare with the reference binaries' output with exactly those
 //! lines removed.
 
-use crate::options::{
-    c_atoi, c_help_lines, c_strtol_int, c_strtoul, xml_escape_lt_gt, ArgKind, ContentType, OptSpec,
-    OptTable,
-};
+use crate::options::{c_atoi, c_strtol_int, c_strtoul, ArgKind, ContentType, OptSpec, OptTable};
+use fence_proto::{Family, HashAlg, Op, DEFAULT_PORT, MAX_DOMAIN_LEN};
 use std::io::Write;
 
 /// Default key file of both agents.
@@ -35,18 +34,8 @@ pub const DEFAULT_KEY_FILE: &str = "/etc/cluster/fence_xvm.key";
 pub const DEFAULT_CHANNEL_IP: &str = "10.0.2.179";
 /// Default serial parameters.
 pub const DEFAULT_SERIAL_PARAMS: &str = "115200,8N1";
-/// Default IPv4 multicast group.
-pub const IPV4_MCAST_DEFAULT: &str = "225.0.0.12";
-/// Default IPv6 multicast group.
-pub const IPV6_MCAST_DEFAULT: &str = "ff05::3:1";
-/// Default port for every transport.
-pub const DEFAULT_PORT: u16 = 1229;
-/// Longest domain the request can carry is 63 bytes (64-byte field with NUL).
-pub const MAX_DOMAIN_LEN: usize = 64;
 /// The agent/protocol version string both C agents print for `-V`.
 pub const XVM_VERSION: &str = "1.9.0";
-/// The fence-agents release we follow.
-pub const FENCE_RELEASE: &str = "4.12.1";
 
 /// Which of the two C agents is being emulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,101 +62,23 @@ pub fn basename(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-/// Agent operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VirtOp {
-    /// `null`
-    Null,
-    /// `off`
-    Off,
-    /// `reboot` (default)
-    Reboot,
-    /// `on`
-    On,
-    /// `status`
-    Status,
-    /// `monitor` (wire DEVSTATUS)
-    Monitor,
-    /// `list` and `list-status` (wire HOSTLIST)
-    List,
-    /// `metadata` (local)
-    Metadata,
-    /// `validate-all` (local)
-    ValidateAll,
-    /// `host-status` (our addition, wire op 32)
-    HostStatus,
-}
-
-impl VirtOp {
-    /// Parses an action name case-insensitively as `assign_op` does.
-    pub fn parse(s: &str) -> Option<VirtOp> {
-        let l = s.to_ascii_lowercase();
-        Some(match l.as_str() {
-            "null" => VirtOp::Null,
-            "on" => VirtOp::On,
-            "off" => VirtOp::Off,
-            "reboot" => VirtOp::Reboot,
-            "status" => VirtOp::Status,
-            "monitor" => VirtOp::Monitor,
-            "list" | "list-status" => VirtOp::List,
-            "metadata" => VirtOp::Metadata,
-            "validate-all" => VirtOp::ValidateAll,
-            "host-status" => VirtOp::HostStatus,
-            _ => return None,
-        })
-    }
-
-    /// The one-byte wire code (`fence_cmd_t`; 32 for our host-status).
-    pub fn wire_code(self) -> u8 {
-        match self {
-            VirtOp::Null => 0,
-            VirtOp::Off => 1,
-            VirtOp::Reboot => 2,
-            VirtOp::On => 3,
-            VirtOp::Status => 4,
-            VirtOp::Monitor => 5,
-            VirtOp::List => 6,
-            VirtOp::Metadata => 7,
-            VirtOp::ValidateAll => 8,
-            VirtOp::HostStatus => 32,
-        }
-    }
-}
-
-/// Hash / auth algorithm of the agent options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashKind {
-    /// `none`
-    None,
-    /// `sha1`
-    Sha1,
-    /// `sha256` (default)
-    Sha256,
-    /// `sha512`
-    Sha512,
-}
-
-impl HashKind {
-    fn parse(s: &str) -> Option<HashKind> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "none" => HashKind::None,
-            "sha1" => HashKind::Sha1,
-            "sha256" => HashKind::Sha256,
-            "sha512" => HashKind::Sha512,
-            _ => return None,
-        })
-    }
-}
-
-/// Address family choice (`-i`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Decide from the group address.
-    Auto,
-    /// IPv4
-    V4,
-    /// IPv6
-    V6,
+/// Parses an action name case-insensitively as `assign_op` does: `monitor` is
+/// [`Op::DevStatus`], `list` and `list-status` are [`Op::HostList`], `host-status` is our
+/// [`Op::HostStatus`]; `metadata` and `validate-all` are answered locally.
+pub fn parse_action(s: &str) -> Option<Op> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "null" => Op::Null,
+        "on" => Op::On,
+        "off" => Op::Off,
+        "reboot" => Op::Reboot,
+        "status" => Op::Status,
+        "monitor" => Op::DevStatus,
+        "list" | "list-status" => Op::HostList,
+        "metadata" => Op::Metadata,
+        "validate-all" => Op::ValidateAll,
+        "host-status" => Op::HostStatus,
+        _ => return None,
+    })
 }
 
 /// Transport selected after parsing: multicast for `fence_xvm`; for `fence_virt`, vsock with
@@ -190,7 +101,7 @@ pub struct VirtArgs {
     /// Target VM name or UUID.
     pub domain: Option<String>,
     /// Operation.
-    pub op: VirtOp,
+    pub op: Op,
     /// Transport.
     pub mode: Mode,
     /// Debug level.
@@ -223,11 +134,11 @@ pub struct VirtArgs {
     /// Port.
     pub port: u16,
     /// Request hash.
-    pub hash: HashKind,
+    pub hash: HashAlg,
     /// Challenge/response algorithm.
-    pub auth: HashKind,
-    /// Address family.
-    pub family: Family,
+    pub auth: HashAlg,
+    /// Address family (`None`: decide from the group address).
+    pub family: Option<Family>,
     /// Serial device (`-D`).
     pub serial_device: Option<String>,
     /// Serial parameters.
@@ -245,7 +156,7 @@ impl VirtArgs {
     pub fn new(flavor: Flavor) -> Self {
         VirtArgs {
             domain: None,
-            op: VirtOp::Reboot,
+            op: Op::Reboot,
             mode: match flavor {
                 Flavor::Xvm => Mode::Multicast,
                 Flavor::Virt => Mode::Serial,
@@ -264,9 +175,9 @@ impl VirtArgs {
             key_file_explicit: false,
             cid: 0,
             port: DEFAULT_PORT,
-            hash: HashKind::Sha256,
-            auth: HashKind::Sha256,
-            family: Family::Auto,
+            hash: HashAlg::Sha256,
+            auth: HashAlg::Sha256,
+            family: None,
             serial_device: None,
             serial_params: DEFAULT_SERIAL_PARAMS.to_string(),
             channel_address: DEFAULT_CHANNEL_IP.to_string(),
@@ -470,7 +381,7 @@ const O_DELAY: OptSpec = OptSpec {
     ..OptSpec::EMPTY
 };
 /// Our addition (host status): long option only, so C getopt never sees it.
-const O_ATTRIBUTE: OptSpec = OptSpec {
+pub(super) const O_ATTRIBUTE: OptSpec = OptSpec {
     key: "attribute",
     long: Some("attribute"),
     arg_help: "--attribute <name>",
@@ -571,9 +482,9 @@ pub fn assign(args: &mut VirtArgs, key: &str, value: Option<&str>, out: &mut dyn
         "ip_family" => {
             if let Some(v) = value {
                 match v.to_ascii_lowercase().as_str() {
-                    "ipv4" => args.family = Family::V4,
-                    "ipv6" => args.family = Family::V6,
-                    "auto" => args.family = Family::Auto,
+                    "ipv4" => args.family = Some(Family::V4),
+                    "ipv6" => args.family = Some(Family::V6),
+                    "auto" => args.family = None,
                     _ => say(args, format!("Unsupported family: '{v}'")),
                 }
             }
@@ -636,17 +547,17 @@ pub fn assign(args: &mut VirtArgs, key: &str, value: Option<&str>, out: &mut dyn
         }
         "hash" => {
             if let Some(v) = value {
-                match HashKind::parse(v) {
-                    Some(h) => args.hash = h,
-                    None => say(args, format!("Unsupported hash: {v}")),
+                match v.parse::<HashAlg>() {
+                    Ok(h) => args.hash = h,
+                    Err(_) => say(args, format!("Unsupported hash: {v}")),
                 }
             }
         }
         "auth" => {
             if let Some(v) = value {
-                match HashKind::parse(v) {
-                    Some(h) => args.auth = h,
-                    None => say(args, format!("Unsupported auth type: {v}")),
+                match v.parse::<HashAlg>() {
+                    Ok(h) => args.auth = h,
+                    Err(_) => say(args, format!("Unsupported auth type: {v}")),
                 }
             }
         }
@@ -661,7 +572,7 @@ pub fn assign(args: &mut VirtArgs, key: &str, value: Option<&str>, out: &mut dyn
         }
         "action" => {
             if let Some(v) = value {
-                match VirtOp::parse(v) {
+                match parse_action(v) {
                     Some(op) => args.op = op,
                     None => say(args, format!("Unsupported operation: {v}")),
                 }
@@ -680,7 +591,7 @@ pub fn assign(args: &mut VirtArgs, key: &str, value: Option<&str>, out: &mut dyn
             if v.is_empty() {
                 say(args, "Invalid domain name".to_string());
             }
-            if v.len() >= MAX_DOMAIN_LEN {
+            if v.len() > MAX_DOMAIN_LEN {
                 say(
                     args,
                     format!("Invalid domain name: '{v}' (File name too long)"),
@@ -717,7 +628,7 @@ pub fn assign(args: &mut VirtArgs, key: &str, value: Option<&str>, out: &mut dyn
         }
         "attribute" => {
             if let Some(v) = value {
-                if v.is_empty() || v.len() >= MAX_DOMAIN_LEN {
+                if v.is_empty() || v.len() > MAX_DOMAIN_LEN {
                     say(
                         args,
                         format!("Invalid attribute name: '{v}' (1 to 63 characters)"),
@@ -932,249 +843,6 @@ pub fn parse_stdin(
     args
 }
 
-// ---------------------------------------------------------------------------------------------
-// Help, metadata, man page.
-
-/// C `args_usage`: `stdin_list` false prints the header and the option list, true the stdin
-/// key list (both end with an empty line).
-pub fn usage(flavor: Flavor, argv0: &str, stdin_list: bool) -> String {
-    let mut s = String::new();
-    if !stdin_list {
-        s.push_str(&format!(
-            "usage: {argv0} [args]\n\nNOTE: reboot-action does not power on nodes that are powered off.\n\n"
-        ));
-    }
-    for spec in &table(flavor).specs {
-        if spec.deprecated || spec.hidden || spec.arg_help.is_empty() {
-            continue;
-        }
-        if stdin_list {
-            if !spec.key.is_empty() {
-                s.push_str(&c_help_lines(20, 55, spec.key, spec.shortdesc));
-            }
-        } else {
-            s.push_str(&c_help_lines(20, 55, spec.arg_help, spec.shortdesc));
-        }
-    }
-    s.push('\n');
-    s
-}
-
-/// The complete `-h` output.
-pub fn help(flavor: Flavor, argv0: &str) -> String {
-    let mut s = usage(flavor, argv0, false);
-    s.push_str("With no command line argument, arguments are read from standard input.\n");
-    s.push_str("Arguments read from standard input take the form of:\n\n");
-    s.push_str("    arg1=value1\n");
-    s.push_str("    arg2=value2\n\n");
-    s.push_str(&usage(flavor, argv0, true));
-    s
-}
-
-/// The actions listed in metadata, in reference order, then our addition.
-pub const META_ACTIONS: &[&str] = &[
-    "null",
-    "on",
-    "off",
-    "reboot",
-    "metadata",
-    "status",
-    "monitor",
-    "list",
-    "list-status",
-    "validate-all",
-    "host-status",
-];
-
-/// `-o metadata` output (C `args_metadata`), with our additions.
-pub fn metadata(flavor: Flavor, argv0: &str) -> String {
-    let name = basename(argv0);
-    let mut s = String::new();
-    s.push_str("<?xml version=\"1.0\" ?>\n");
-    s.push_str(&format!(
-        "<resource-agent name=\"{name}\" shortdesc=\"Fence agent for virtual machines\">\n"
-    ));
-    s.push_str(&format!(
-        "<longdesc>{name} is an I/O Fencing agent which can be used with virtual machines.\n\nNOTE: reboot-action does not power on nodes that are powered off.</longdesc>\n"
-    ));
-    s.push_str("<vendor-url>https://libvirt.org</vendor-url>\n");
-    s.push_str("<parameters>\n");
-    for spec in &table(flavor).specs {
-        if spec.key.is_empty() || spec.hidden {
-            continue;
-        }
-        let req = u8::from(spec.required);
-        let extra = if let Some(o) = spec.obsoletes {
-            format!(" obsoletes=\"{o}\"")
-        } else if spec.deprecated {
-            " deprecated=\"1\"".to_string()
-        } else {
-            String::new()
-        };
-        s.push_str(&format!(
-            "\t<parameter name=\"{}\" unique=\"0\" required=\"{req}\"{extra}>\n",
-            spec.key
-        ));
-        let mixed = match (spec.short, spec.long) {
-            (Some(c), _) => format!("-{c}"),
-            (None, Some(l)) => format!("--{l}"),
-            (None, None) => String::new(),
-        };
-        s.push_str(&format!("\t\t<getopt mixed=\"{mixed}\" />\n"));
-        match spec.default {
-            Some(d) => s.push_str(&format!(
-                "\t\t<content type=\"{}\" default=\"{d}\" />\n",
-                spec.content.as_str()
-            )),
-            None => s.push_str(&format!(
-                "\t\t<content type=\"{}\" />\n",
-                spec.content.as_str()
-            )),
-        }
-        s.push_str(&format!(
-            "\t\t<shortdesc lang=\"en\">{}</shortdesc>\n",
-            xml_escape_lt_gt(spec.shortdesc)
-        ));
-        s.push_str("\t</parameter>\n");
-    }
-    s.push_str("</parameters>\n<actions>\n");
-    for a in META_ACTIONS {
-        s.push_str(&format!("\t<action name=\"{a}\" />\n"));
-    }
-    s.push_str("</actions>\n</resource-agent>\n");
-    s
-}
-
-/// The metadata text with our documented additions removed: what 4.12.1 prints.
-pub fn strip_additions_from_metadata(xml: &str) -> String {
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in xml.split_inclusive('\n') {
-        if line.starts_with("\t<parameter name=\"attribute\"") {
-            skipping = true;
-        }
-        if !skipping && line != "\t<action name=\"host-status\" />\n" {
-            out.push_str(line);
-        }
-        if skipping && line == "\t</parameter>\n" {
-            skipping = false;
-        }
-    }
-    out
-}
-
-/// The `-h` text with our documented additions removed: what 4.12.1 prints.
-pub fn strip_additions_from_help(text: &str) -> String {
-    let add: Vec<String> = [O_ATTRIBUTE.arg_help, O_ATTRIBUTE.key]
-        .iter()
-        .map(|a| c_help_lines(20, 55, a, O_ATTRIBUTE.shortdesc))
-        .collect();
-    text.split_inclusive('\n')
-        .filter(|l| !add.iter().any(|a| a == l))
-        .collect()
-}
-
-fn troff_escape(s: &str) -> String {
-    let s = s.replace('\\', "\\\\").replace('-', "\\-");
-    if s.starts_with('.') || s.starts_with('\'') {
-        format!("\\&{s}")
-    } else {
-        s
-    }
-}
-
-/// The man page (troff), generated from the same table as `-h` and metadata.
-pub fn man_page(flavor: Flavor) -> String {
-    let name = match flavor {
-        Flavor::Xvm => "fence_xvm",
-        Flavor::Virt => "fence_virt",
-    };
-    let table = table(flavor);
-    let mut s = String::new();
-    s.push_str(&format!(
-        ".\\\" Generated by fence-agents (agents/src/virt_args.rs); do not edit.\n.TH {} 8 \"fence-rs\" \"fence release {FENCE_RELEASE}\" \"System Manager's Manual\"\n",
-        name.to_uppercase()
-    ));
-    s.push_str(".SH NAME\n");
-    s.push_str(&format!(
-        "{} \\- fence agent for virtual machines\n",
-        troff_escape(name)
-    ));
-    s.push_str(".SH SYNOPSIS\n");
-    s.push_str(&format!(
-        ".B {}\n[\\fIOPTIONS\\fR]\n.br\n",
-        troff_escape(name)
-    ));
-    s.push_str(&format!(
-        ".B {}\n< \\fIkey=value lines\\fR\n",
-        troff_escape(name)
-    ));
-    s.push_str(".SH DESCRIPTION\n");
-    match flavor {
-        Flavor::Xvm => s.push_str(&format!(
-            "{} is an I/O Fencing agent which can be used with virtual machines. It multicasts a signed request to \\fBfence_virtd\\fR(8) on the hosts and waits for the daemon to connect back.\n",
-            troff_escape(name)
-        )),
-        Flavor::Virt => s.push_str(&format!(
-            "{} is an I/O Fencing agent which can be used with virtual machines. It talks to \\fBfence_virtd\\fR(8) over a serial device, a VM channel, TCP (\\fB\\-T\\fR) or vsock (\\fB\\-S\\fR).\n",
-            troff_escape(name)
-        )),
-    }
-    s.push_str(".PP\nNOTE: reboot\\-action does not power on nodes that are powered off.\n");
-    s.push_str(".PP\nWith no command line argument, arguments are read from standard input, one \\fIkey\\fR=\\fIvalue\\fR per line.\n");
-    s.push_str(".SH OPTIONS\n");
-    for spec in &table.specs {
-        if spec.hidden || spec.arg_help.is_empty() {
-            continue;
-        }
-        s.push_str(&format!(
-            ".TP\n.B {}\n{}",
-            troff_escape(spec.arg_help),
-            troff_escape(spec.shortdesc)
-        ));
-        if spec.deprecated {
-            s.push_str(" (deprecated)");
-        }
-        if spec.addition {
-            s.push_str(" (addition, see HOST STATUS)");
-        }
-        s.push('\n');
-    }
-    s.push_str(".SH STDIN PARAMETERS\n");
-    for spec in &table.specs {
-        if spec.hidden || spec.key.is_empty() {
-            continue;
-        }
-        s.push_str(&format!(".TP\n.B {}\n", troff_escape(spec.key)));
-        s.push_str(&troff_escape(spec.shortdesc));
-        if let Some(d) = spec.default {
-            s.push_str(&format!(" Default: {}.", troff_escape(d)));
-        }
-        for a in spec.stdin_aliases {
-            s.push_str(&format!(" Also accepted as \\fB{}\\fR.", troff_escape(a)));
-        }
-        s.push('\n');
-    }
-    s.push_str(&format!(
-        ".TP\n.B {}\nAccepted and ignored.\n",
-        IGNORED_STDIN_KEYS.join(", ")
-    ));
-    s.push_str(".SH ACTIONS\n");
-    s.push_str(&format!(".BR {}\n", META_ACTIONS.join(" ,\n.BR ")));
-    s.push_str(".PP\n\\fBlist\\-status\\fR is the same as \\fBlist\\fR. \\fBdelay\\fR is not applied to status, monitor, list and host\\-status.\n");
-    s.push_str(".SH HOST STATUS\n");
-    s.push_str("An addition to the reference agent (pm\\-monitor). The action \\fBhost\\-status\\fR with \\fB\\-\\-attribute\\fR \\fINAME\\fR (stdin \\fBattribute=\\fR\\fINAME\\fR) asks the daemon for a fact about the host as the host cluster sees it (a node attribute such as \\fBpingd\\fR, or \\fB#state\\fR) and prints \\fINAME\\fR=\\fIVALUE\\fR. A daemon without host status support answers with a failure; the agent then exits 1. Both the action and the \\fBattribute\\fR parameter are listed in the metadata in addition to the reference parameters.\n");
-    s.push_str(".SH EXIT STATUS\n");
-    s.push_str(".TP\n.B 0\nSuccess; for status: the domain is on.\n");
-    s.push_str(".TP\n.B 1\nFailure, timeout or bad arguments (an unknown option or a missing option argument prints the help and exits 1; the reference agent exits 0 there).\n");
-    s.push_str(".TP\n.B 2\nThe domain is off.\n");
-    s.push_str(".TP\n.B 3\nPermission denied by the daemon.\n");
-    s.push_str(".TP\n.B 255\nNo answer could be read, or the transport could not be opened.\n");
-    s.push_str(".SH FILES\n.TP\n.I /etc/cluster/fence_xvm.key\nDefault shared key.\n");
-    s.push_str(".SH SEE ALSO\n.BR fence_virtd (8),\n.BR fence_virt.conf (5)\n");
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1217,7 +885,7 @@ mod tests {
         let (a, _, _) = argv(Flavor::Xvm, &["-dd", "-d", "-ooff", "-n", "vm1", "extra"]);
         assert_eq!(
             (a.debug, a.op, a.domain.as_deref()),
-            (3, VirtOp::Off, Some("vm1"))
+            (3, Op::Off, Some("vm1"))
         );
         let (a, _, e) = argv(Flavor::Xvm, &["--foo"]);
         assert!(a.help && a.bad_option);
@@ -1235,11 +903,11 @@ mod tests {
         assert!(a.help && a.bad_option);
         assert_eq!(e, "fence_xvm: option requires an argument -- 'o'\n");
         let (a, _, _) = argv(Flavor::Xvm, &["--", "-o", "off"]);
-        assert_eq!(a.op, VirtOp::Reboot);
+        assert_eq!(a.op, Op::Reboot);
         let (a, _, _) = argv(Flavor::Xvm, &["--attribute", "pingd", "-o", "host-status"]);
         assert_eq!(
             (a.attribute.as_deref(), a.op),
-            (Some("pingd"), VirtOp::HostStatus)
+            (Some("pingd"), Op::HostStatus)
         );
     }
 
@@ -1249,17 +917,17 @@ mod tests {
             Flavor::Xvm,
             "# c\n  ACTION=Off trailing\n\nplug=my vm\nvsock=3\nnodename=n1\nport=x\n",
         );
-        assert_eq!(a.op, VirtOp::Off);
+        assert_eq!(a.op, Op::Off);
         assert_eq!(a.domain.as_deref(), Some("my"));
         assert!(a.err);
         assert_eq!(o, "Domain/UUID may not be specified more than once\n");
         assert_eq!(e, "Parse error: Ignoring unknown option 'vsock'\n");
         let (a, _, _) = stdin(Flavor::Virt, "option=status\ndebug\ndebug\nvsock\n");
-        assert_eq!((a.op, a.debug, a.cid), (VirtOp::Status, 2, 2));
+        assert_eq!((a.op, a.debug, a.cid), (Op::Status, 2, 2));
         // Lines longer than 255 bytes are read in pieces like fgets does.
         let long = format!("plug=vm\n{}action=off\n", "x".repeat(255));
         let (a, _, e) = stdin(Flavor::Xvm, &long);
-        assert_eq!(a.op, VirtOp::Off);
+        assert_eq!(a.op, Op::Off);
         assert!(e.starts_with("Parse error: Ignoring unknown option 'xxx"));
     }
 
@@ -1273,14 +941,5 @@ mod tests {
         let (a, o, _) = argv(Flavor::Xvm, &["-w", "-1", "-r", "0"]);
         assert!(a.err);
         assert_eq!(o, "Invalid delay: '-1'\nInvalid retransmit time: '0'\n");
-    }
-
-    #[test]
-    fn strip_additions_is_exact() {
-        let md = metadata(Flavor::Xvm, "fence_xvm");
-        let stripped = strip_additions_from_metadata(&md);
-        assert!(md.contains("name=\"attribute\""));
-        assert!(!stripped.contains("attribute") && !stripped.contains("host-status"));
-        assert_eq!(md.lines().count(), stripped.lines().count() + 6);
     }
 }

@@ -1,13 +1,12 @@
-//! Adapter from the agent front end ([`crate::virt_agent`]) to the fence-virt client transports
-//! ([`crate::virt_client`]): builds the [`Channel`] and [`ClientConfig`] from the parsed
+//! Adapter from the agent flow ([`crate::fence_virt::flow`]) to the fence-virt client transports
+//! ([`super`]): builds the [`Channel`] and [`ClientConfig`] from the parsed
 //! arguments and maps [`ClientError`]s to the C agent's internal results:
 //! network modes give 1 for timeouts waiting for the daemon, connect and authentication
 //! failures, -1 (exit 255) when the result byte never came; serial/vmchannel failures give -1.
 
-use crate::virt_agent::{HostLine, TransportFailure, VirtCall, VirtReply, VirtTransport};
-use crate::virt_args::{HashKind, Mode, VirtOp};
-use crate::virt_client::{request, Channel, ClientConfig, ClientError, Reply};
-use fence_proto::{HashAlg, Op};
+use super::{request, Channel, ClientConfig, ClientError, Reply};
+use crate::fence_virt::args::Mode;
+use crate::fence_virt::flow::{HostLine, TransportFailure, VirtCall, VirtReply, VirtTransport};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,30 +14,6 @@ use std::time::Duration;
 /// The real transport: fence-virt wire protocol over the channel the arguments select.
 #[derive(Debug, Default)]
 pub struct ClientTransport;
-
-fn alg(h: HashKind) -> HashAlg {
-    match h {
-        HashKind::None => HashAlg::None,
-        HashKind::Sha1 => HashAlg::Sha1,
-        HashKind::Sha256 => HashAlg::Sha256,
-        HashKind::Sha512 => HashAlg::Sha512,
-    }
-}
-
-fn op(o: VirtOp) -> Op {
-    match o {
-        VirtOp::Null => Op::Null,
-        VirtOp::Off => Op::Off,
-        VirtOp::Reboot => Op::Reboot,
-        VirtOp::On => Op::On,
-        VirtOp::Status => Op::Status,
-        VirtOp::Monitor => Op::DevStatus,
-        VirtOp::List => Op::HostList,
-        VirtOp::Metadata => Op::Metadata,
-        VirtOp::ValidateAll => Op::ValidateAll,
-        VirtOp::HostStatus => Op::HostStatus,
-    }
-}
 
 /// Builds the channel for a call; an unusable multicast address is a failure (-1) as in C,
 /// where sending the packets fails.
@@ -96,18 +71,12 @@ impl VirtTransport for ClientTransport {
     fn request(&mut self, call: &VirtCall<'_>) -> Result<VirtReply, TransportFailure> {
         let ch = channel(call)?;
         let cfg = ClientConfig {
-            hash: alg(call.hash),
-            auth: alg(call.auth),
+            hash: call.hash,
+            auth: call.auth,
             key: call.key.clone(),
             timeout: Duration::from_secs(call.args.timeout.max(1) as u64),
         };
-        match request(
-            &ch,
-            &cfg,
-            op(call.args.op),
-            &call.domain,
-            call.args.use_uuid,
-        ) {
+        match request(&ch, &cfg, call.args.op, &call.domain, call.args.use_uuid) {
             Ok(Reply::Code(c)) => Ok(VirtReply::Code(c)),
             Ok(Reply::HostStatus(v)) => Ok(VirtReply::HostStatus(v)),
             Ok(Reply::HostList(l)) => Ok(VirtReply::HostList(

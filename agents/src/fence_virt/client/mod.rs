@@ -17,6 +17,7 @@
 mod multicast;
 mod serial;
 mod stream;
+mod transport;
 
 use fence_proto::{
     AuthError, DecodeError, EncodeError, HashAlg, HostEntry, HostListDecoder, Key, Op,
@@ -30,6 +31,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use serial::SerialParams;
+pub use transport::{channel, failure_result, ClientTransport};
 
 /// Authentication and timing settings of one agent run.
 #[derive(Debug, Clone)]

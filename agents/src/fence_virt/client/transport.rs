@@ -58,8 +58,7 @@ pub fn failure_result(mode: Mode, e: &ClientError) -> i32 {
     match (mode, e) {
         (Mode::Serial, _) => -1,
         (_, ClientError::Timeout { waiting_for })
-            if *waiting_for == "the result"
-                || *waiting_for == crate::virt_client::RESULT_AFTER_AUTH =>
+            if *waiting_for == "the result" || *waiting_for == super::RESULT_AFTER_AUTH =>
         {
             -1
         }

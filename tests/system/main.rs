@@ -18,6 +18,7 @@ mod agent_backend;
 mod agent_timeout;
 mod channels;
 mod faults;
+mod host_status;
 mod libvirt_reconnect;
 mod matrix;
 mod pacemaker;

@@ -23,3 +23,4 @@ pub mod virt_agent;
 pub mod virt_args;
 pub mod virt_client;
 pub mod virt_transport;
+pub mod vm_client;

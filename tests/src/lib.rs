@@ -27,6 +27,7 @@ pub mod libvirt_test;
 pub mod libvirtd;
 pub mod netns;
 pub mod pacemaker;
+pub mod pacemaker_cluster;
 pub mod process;
 pub mod wire;
 

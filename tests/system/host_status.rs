@@ -162,3 +162,89 @@ fn c_daemon_refusal_is_explained() {
     assert_eq!(o.code, 1, "{o:?}");
     assert!(says(&o, "the daemon does not offer host status"), "{o:?}");
 }
+
+/// 200 guests asking at once cause one Pacemaker reading (counted by a crm_mon wrapper).
+#[test]
+fn two_hundred_guests_share_one_crm_mon_run() {
+    use fence_system_tests::agent::Input;
+    use std::os::unix::fs::PermissionsExt;
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cib.xml");
+    std::fs::write(&f, cib(Some("100"), false)).unwrap();
+    let count = dir.path().join("runs");
+    let wrap = dir.path().join("crm_mon");
+    std::fs::write(
+        &wrap,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nsleep 0.5\nexec /usr/sbin/crm_mon \"$@\"\n",
+            count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let w = World::start(Chan::Tcp, Impl::Ours, |c| {
+        with_pm(c, &f, 3600);
+        c.env.push((
+            "PATH".into(),
+            format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", dir.path().display()),
+        ));
+    });
+    let mut argv = w.argv();
+    argv.extend(["-o", "host-status", "--attribute", "pingd"].map(String::from));
+    let agents: Vec<_> = (0..N)
+        .map(|_| Agent::fence_virt(Impl::Ours).spawn(&w.ns, Input::Argv(&argv)))
+        .collect();
+    let outs: Vec<AgentOutput> = agents.into_iter().map(|a| a.wait(RUN_LIMIT)).collect();
+    let bad: Vec<_> = outs
+        .iter()
+        .filter(|o| (o.code, o.stdout.as_str()) != (0, "pingd=100\n"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {N} failed, e.g. {:?}",
+        bad.len(),
+        bad.first()
+    );
+    let runs = std::fs::read_to_string(&count)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(
+        runs, 1,
+        "crm_mon runs for {N} guests within one cache period"
+    );
+}
+
+/// A rules file with a bad line stops the daemon at start-up, naming file and line.
+#[test]
+fn bad_rules_file_at_start_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("pm-monitor.conf");
+    std::fs::write(&rules, "[pingd]\nok = eq 1\nbad = near 2\n").unwrap();
+    let mut cfg = DaemonConfig::multicast(Family::V4);
+    cfg.host_status = Some(pm_block(2, Some(&rules)));
+    let key = dir.path().join("key");
+    fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
+    let conf = dir.path().join("fence_virt.conf");
+    fence_system_tests::daemon::write_private(
+        &conf,
+        cfg.render(&key, "test:///default").as_bytes(),
+    );
+    let ns = Netns::new();
+    let o = ns
+        // `timeout`: a daemon that did start is stopped (and fails the test) instead of hanging.
+        .cmd("/usr/bin/timeout")
+        .arg("20")
+        .arg(fence_system_tests::bins::path(Impl::Ours, "fence_virtd"))
+        .args(["-F", "-f"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.path().join("pid"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "started with a bad rules file:\n{err}");
+    assert!(err.contains(&format!("{}:3", rules.display())), "{err}");
+}

@@ -248,3 +248,37 @@ fn bad_rules_file_at_start_stops_the_daemon() {
     assert!(!o.status.success(), "started with a bad rules file:\n{err}");
     assert!(err.contains(&format!("{}:3", rules.display())), "{err}");
 }
+
+/// Multicast: `groups` refuse host status to a requester in no group, as fencing requests.
+#[test]
+fn multicast_groups_deny_host_status_to_a_requester_in_no_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cib.xml");
+    std::fs::write(&f, cib(Some("100"), false)).unwrap();
+    let ns = Netns::new();
+    let mut cfg = DaemonConfig::multicast(Family::V4);
+    with_pm(&mut cfg, &f, 1);
+    cfg.groups = vec![fence_system_tests::Group {
+        name: None,
+        ips: vec!["192.0.2.1".into()],
+        uuids: vec!["vm1".into()],
+    }];
+    let d = Daemon::start(&ns, Impl::Ours, &cfg);
+    let key = d.key_path().display().to_string();
+    let o = Agent::fence_xvm(Impl::Ours).run_args(
+        &ns,
+        &[
+            "-o",
+            "host-status",
+            "--attribute",
+            "pingd",
+            "-k",
+            &key,
+            "-t",
+            "5",
+        ],
+        RUN_LIMIT,
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(says(&o, "permission denied"), "{o:?}");
+}

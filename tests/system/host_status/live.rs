@@ -163,17 +163,17 @@ fn vm_client_publishes_host_status_in_a_guest_cluster() {
     let rules_dir = tempfile::tempdir().unwrap();
     let rules = rules_dir.path().join("pm-monitor.conf");
     std::fs::write(&rules, "[pingd]\nred = lt 50\ngreen = gte 50\n").unwrap();
-    let d = tcp_daemon(
-        &hns,
-        "192.168.77.1",
-        format!(
-            "\t\tnode = \"phost\";\n\t\tattributes = \"pingd\";\n\t\tcache = \"1\";\n\t\trules = \"{}\";\n",
-            rules.display()
-        ),
+    let pm = format!(
+        "\t\tnode = \"phost\";\n\t\tattributes = \"pingd\";\n\t\tcache = \"1\";\n\t\trules = \"{}\";\n",
+        rules.display()
     );
+    let d = tcp_daemon(&hns, "192.168.77.1", pm.clone());
     host.check(&["attrd_updater", "-n", "pingd", "-U", "100"]);
     let vm_client = bins::path(Impl::Ours, "vm-client");
-    let key = d.key_path().display().to_string();
+    // The guest's copy of the key (the daemon's own goes away with it).
+    let key_copy = rules_dir.path().join("fence_xvm.key");
+    std::fs::copy(d.key_path(), &key_copy).unwrap();
+    let key = key_copy.display().to_string();
     let params = [
         ("attribute_list", "pingd #state"),
         ("ipaddr", "192.168.77.1"),
@@ -243,6 +243,37 @@ fn vm_client_publishes_host_status_in_a_guest_cluster() {
                     .any(|(a, b)| a == "host-state" && b == "standby")
         }),
         "guest never followed the host: {last:?}"
+    );
+    // The host's daemon goes away (as during a live migration) and comes back while a monitor
+    // runs: the monitor keeps asking within its operation timeout and succeeds.
+    drop(d);
+    let log = rules_dir.path().join("monitor.err");
+    let mut c = guest.cmd(&vm_client);
+    c.arg("monitor")
+        .env("OCF_RESOURCE_INSTANCE", "hoststatus")
+        .env("OCF_RESKEY_CRM_meta_timeout", "60000");
+    for (k, v) in params {
+        c.env(format!("OCF_RESKEY_{k}"), v);
+    }
+    let mut monitor = c
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(
+        poll_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("retrying")),
+        "monitor did not retry: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _d = tcp_daemon(&hns, "192.168.77.1", pm);
+    let st = fence_system_tests::process::wait_bounded(&mut monitor, Duration::from_secs(60))
+        .expect("monitor finished within its timeout");
+    assert!(
+        st.success(),
+        "monitor across the daemon's absence: {st}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     let (code, err) = action("stop");
     assert_eq!(code, 0, "{err}");

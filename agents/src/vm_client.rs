@@ -696,7 +696,7 @@ fn validate(env: &Env, log: &Log) -> i32 {
     rc::SUCCESS
 }
 
-/// The binary's `main`: OCF action from argv[1], parameters from the environment.
+/// The binary's `main`: OCF action from `argv[1]`, parameters from the environment.
 pub fn main_with(args: &[String]) -> i32 {
     let env = Env::from_process();
     let Some(action) = args.get(1) else {

@@ -282,3 +282,43 @@ fn multicast_groups_deny_host_status_to_a_requester_in_no_group() {
     assert_eq!(o.code, 1, "{o:?}");
     assert!(says(&o, "permission denied"), "{o:?}");
 }
+
+/// vsock end to end (needs the `vsock_loopback` transport, CID 1; see `channels`).
+#[test]
+#[ignore = "needs the vsock_loopback kernel transport (CID 1); the CI machine has none"]
+fn vsock_loopback_host_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cib.xml");
+    std::fs::write(&f, cib(Some("100"), false)).unwrap();
+    let ns = Netns::new();
+    let port = 0x7_0000 + std::process::id() % 0x1_0000;
+    let mut cfg = DaemonConfig::new(fence_system_tests::ListenerConfig::Vsock { port });
+    with_pm(&mut cfg, &f, 1);
+    let d = Daemon::start(&ns, Impl::Ours, &cfg);
+    let key = d.key_path().display().to_string();
+    let p = port.to_string();
+    let mut last = None;
+    let ok = poll_until(Duration::from_secs(10), || {
+        let o = Agent::fence_virt(Impl::Ours).run_args(
+            &ns,
+            &[
+                "-S1",
+                "-p",
+                &p,
+                "-k",
+                &key,
+                "-t",
+                "5",
+                "-o",
+                "host-status",
+                "--attribute",
+                "pingd",
+            ],
+            RUN_LIMIT,
+        );
+        let done = (o.code, o.stdout.as_str()) == (0, "pingd=100\n");
+        last = Some(o);
+        done
+    });
+    assert!(ok, "{last:?}");
+}

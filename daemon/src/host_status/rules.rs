@@ -270,6 +270,18 @@ mod tests {
         }
     }
 
+    /// The example in `conf/` stays valid and means what its comments say.
+    #[test]
+    fn example_rules_file_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/pm-monitor-rules.ini");
+        let r = Rules::load(&p).unwrap();
+        assert_eq!(r.apply("pingd", "0"), "red");
+        assert_eq!(r.apply("pingd", "99"), "yellow");
+        assert_eq!(r.apply("pingd", "100"), "green");
+        assert_eq!(r.apply("#state", "online"), "ok");
+        assert_eq!(r.apply("#state", "standby"), "standby");
+    }
+
     #[test]
     fn load_error_names_file_and_line() {
         let d = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ libvirt-dev
 libvirt-clients
 pacemaker
 pacemaker-cli-utils
+corosync
 resource-agents
 libxml2-utils
 socat

@@ -25,3 +25,4 @@ pub mod fencing_py;
 pub mod options;
 #[cfg(test)]
 mod test_reference;
+pub mod vm_client;

@@ -3,6 +3,8 @@
 //! 4.12.1 `agents/virt/include/server_plugin.h`, `server/static_map.c`).
 //! ON, OFF, REBOOT and STATUS are checked against the map (denied → RESP_PERM); HOSTLIST is
 //! filtered VM by VM (by UUID and by name); NULL and DEVSTATUS are never checked.
+//! HOSTSTATUS (op 32, our extension) is allowed to any requester listed in some group (it names
+//! an attribute, not a VM), then answered by the host-status provider when one is configured.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use fence_proto::{HostEntry, Op, RESP_FAIL, RESP_PERM};
 
 use crate::backend::{Backend, PowerAction};
 use crate::config::Groups;
+use crate::host_status::PmMonitor;
 use crate::listener::ratelimit::{Reason, RejectLog};
 use crate::reject;
 
@@ -29,6 +32,7 @@ pub struct Dispatcher {
     backend: Arc<Backend>,
     groups: Groups,
     rejects: Arc<RejectLog>,
+    host_status: Option<Arc<PmMonitor>>,
 }
 
 impl Dispatcher {
@@ -38,7 +42,19 @@ impl Dispatcher {
             backend,
             groups,
             rejects: Arc::default(),
+            host_status: None,
         }
+    }
+
+    /// Answer HOSTSTATUS (op 32) from this provider (`host_status = "pm-monitor"`).
+    pub fn with_host_status(mut self, provider: Arc<PmMonitor>) -> Dispatcher {
+        self.host_status = Some(provider);
+        self
+    }
+
+    /// The host-status provider, if any (SIGHUP reloads its rules).
+    pub fn host_status(&self) -> Option<&Arc<PmMonitor>> {
+        self.host_status.as_ref()
     }
 
     /// Where denials are counted and (rate-limited) logged; the listener shares it.
@@ -75,6 +91,18 @@ impl Dispatcher {
             );
             return Answer::Code(RESP_PERM);
         }
+        if op == Op::HostStatus && !self.groups.has_member(src) {
+            reject!(
+                self.rejects,
+                Reason::GroupsDenied,
+                src,
+                warn,
+                attribute = domain,
+                src,
+                "host status denied: requester is in no group"
+            );
+            return Answer::Code(RESP_PERM);
+        }
         match op {
             Op::Off => Answer::Code(self.backend.power(PowerAction::Off, domain).await),
             Op::On => Answer::Code(self.backend.power(PowerAction::On, domain).await),
@@ -101,13 +129,19 @@ impl Dispatcher {
                 tracing::info!("NULL operation: answering failure, as fence_virtd does");
                 Answer::Code(RESP_FAIL)
             }
-            Op::HostStatus => {
-                tracing::warn!(
-                    src,
-                    "host status asked but no host_status backend is configured"
-                );
-                Answer::Code(RESP_FAIL)
-            }
+            Op::HostStatus => match &self.host_status {
+                Some(p) => match p.answer(domain, src).await {
+                    Ok(v) => Answer::HostStatus(v),
+                    Err(_) => Answer::Code(RESP_FAIL),
+                },
+                None => {
+                    tracing::warn!(
+                        src,
+                        "host status asked but no host_status backend is configured"
+                    );
+                    Answer::Code(RESP_FAIL)
+                }
+            },
             Op::Metadata | Op::ValidateAll => Answer::Code(RESP_FAIL),
         }
     }

@@ -11,6 +11,7 @@ pub mod backends;
 pub mod config;
 pub mod dispatch;
 pub mod history;
+pub mod host_status;
 pub mod listener;
 pub mod startup;
 pub mod systemd;

@@ -78,6 +78,9 @@ pub enum RunError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The pm-monitor rules file cannot be used.
+    #[error("host_status \"pm-monitor\" cannot start")]
+    HostStatus(#[source] crate::host_status::rules::RulesError),
     /// The listener could not be set up.
     #[error("listener {name:?} failed to initialise")]
     Listener {
@@ -543,7 +546,15 @@ pub async fn run(
     let backend = Arc::new(
         Backend::new(driver, FenceOptions::default(), ACTION_DEADLINE).with_shutdown(rx.clone()),
     );
-    let dispatcher = Arc::new(Dispatcher::new(backend, Groups::new(cfg.groups.clone())));
+    let mut dispatcher = Dispatcher::new(backend, Groups::new(cfg.groups.clone()));
+    if let Some(pm) = &cfg.host_status {
+        let provider =
+            Arc::new(crate::host_status::PmMonitor::new(pm).map_err(RunError::HostStatus)?);
+        reload_on_sighup(provider.clone());
+        tracing::info!(attributes = ?pm.attributes, cache_secs = pm.cache_secs, "host status from Pacemaker (pm-monitor)");
+        dispatcher = dispatcher.with_host_status(provider);
+    }
+    let dispatcher = Arc::new(dispatcher);
     let pending_total = match listener::raise_file_limit() {
         Ok(n) => {
             let total = listener::admission::total_for_file_limit(n);
@@ -578,6 +589,25 @@ pub async fn run(
         })?;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Re-read the pm-monitor rules on every SIGHUP (a bad file keeps the old rules). Only
+/// installed with a host-status provider: otherwise SIGHUP keeps its default action, as in the
+/// C daemon.
+fn reload_on_sighup(provider: Arc<crate::host_status::PmMonitor>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = provider.reload_rules();
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGHUP handler; rules are not reloadable")
+        }
+    }
 }
 
 /// SIGINT, SIGTERM or SIGQUIT. The handlers are installed when this is called (inside a

@@ -6,6 +6,10 @@
 //! sample by sample so that machine noise hits both alike, and a markdown table with medians,
 //! p90s, ratios (C / ours, > 1 means ours is faster) and success counts is printed.
 //!
+//! Issue 10's host-status rows compare, on our daemon only (the C pair has no host status), a
+//! host-status request with a status request to the same daemon, and count the crm_mon runs
+//! behind bursts of 200 concurrent host-status requests.
+//!
 //! This is a measuring tool, not a test: nothing here asserts a time. Run it through
 //! `scripts/bench.sh`, which builds the release binaries first; the bench refuses to run
 //! against non-release builds of ours.
@@ -172,13 +176,17 @@ struct BenchDaemon {
 
 impl BenchDaemon {
     fn start(which: Impl, listener: ListenerConfig) -> BenchDaemon {
+        let mut cfg = DaemonConfig::multicast(Family::V4);
+        cfg.listener = listener;
+        BenchDaemon::start_cfg(which, cfg)
+    }
+
+    fn start_cfg(which: Impl, cfg: DaemonConfig) -> BenchDaemon {
         let ns = Netns::new();
         let dir = tempfile::Builder::new()
             .prefix("fence-bench-")
             .tempdir()
             .expect("tempdir");
-        let mut cfg = DaemonConfig::multicast(Family::V4);
-        cfg.listener = listener;
         let key = dir.path().join("fence_xvm.key");
         write_private(&key, TEST_KEY);
         let uri = cfg.node.write(dir.path());
@@ -192,6 +200,7 @@ impl BenchDaemon {
             .arg(&conf)
             .arg("-p")
             .arg(dir.path().join("fence_virtd.pid"))
+            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(File::create(dir.path().join("stdout.log")).expect("log"))
             .stderr(File::create(dir.path().join("stderr.log")).expect("log"))
@@ -266,6 +275,21 @@ impl Drop for BenchDaemon {
         }
     }
 }
+
+/// The CIB the host-status rows read (one online node `host1`, `pingd = 100`).
+const HOST_CIB: &str = r#"<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0" have-quorum="1" dc-uuid="1">
+  <configuration>
+    <crm_config><cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set></crm_config>
+    <nodes><node id="1" uname="host1"/></nodes>
+    <resources/><constraints/>
+  </configuration>
+  <status>
+    <node_state id="1" uname="host1" in_ccm="true" crmd="online" join="member" expected="member">
+      <transient_attributes id="1"><instance_attributes id="t1"><nvpair id="t1p" name="pingd" value="100"/></instance_attributes></transient_attributes>
+    </node_state>
+  </status>
+</cib>
+"#;
 
 /// `fence_xvm -o status -H vm1` against the daemon whose key is `key`.
 fn xvm_status(key: &str) -> Vec<String> {
@@ -619,6 +643,129 @@ fn main() {
     }
     drop(tcp_ours);
     drop(tcp_c);
+
+    // 5. host status (op 32, ours only: the C pair has none), answered from a hand-written CIB
+    // through a counting crm_mon wrapper; compared with a status request to the same daemon.
+    let hs_dir = tempfile::tempdir().expect("tempdir");
+    let cib = hs_dir.path().join("cib.xml");
+    fs::write(&cib, HOST_CIB).expect("cib");
+    let runs = hs_dir.path().join("crm_mon.runs");
+    let wrapper = hs_dir.path().join("crm_mon");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec /usr/sbin/crm_mon \"$@\"\n",
+            runs.display()
+        ),
+    )
+    .expect("wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let hs_cfg = |listener: ListenerConfig| {
+        let mut cfg = DaemonConfig::multicast(Family::V4);
+        cfg.listener = listener;
+        cfg.host_status =
+            Some("\t\tnode = \"host1\";\n\t\tattributes = \"pingd\";\n\t\tcache = \"2\";\n".into());
+        cfg.env = vec![
+            ("CIB_file".into(), cib.display().to_string()),
+            (
+                "PATH".into(),
+                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", hs_dir.path().display()),
+            ),
+        ];
+        cfg
+    };
+    let mut hs_tcp = BenchDaemon::start_cfg(Impl::Ours, hs_cfg(tcp()));
+    hs_tcp.wait_ready(&our_virt, &virt_tcp_status(&hs_tcp.key()));
+    let hs_args = |mut a: Vec<String>| {
+        let i = a.iter().position(|x| x == "status").expect("status");
+        a[i] = "host-status".into();
+        a[i + 1] = "--attribute".into();
+        a[i + 2] = "pingd".into();
+        a
+    };
+    let n = k(200, 10);
+    rows.push(measure(
+        "host status vs status, ours (tcp), 1 request: [host-status | status]",
+        n,
+        n,
+        || {
+            batch_in(
+                Some(&hs_tcp.ns),
+                &our_virt,
+                &hs_args(virt_tcp_status(&hs_tcp.key())),
+                1,
+            )
+        },
+        || {
+            batch_in(
+                Some(&hs_tcp.ns),
+                &our_virt,
+                &virt_tcp_status(&hs_tcp.key()),
+                1,
+            )
+        },
+    ));
+    let before = fs::read_to_string(&runs)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let bursts = k(10, 2);
+    let t0 = Instant::now();
+    rows.push(measure(
+        "host status vs status, ours (tcp), 200 concurrent: [host-status | status]",
+        bursts,
+        bursts,
+        || {
+            batch_in(
+                Some(&hs_tcp.ns),
+                &our_virt,
+                &hs_args(virt_tcp_status(&hs_tcp.key())),
+                200,
+            )
+        },
+        || {
+            batch_in(
+                Some(&hs_tcp.ns),
+                &our_virt,
+                &virt_tcp_status(&hs_tcp.key()),
+                200,
+            )
+        },
+    ));
+    let spent = t0.elapsed();
+    let counted = fs::read_to_string(&runs)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        - before;
+    notes.push(format!(
+        "host status: {} bursts of 200 concurrent requests (plus one warm-up) over {} caused {counted} \
+         crm_mon runs (cache = 2 s: at most one per 2 s period)",
+        bursts + 1,
+        fmt_dur(spent)
+    ));
+    drop(hs_tcp);
+    let mut hs_mc =
+        BenchDaemon::start_cfg(Impl::Ours, hs_cfg(ListenerConfig::multicast(Family::V4)));
+    hs_mc.wait_ready(&our_xvm, &xvm_status(&hs_mc.key()));
+    rows.push(measure(
+        "host status vs status, ours (multicast), 1 request: [host-status | status]",
+        n,
+        n,
+        || {
+            batch_in(
+                Some(&hs_mc.ns),
+                &our_xvm,
+                &hs_args(xvm_status(&hs_mc.key())),
+                1,
+            )
+        },
+        || batch_in(Some(&hs_mc.ns), &our_xvm, &xvm_status(&hs_mc.key()), 1),
+    ));
+    drop(hs_mc);
 
     // Context: the cost of merely spawning and reaping that many processes on this machine.
     for conc in [20, 200] {

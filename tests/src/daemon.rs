@@ -116,6 +116,10 @@ pub struct DaemonConfig {
     /// Another backend instead of libvirt: its name and the body of its `backends/<name>`
     /// block (our daemon only).
     pub backend: Option<(String, String)>,
+    /// `host_status = "pm-monitor"` with this body of `backends/pm-monitor` (our daemon only).
+    pub host_status: Option<String>,
+    /// Extra environment of the daemon process (e.g. `CIB_file` for crm_mon).
+    pub env: Vec<(String, String)>,
 }
 
 /// The key used by default, the one of the compatibility vectors in `fence-proto`
@@ -145,6 +149,8 @@ impl DaemonConfig {
             extra: String::new(),
             uri: None,
             backend: None,
+            host_status: None,
+            env: Vec::new(),
         }
     }
 
@@ -155,8 +161,13 @@ impl DaemonConfig {
         let backend = self.backend.as_ref().map_or("libvirt", |(n, _)| n.as_str());
         let _ = writeln!(
             s,
-            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"{backend}\";\n}}\n",
-            l.name()
+            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"{backend}\";\n{}}}\n",
+            l.name(),
+            if self.host_status.is_some() {
+                "\thost_status = \"pm-monitor\";\n"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(s, "listeners {{\n\t{} {{", l.name());
         let _ = writeln!(s, "\t\tkey_file = \"{}\";", key_path.display());
@@ -208,14 +219,18 @@ impl DaemonConfig {
             }
         }
         let _ = writeln!(s, "\t}}\n}}\n");
+        let pm = match &self.host_status {
+            Some(body) => format!("\tpm-monitor {{\n{body}\n\t}}\n"),
+            None => String::new(),
+        };
         match &self.backend {
             Some((name, body)) => {
-                let _ = writeln!(s, "backends {{\n\t{name} {{\n{body}\n\t}}\n}}\n");
+                let _ = writeln!(s, "backends {{\n\t{name} {{\n{body}\n\t}}\n{pm}}}\n");
             }
             None => {
                 let _ = writeln!(
                     s,
-                    "backends {{\n\tlibvirt {{\n\t\turi = \"{uri}\";\n\t}}\n}}\n"
+                    "backends {{\n\tlibvirt {{\n\t\turi = \"{uri}\";\n\t}}\n{pm}}}\n"
                 );
             }
         }
@@ -309,6 +324,7 @@ impl Daemon {
             .arg(&conf_path)
             .arg("-p")
             .arg(&pid_path)
+            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -10,6 +10,8 @@
 //! * [`Agent`]: one run of `fence_xvm`/`fence_virt` (reference or ours) with argv or stdin;
 //! * [`Fencer`]: a stand-alone Pacemaker `pacemaker-fenced` whose `/usr/sbin/fence_xvm` is the
 //!   binary under test, driven with `stonith_admin`;
+//! * [`pacemaker_cluster`]: a live one-node Pacemaker cluster (corosync + pacemakerd) in a
+//!   namespace, the host or guest cluster of the host-status tests;
 //! * [`guest_channel`]: QEMU stand-ins for the serial listener (a pty bridged to a domain's
 //!   unix socket with socat, a guestfwd-like TCP relay for vmchannel);
 //! * [`wire`]: raw sockets inside a namespace, to capture, alter and replay datagrams;
@@ -28,6 +30,7 @@ pub mod libvirt_test;
 pub mod libvirtd;
 pub mod netns;
 pub mod pacemaker;
+pub mod pacemaker_cluster;
 pub mod process;
 pub mod wire;
 pub mod xenapi_sim;

@@ -6,6 +6,9 @@
 //!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
 //! * [`faults`]: the daemon stopped or killed and the hypervisor stopped mid-fence: no false
 //!   success, no late off behind a gone agent.
+//! * [`host_status`]: op 32 (`host_status = "pm-monitor"`) on every channel, the C daemon's
+//!   refusal, 200 guests sharing one crm_mon run; [`host_status::live`] on live one-node
+//!   Pacemaker clusters (host and guest) with `vm-client` and `ocf-tester`.
 //! * [`libvirt_reconnect`]: the libvirt driver across libvirtd restarts, and a dead URI.
 //! * [`matrix`]: the fence_xvm ↔ fence_virtd interop matrix, run for every (agent, daemon)
 //!   pairing of reference C and our implementations; expectations recorded from C ↔ C.
@@ -21,6 +24,7 @@ mod agent_backend;
 mod agent_timeout;
 mod channels;
 mod faults;
+mod host_status;
 mod libvirt_reconnect;
 mod matrix;
 mod pacemaker;

@@ -150,7 +150,7 @@ pub fn report(
         // Our addition (host status): every failure is exit 1 with a clear message.
         let attr = args.attribute.as_deref().unwrap_or_default();
         let why = match ret {
-            1 => "the daemon refused (attribute not allowed, no host-status backend, Pacemaker unreachable, or a daemon without host-status support)".to_string(),
+            1 => "the daemon refused: the attribute is not allowed or Pacemaker cannot be read now, or the daemon does not offer host status (no host_status backend, or the C fence_virtd)".to_string(),
             3 => "permission denied".to_string(),
             n => format!("unexpected response ({n})"),
         };

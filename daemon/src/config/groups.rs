@@ -121,6 +121,22 @@ impl Groups {
         self.allowed_any(src, &[target])
     }
 
+    /// Is `src` listed in any group (or is the map open)? Host-status requests name an
+    /// attribute, not a VM: any requester the map knows may ask.
+    pub fn has_member(&self, src: &str) -> bool {
+        if self.groups.is_empty() {
+            return true;
+        }
+        let src_is_uuid = is_canonical_uuid(src);
+        self.groups.iter().any(|g| {
+            if src_is_uuid {
+                g.uuids.iter().any(|m| same_vm(m, src))
+            } else {
+                g.ips.iter().any(|m| m.eq_ignore_ascii_case(src))
+            }
+        })
+    }
+
     /// Like [`allowed`](Self::allowed) with several names for one target (host lists try the
     /// VM's UUID and its name): allowed if any of them is listed in a group containing `src`.
     pub fn allowed_any(&self, src: &str, targets: &[&str]) -> bool {

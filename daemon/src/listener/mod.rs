@@ -369,6 +369,16 @@ pub(crate) fn test_context(
     groups: Vec<crate::config::Group>,
     auth: AuthSettings,
 ) -> Arc<ListenerContext> {
+    test_context_with(groups, auth, None)
+}
+
+/// [`test_context`] with a host-status provider answering op 32.
+#[cfg(test)]
+pub(crate) fn test_context_with(
+    groups: Vec<crate::config::Group>,
+    auth: AuthSettings,
+    host_status: Option<Arc<crate::host_status::PmMonitor>>,
+) -> Arc<ListenerContext> {
     use fence_drivers::fence::FenceOptions;
     use fence_drivers::sim::{SimDriver, SimVm};
     let d = SimDriver::new(vec![SimVm::running("vm1", 1), SimVm::running("vm2", 2)]);
@@ -380,7 +390,11 @@ pub(crate) fn test_context(
         },
         Duration::from_secs(5),
     );
-    let disp = crate::dispatch::Dispatcher::new(Arc::new(b), crate::config::Groups::new(groups));
+    let mut disp =
+        crate::dispatch::Dispatcher::new(Arc::new(b), crate::config::Groups::new(groups));
+    if let Some(p) = host_status {
+        disp = disp.with_host_status(p);
+    }
     ListenerContext::new(Arc::new(disp), auth)
 }
 

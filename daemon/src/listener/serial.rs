@@ -554,6 +554,68 @@ mod tests {
         h.await.unwrap().unwrap();
     }
 
+    /// Op 32 on the serial channel: 0xFC as the frame's result byte, then the 64-byte value;
+    /// `groups` decide by the requesting VM's UUID.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn host_status_frame_and_groups() {
+        use crate::host_status::tests::{cib, nv, ONLINE};
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("cib.xml");
+        std::fs::write(&f, cib("", ONLINE, "", &nv("pingd", "42"))).unwrap();
+        let pm = Arc::new(
+            crate::host_status::PmMonitor::with_commands(
+                &crate::config::PmMonitorConfig {
+                    node: Some("host1".into()),
+                    attributes: vec!["pingd".into()],
+                    rules: None,
+                    cache_secs: 0,
+                },
+                crate::host_status::Commands {
+                    env: vec![("CIB_file".into(), f.display().to_string())],
+                    deadline: Duration::from_secs(20),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let groups = vec![Group {
+            name: None,
+            uuids: vec![U1.into()],
+            ips: vec![],
+        }];
+        let c = crate::listener::test_context_with(
+            groups,
+            AuthSettings::new(None, HashAlg::None, HashAlg::None),
+            Some(pm),
+        );
+        let (mut g, h) = guest(c.clone(), U1);
+        g.write_all(&frame(Op::HostStatus, "pingd", 1))
+            .await
+            .unwrap();
+        let a = read_n(&mut g, 5 + fence_proto::HOSTSTATUS_VALUE_LEN).await;
+        assert_eq!(
+            &a[..5],
+            [b'a', b'b', b'b', b'a', fence_proto::RESP_HOSTSTATUS]
+        );
+        assert_eq!(
+            fence_proto::decode_host_status_value(&a[5..]).unwrap(),
+            "42"
+        );
+        g.write_all(&frame(Op::HostStatus, "other", 2))
+            .await
+            .unwrap();
+        assert_eq!(read_n(&mut g, 5).await, b"abba\x01");
+        drop(g);
+        h.await.unwrap().unwrap();
+        let (mut g, h) = guest(c, "22222222-2222-3333-4444-555555555555");
+        g.write_all(&frame(Op::HostStatus, "pingd", 3))
+            .await
+            .unwrap();
+        assert_eq!(read_n(&mut g, 5).await, b"abba\x03", "a VM in no group");
+        drop(g);
+        h.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_guest_that_never_reads_does_not_block_another() {
         let c = ctx(vec![]);

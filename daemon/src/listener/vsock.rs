@@ -282,6 +282,56 @@ mod tests {
         assert_eq!(c.rejects.stats().get(Reason::GroupsDenied), 2);
     }
 
+    /// Op 32 over vsock: answered with the host-status value after authentication; wrong key
+    /// and replay get no answer; `groups` decide by the peer's CID.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn host_status_authenticated_replay_and_groups_by_cid() {
+        use crate::host_status::tests::{cib, nv, ONLINE};
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("cib.xml");
+        std::fs::write(&f, cib("", ONLINE, "", &nv("pingd", "9"))).unwrap();
+        let pm = Arc::new(
+            crate::host_status::PmMonitor::with_commands(
+                &crate::config::PmMonitorConfig {
+                    node: Some("host1".into()),
+                    attributes: vec!["pingd".into()],
+                    rules: None,
+                    cache_secs: 2,
+                },
+                crate::host_status::Commands {
+                    env: vec![("CIB_file".into(), f.display().to_string())],
+                    deadline: Duration::from_secs(20),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let groups = vec![Group {
+            name: None,
+            ips: vec!["3".into()],
+            uuids: vec!["vm1".into()],
+        }];
+        let c = crate::listener::test_context_with(
+            groups,
+            AuthSettings::new(Some(KEY.to_vec()), HashAlg::Sha256, HashAlg::Sha256),
+            Some(pm),
+        );
+        let a = exchange(c.clone(), "3", Op::HostStatus, "pingd", 1, KEY).await;
+        assert_eq!(fence_proto::decode_host_status(&a).unwrap(), "9");
+        assert!(exchange(c.clone(), "3", Op::HostStatus, "pingd", 1, KEY)
+            .await
+            .is_empty());
+        assert!(
+            exchange(c.clone(), "3", Op::HostStatus, "pingd", 2, b"other")
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            exchange(c.clone(), "4", Op::HostStatus, "pingd", 3, KEY).await,
+            [fence_proto::RESP_PERM]
+        );
+    }
+
     /// On tokio's paused clock: time only moves when every task waits, so the 5 s request
     /// limit fires at exactly 5 s of virtual time, whatever the machine's load.
     #[tokio::test(start_paused = true)]

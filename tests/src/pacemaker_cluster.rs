@@ -1,0 +1,272 @@
+//! A live one-node Pacemaker cluster (corosync + `pacemakerd`, Debian `pacemaker`) inside a
+//! test's [`Netns`], for host-status tests: the host cluster a `fence_virtd` with pm-monitor
+//! reads, or a guest cluster `vm-client` writes attributes into.
+//!
+//! Each cluster gets a "holder" process (`unshare --mount --uts`) that owns its filesystem view:
+//! its own `/var/lib/pacemaker` (bind mount of a temp dir holding a pre-written CIB with
+//! `dc-deadtime=2s` and `stonith-enabled=false`, so the node is online and DC in about 5 s), a
+//! tmpfs on `/run` (corosync's fixed lock file; `HA_RSCTMP`) and the node name as host name.
+//! corosync, pacemakerd and every client tool run there through `nsenter`. Client IPC (libqb)
+//! uses abstract unix sockets, which belong to the network namespace, and `/dev/shm`, which is
+//! left shared: a program started with plain `ip netns exec` (a `Daemon`) reaches the cluster
+//! too. Stopped on drop: SIGTERM to pacemakerd (a clean stop, ~2 s), then corosync, then the
+//! holder.
+
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::bins;
+use crate::netns::Netns;
+use crate::process::{poll_until, stop};
+
+/// corosync (Debian `corosync`).
+pub const COROSYNC: &str = "/usr/sbin/corosync";
+/// pacemakerd (Debian `pacemaker`).
+pub const PACEMAKERD: &str = "/usr/sbin/pacemakerd";
+/// nsenter (util-linux).
+pub const NSENTER: &str = "/usr/bin/nsenter";
+
+/// A running one-node cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    name: String,
+    dir: TempDir,
+    holder: Child,
+    corosync: Option<Child>,
+    pacemakerd: Option<Child>,
+}
+
+fn corosync_conf(name: &str, addr: &str, state_dir: &Path) -> String {
+    format!(
+        "totem {{\n version: 2\n cluster_name: {name}\n transport: knet\n crypto_cipher: none\n \
+         crypto_hash: none\n}}\nnodelist {{\n node {{\n  nodeid: 1\n  name: {name}\n  \
+         ring0_addr: {addr}\n }}\n}}\nquorum {{\n provider: corosync_votequorum\n}}\n\
+         system {{\n state_dir: {}\n sched_rr: no\n move_to_root_cgroup: no\n}}\n\
+         logging {{\n to_stderr: yes\n to_syslog: no\n to_logfile: no\n}}\n",
+        state_dir.display()
+    )
+}
+
+/// The initial CIB: no nodes or resources yet, quick DC election, no fencing.
+const CIB: &str = r#"<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
+  <configuration>
+    <crm_config><cluster_property_set id="cib-bootstrap-options">
+      <nvpair id="opt-stonith" name="stonith-enabled" value="false"/>
+      <nvpair id="opt-dc-deadtime" name="dc-deadtime" value="2s"/>
+    </cluster_property_set></crm_config>
+    <nodes/><resources/><constraints/>
+  </configuration>
+  <status/>
+</cib>
+"#;
+
+impl Cluster {
+    /// Starts node `name` in `ns` on a veth pair whose end `v0` carries `addr/24` (corosync's
+    /// ring address). Panics (with the logs) if it is not online and DC within 40 s.
+    pub fn start(ns: &Netns, name: &str, addr: &str) -> Cluster {
+        for tool in [
+            COROSYNC,
+            PACEMAKERD,
+            NSENTER,
+            "/usr/bin/unshare",
+            "/usr/sbin/crm_mon",
+        ] {
+            bins::system_tool(tool);
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("fence-cluster-")
+            .tempdir()
+            .expect("tempdir");
+        // The cluster daemons run as hacluster and write their log here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let lib = dir.path().join("lib");
+        for sub in ["cib", "pengine", "blackbox", "cores"] {
+            fs::create_dir_all(lib.join(sub)).unwrap();
+        }
+        fs::create_dir_all(dir.path().join("corosync")).unwrap();
+        fs::create_dir_all(dir.path().join("log")).unwrap();
+        fs::write(lib.join("cib/cib.xml"), CIB).unwrap();
+        fs::write(
+            dir.path().join("corosync.conf"),
+            corosync_conf(name, addr, &dir.path().join("corosync")),
+        )
+        .unwrap();
+        let st = Command::new("/bin/chown")
+            .args(["-R", "hacluster:haclient"])
+            .arg(&lib)
+            .arg(dir.path().join("log"))
+            .status()
+            .expect("chown");
+        assert!(st.success(), "chown hacluster:haclient failed");
+        ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "v0"]);
+        ns.ip(&["link", "set", "v0", "up"]);
+        ns.ip(&["link", "set", "v1", "up"]);
+        let holder = ns
+            .cmd("/usr/bin/unshare")
+            .args(["--mount", "--uts", "--propagation", "private", "/bin/sh", "-c"])
+            .arg(r#"mount --bind "$1" /var/lib/pacemaker && mount -t tmpfs tmpfs /run && hostname "$2" && exec sleep 3600"#)
+            .arg("sh")
+            .arg(&lib)
+            .arg(name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path().join("holder.err")).unwrap())
+            .spawn()
+            .expect("spawn holder");
+        let mut c = Cluster {
+            name: name.to_string(),
+            dir,
+            holder,
+            corosync: None,
+            pacemakerd: None,
+        };
+        let hpid = c.holder.id();
+        assert!(
+            poll_until(Duration::from_secs(10), || {
+                fs::read_to_string(format!("/proc/{hpid}/comm")).is_ok_and(|s| s.trim() == "sleep")
+            }),
+            "holder did not set up its mounts: {}",
+            c.log("holder.err")
+        );
+        let conf = c.dir.path().join("corosync.conf");
+        c.corosync = Some(
+            c.cmd(COROSYNC)
+                .arg("-f")
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(File::create(c.dir.path().join("corosync.err")).unwrap())
+                .spawn()
+                .expect("spawn corosync"),
+        );
+        assert!(
+            poll_until(Duration::from_secs(15), || c
+                .run(&["corosync-cfgtool", "-s"])
+                .status
+                .success()),
+            "corosync did not come up:\n{}",
+            c.log("corosync.err")
+        );
+        c.pacemakerd = Some(
+            c.cmd(PACEMAKERD)
+                .env("PCMK_logfile", c.dir.path().join("log/pacemaker.log"))
+                .env("PCMK_logfacility", "none")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(File::create(c.dir.path().join("pacemakerd.err")).unwrap())
+                .spawn()
+                .expect("spawn pacemakerd"),
+        );
+        let up = poll_until(Duration::from_secs(40), || {
+            let o = c.run(&["crm_mon", "--output-as=xml", "-1"]);
+            let x = String::from_utf8_lossy(&o.stdout);
+            x.lines().any(|l| {
+                l.contains("<node name=")
+                    && l.contains(r#"online="true""#)
+                    && l.contains(r#"is_dc="true""#)
+            })
+        });
+        assert!(up, "cluster {name} not online within 40 s:\n{}", c.logs());
+        c
+    }
+
+    /// The node (and cluster) name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command running `program` in the cluster's namespaces (network, mount, uts).
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(NSENTER);
+        c.args(["-t", &self.holder.id().to_string(), "-m", "-n", "-u", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Runs `argv` there (bounded to 30 s by coreutils `timeout`) and returns its output.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.cmd("/usr/bin/timeout")
+            .arg("30")
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run in cluster")
+    }
+
+    /// Like [`run`](Self::run), panicking unless it exits 0; returns stdout.
+    pub fn check(&self, argv: &[&str]) -> String {
+        let o = self.run(argv);
+        assert!(
+            o.status.success(),
+            "{argv:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The node attributes `crm_mon -A` shows for this node (name → value).
+    pub fn node_attributes(&self) -> Vec<(String, String)> {
+        let x = self.check(&["crm_mon", "--output-as=xml", "-1", "-A"]);
+        x.lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let rest = l.strip_prefix("<attribute name=\"")?;
+                let (n, rest) = rest.split_once('"')?;
+                let v = rest.split("value=\"").nth(1)?.split('"').next()?;
+                Some((n.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// The cluster's private directory (logs).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// All logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let tail = |s: String| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        format!(
+            "---- corosync ----\n{}\n---- pacemakerd ----\n{}\n---- pacemaker.log (tail) ----\n{}",
+            tail(self.log("corosync.err")),
+            tail(self.log("pacemakerd.err")),
+            tail(self.log("log/pacemaker.log"))
+        )
+    }
+
+    /// Stops Pacemaker (clean: SIGTERM, up to 15 s), leaving corosync running.
+    pub fn stop_pacemaker(&mut self) {
+        if let Some(mut p) = self.pacemakerd.take() {
+            stop(&mut p, Duration::from_secs(15));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- cluster {} ----\n{}", self.name, self.logs());
+        }
+        self.stop_pacemaker();
+        if let Some(mut c) = self.corosync.take() {
+            stop(&mut c, Duration::from_secs(5));
+        }
+        stop(&mut self.holder, Duration::from_secs(2));
+    }
+}

@@ -14,6 +14,7 @@ pub mod history;
 pub mod listener;
 pub mod startup;
 pub mod systemd;
+pub mod telemetry;
 pub mod wizard;
 
 pub use startup::{run, RunError};

@@ -94,3 +94,6 @@ impl Drop for InFlight<'_> {
         self.0.metrics.request_finished(&self.0.listener);
     }
 }
+
+#[cfg(test)]
+mod tests;

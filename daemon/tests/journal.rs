@@ -212,4 +212,13 @@ fn journal_survives_kill_9_rotates_and_is_private() {
     let ops: Vec<_> = lines.iter().map(|e| e["op"].as_str().unwrap()).collect();
     assert_eq!(ops, ["off", "on", "off"]);
     assert!(lines.iter().all(|e| e["vm"] == "vm4"));
+
+    // Without -f the file comes from the configuration's journal key.
+    let o = Command::new(CTL)
+        .args(["journal", "-n", "1", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 1);
 }

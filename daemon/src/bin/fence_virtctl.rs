@@ -1,15 +1,18 @@
 //! fence_virtctl: operator commands for fence_virtd. For now one: `journal [-n N] [-f FILE]`
 //! prints the last N (default 10) entries of the fence journal, oldest first, one JSON line
-//! each, reading the file directly (the daemon need not run).
+//! each, reading the file directly (the daemon need not run). Without `-f` the file is the
+//! `journal` key of `fence_virtd { }` in the configuration (`-c FILE`, default
+//! /etc/fence_virt.conf), or its default /var/lib/fence_virtd/journal.jsonl.
 
 use std::process::ExitCode;
 
-use fence_virtd::config::DEFAULT_JOURNAL;
+use fence_virtd::config::{ConfigTree, DEFAULT_CONFIG_FILE, DEFAULT_JOURNAL};
 use fence_virtd::telemetry::journal;
 
-const USAGE: &str = "usage: fence_virtctl journal [-n N] [-f FILE]\n\
-    \x20 journal  print the last N (default 10) fence journal entries (FILE: default \
-    /var/lib/fence_virtd/journal.jsonl, or fence_virtd/journal in fence_virt.conf)";
+const USAGE: &str = "usage: fence_virtctl journal [-n N] [-f FILE | -c CONFIG]\n\
+    \x20 journal  print the last N (default 10) fence journal entries; FILE defaults to \
+    fence_virtd/journal of CONFIG (default /etc/fence_virt.conf), else \
+    /var/lib/fence_virtd/journal.jsonl";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +33,7 @@ fn journal_cmd(args: &[String]) -> ExitCode {
     let mut opts = getopts::Options::new();
     opts.optopt("n", "", "how many entries", "N");
     opts.optopt("f", "", "the journal file", "FILE");
+    opts.optopt("c", "", "the daemon's configuration", "CONFIG");
     opts.optflag("h", "help", "this help");
     let m = match opts.parse(args) {
         Ok(m) => m,
@@ -50,9 +54,18 @@ fn journal_cmd(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let file = m
-        .opt_str("f")
-        .unwrap_or_else(|| DEFAULT_JOURNAL.to_string());
+    let file = match m.opt_str("f") {
+        Some(f) => f,
+        None => {
+            let conf = m
+                .opt_str("c")
+                .unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
+            ConfigTree::load(std::path::Path::new(&conf))
+                .ok()
+                .and_then(|t| t.get_entry("fence_virtd/@journal").map(|e| e.value.clone()))
+                .unwrap_or_else(|| DEFAULT_JOURNAL.to_string())
+        }
+    };
     match journal::tail(std::path::Path::new(&file), n) {
         Ok(lines) => {
             for l in lines {

@@ -238,3 +238,144 @@ async fn metrics_count_every_kind_of_request_and_the_journal_holds_the_power_act
     assert_eq!(entries[1].polls, 0, "nothing to confirm");
     let _ = stop.send(());
 }
+
+/// The three keys: metrics off unless set (a port alone is loopback), the journal on at its
+/// default place unless "none", the bound in KiB.
+#[test]
+fn telemetry_keys() {
+    use crate::config::{Config, ConfigTree, DEFAULT_JOURNAL};
+    let cfg = |extra: &str| {
+        Config::from_tree(
+            &ConfigTree::parse(
+                "/etc/fence_virt.conf",
+                &format!(
+                    "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; {extra} }}\n\
+                     backends {{ sim {{ }} }}\n"
+                ),
+            )
+            .unwrap(),
+        )
+    };
+    let t = cfg("").unwrap().telemetry;
+    assert_eq!(t.metrics, None);
+    assert_eq!(
+        t.journal.as_deref(),
+        Some(std::path::Path::new(DEFAULT_JOURNAL))
+    );
+    assert_eq!(t.journal_max_bytes, 1024 * 1024);
+    let t = cfg("metrics = \"9229\"; journal = \"none\"; journal_max_kb = \"8\";")
+        .unwrap()
+        .telemetry;
+    assert_eq!(
+        t.metrics,
+        Some(MetricsAddr::Tcp("127.0.0.1:9229".parse().unwrap()))
+    );
+    assert_eq!(t.journal, None);
+    assert_eq!(t.journal_max_bytes, 8192);
+    let t = cfg("metrics = \"[::1]:9300\";").unwrap().telemetry;
+    assert_eq!(
+        t.metrics,
+        Some(MetricsAddr::Tcp("[::1]:9300".parse().unwrap()))
+    );
+    let t = cfg("metrics = \"/run/fence_virtd/metrics.sock\";")
+        .unwrap()
+        .telemetry;
+    assert_eq!(
+        t.metrics,
+        Some(MetricsAddr::Unix("/run/fence_virtd/metrics.sock".into()))
+    );
+    for bad in [
+        "metrics = \"yes\";",
+        "metrics = \"0\";",
+        "journal_max_kb = \"1\";",
+    ] {
+        let e = cfg(bad).expect_err(bad).to_string();
+        assert!(e.contains("fence_virtd/@"), "{bad}: {e}");
+    }
+}
+
+/// A driver whose platform cannot be reached.
+struct Down;
+
+impl fence_drivers::Driver for Down {
+    fn kind(&self) -> &'static str {
+        "down"
+    }
+    fn status(
+        &self,
+        _: &fence_drivers::VmRef,
+    ) -> Result<fence_drivers::PowerState, fence_drivers::DriverError> {
+        Err(fence_drivers::DriverError::Unreachable {
+            what: "hypervisor".into(),
+            source: "connection refused".into(),
+        })
+    }
+    fn power_off(&self, vm: &fence_drivers::VmRef) -> Result<(), fence_drivers::DriverError> {
+        self.status(vm).map(|_| ())
+    }
+    fn power_on(&self, vm: &fence_drivers::VmRef) -> Result<(), fence_drivers::DriverError> {
+        self.status(vm).map(|_| ())
+    }
+    fn list(&self) -> Result<Vec<fence_drivers::VmInfo>, fence_drivers::DriverError> {
+        Err(fence_drivers::DriverError::Timeout("list".into()))
+    }
+    fn check(&self) -> Result<(), fence_drivers::DriverError> {
+        Ok(())
+    }
+}
+
+/// Backend errors are counted by kind, and the session state follows whether the platform
+/// was reached; a failed power action is journalled as a failure with the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_errors_and_session_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let telemetry = Arc::new(Telemetry::new(
+        "vsock",
+        Some(Journal::open(&path, 1 << 20).unwrap()),
+    ));
+    let backend = Arc::new(
+        Backend::new(
+            Arc::new(Down),
+            FenceOptions::default(),
+            Duration::from_secs(5),
+        )
+        .with_telemetry(telemetry.clone()),
+    );
+    let disp =
+        Dispatcher::new(backend.clone(), Groups::new(vec![])).with_telemetry(telemetry.clone());
+    assert_eq!(backend.devstatus().await, fence_proto::RESP_SUCCESS);
+    assert!(telemetry
+        .metrics()
+        .encode()
+        .contains("fence_virtd_backend_up{backend=\"down\"} 1"));
+    let a = disp.dispatch(Op::Off as u8, "vm1", "3").await;
+    assert_eq!(a, crate::dispatch::Answer::Code(fence_proto::RESP_FAIL));
+    assert!(backend.list().await.is_err());
+    let text = telemetry.metrics().encode();
+    let m = parse(&format!("HTTP/1.1 200 OK\r\n\r\n{text}"));
+    assert_eq!(m["fence_virtd_backend_up{backend=down}"], 0.0, "{text}");
+    assert_eq!(
+        m["fence_virtd_backend_calls_total{backend=down,call=power_off,result=unreachable}"],
+        1.0
+    );
+    assert_eq!(
+        m["fence_virtd_backend_calls_total{backend=down,call=list,result=timeout}"],
+        1.0
+    );
+    assert_eq!(
+        m["fence_virtd_requests_total{listener=vsock,op=off,result=failure}"],
+        1.0
+    );
+    let e: Vec<super::Entry> = super::journal::tail(&path, 10)
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (e[0].result.as_str(), e[0].requester.as_str()),
+        ("failure", "3")
+    );
+    assert!(e[0].detail.contains("cannot reach"), "{}", e[0].detail);
+}

@@ -13,14 +13,17 @@
 //! (the check comes immediately before each one and before each confirmation poll).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use fence_drivers::fence::{self, FenceOptions, FenceOutcome};
-use fence_drivers::{Driver, DriverError, VmInfo, VmRef};
+use fence_drivers::fence::{self, FenceError, FenceOptions, FenceOutcome};
+use fence_drivers::{Driver, DriverError, PowerState, VmInfo, VmRef};
 use fence_proto::{RESP_FAIL, RESP_OFF, RESP_SUCCESS};
 use parking_lot::Mutex;
 use tokio::sync::watch;
+
+use crate::telemetry::Telemetry;
 
 /// A fencing backend: one driver plus the daemon's scheduling rules.
 pub struct Backend {
@@ -29,6 +32,18 @@ pub struct Backend {
     fence_opts: FenceOptions,
     deadline: Duration,
     stop: watch::Receiver<bool>,
+    telemetry: Arc<Telemetry>,
+}
+
+/// What a power action did: the answer, and what the fence journal records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerReport {
+    /// The response code sent to the agent.
+    pub code: u8,
+    /// Status polls made after the first look (confirming the new state).
+    pub polls: u32,
+    /// `done`, `already`, or the error.
+    pub detail: String,
 }
 
 /// Result of a backend action.
@@ -50,7 +65,30 @@ impl Backend {
             deadline,
             // The sender is gone at once: this backend is never told to stop.
             stop: watch::channel(false).1,
+            telemetry: Arc::default(),
         }
+    }
+
+    /// Count driver calls and their errors and durations in `telemetry`'s metrics.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Backend {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Record one driver call in the metrics: `Ok(())` or the error's kind and whether the
+    /// platform was reached.
+    fn observe(&self, call: &str, started: Instant, r: Result<(), (&'static str, bool)>) {
+        let (result, reached) = match r {
+            Ok(()) => ("ok", true),
+            Err(k) => k,
+        };
+        self.telemetry.metrics().backend_call(
+            self.kind(),
+            call,
+            result,
+            started.elapsed(),
+            reached,
+        );
     }
 
     /// Stop starting driver work once `stop` reads `true` (see the module docs).
@@ -115,45 +153,75 @@ impl Backend {
 
     /// Power a VM off (OFF), on (ON) or reboot it (REBOOT): serialised per VM.
     pub async fn power(&self, action: PowerAction, vm: &str) -> u8 {
+        self.power_report(action, vm).await.code
+    }
+
+    /// [`Backend::power`], saying what was done.
+    pub async fn power_report(&self, action: PowerAction, vm: &str) -> PowerReport {
         let vm = VmRef::parse(vm);
         let lock = self.vm_lock(&vm);
         let _guard = tokio::select! {
             biased;
             _ = self.stopped() => {
                 tracing::error!(%vm, ?action, result = "failure", "not started: the daemon is shutting down");
-                return RESP_FAIL;
+                return PowerReport { code: RESP_FAIL, polls: 0, detail: "not started: the daemon is shutting down".into() };
             }
             g = lock.lock() => g,
         };
         let opts = self.fence_opts;
         let v = vm.clone();
         let stop = self.stop.clone();
+        let statuses = Arc::new(AtomicU32::new(0));
+        let counted = statuses.clone();
+        let started = Instant::now();
         let r = self
             .blocking(format!("{action:?} {vm}"), move |d| {
+                let d = CountStatus {
+                    inner: d,
+                    calls: &counted,
+                };
                 let may_continue = || !*stop.borrow();
                 match action {
-                    PowerAction::Off => fence::off_while(d, &v, &opts, &may_continue),
-                    PowerAction::On => fence::on_while(d, &v, &opts, &may_continue),
-                    PowerAction::Reboot => fence::reboot_while(d, &v, &opts, &may_continue),
+                    PowerAction::Off => fence::off_while(&d, &v, &opts, &may_continue),
+                    PowerAction::On => fence::on_while(&d, &v, &opts, &may_continue),
+                    PowerAction::Reboot => fence::reboot_while(&d, &v, &opts, &may_continue),
                 }
             })
             .await;
+        // The first status call looks at the VM; the others confirm the change.
+        let polls = statuses.load(Ordering::Relaxed).saturating_sub(1);
+        let call = action.call();
         match r {
             Ok(Ok(outcome)) => {
-                let how = match outcome {
-                    FenceOutcome::AlreadyInState => "already in that state",
-                    FenceOutcome::Done => "done and confirmed",
+                self.observe(call, started, Ok(()));
+                let (how, detail) = match outcome {
+                    FenceOutcome::AlreadyInState => ("already in that state", "already"),
+                    FenceOutcome::Done => ("done and confirmed", "done"),
                 };
                 tracing::info!(%vm, ?action, result = "success", "{how}");
-                RESP_SUCCESS
+                PowerReport {
+                    code: RESP_SUCCESS,
+                    polls,
+                    detail: detail.into(),
+                }
             }
             Ok(Err(e)) => {
+                self.observe(call, started, Err(fence_error_kind(&e)));
                 tracing::error!(%vm, ?action, result = "failure", error = %e, "action failed");
-                RESP_FAIL
+                PowerReport {
+                    code: RESP_FAIL,
+                    polls,
+                    detail: e.to_string(),
+                }
             }
             Err(e) => {
+                self.observe(call, started, Err(driver_error_kind(&e)));
                 tracing::error!(%vm, ?action, result = "failure", error = %e, "action failed");
-                RESP_FAIL
+                PowerReport {
+                    code: RESP_FAIL,
+                    polls,
+                    detail: e.to_string(),
+                }
             }
         }
     }
@@ -162,13 +230,16 @@ impl Backend {
     pub async fn status(&self, vm: &str) -> u8 {
         let vm = VmRef::parse(vm);
         let v = vm.clone();
-        match self
+        let started = Instant::now();
+        let r = self
             .blocking(format!("status {vm}"), move |d| d.status(&v))
             .await
-        {
-            Ok(Ok(st)) if st.is_off() => RESP_OFF,
-            Ok(Ok(_)) => RESP_SUCCESS,
-            Ok(Err(e)) | Err(e) => {
+            .and_then(|r| r);
+        self.observe_driver("status", started, &r);
+        match r {
+            Ok(st) if st.is_off() => RESP_OFF,
+            Ok(_) => RESP_SUCCESS,
+            Err(e) => {
                 tracing::warn!(%vm, result = "failure", error = %e, "status failed");
                 RESP_FAIL
             }
@@ -178,9 +249,15 @@ impl Backend {
     /// DEVSTATUS (`monitor`): unlike fence_virtd, which answers 0 without looking, we ask the
     /// driver whether the platform is reachable (fence-agents issue #519).
     pub async fn devstatus(&self) -> u8 {
-        match self.blocking("health check".into(), |d| d.check()).await {
-            Ok(Ok(())) => RESP_SUCCESS,
-            Ok(Err(e)) | Err(e) => {
+        let started = Instant::now();
+        let r = self
+            .blocking("health check".into(), |d| d.check())
+            .await
+            .and_then(|r| r);
+        self.observe_driver("check", started, &r);
+        match r {
+            Ok(()) => RESP_SUCCESS,
+            Err(e) => {
                 tracing::warn!(error = %e, "backend health check failed");
                 RESP_FAIL
             }
@@ -189,7 +266,21 @@ impl Backend {
 
     /// HOSTLIST: every VM the driver sees.
     pub async fn list(&self) -> Result<Vec<VmInfo>, DriverError> {
-        self.blocking("list".into(), |d| d.list()).await?
+        let started = Instant::now();
+        let r = self
+            .blocking("list".into(), |d| d.list())
+            .await
+            .and_then(|r| r);
+        self.observe_driver("list", started, &r);
+        r
+    }
+
+    fn observe_driver<T>(&self, call: &str, started: Instant, r: &Result<T, DriverError>) {
+        self.observe(
+            call,
+            started,
+            r.as_ref().map(|_| ()).map_err(driver_error_kind),
+        );
     }
 
     /// Look up one VM's UUID and name (for ACL decisions that need both); `None` if unknown.
@@ -212,6 +303,66 @@ pub enum PowerAction {
     On,
     /// REBOOT.
     Reboot,
+}
+
+impl PowerAction {
+    /// The backend call's name in the metrics.
+    pub fn call(self) -> &'static str {
+        match self {
+            PowerAction::Off => "power_off",
+            PowerAction::On => "power_on",
+            PowerAction::Reboot => "reboot",
+        }
+    }
+}
+
+/// A driver error's kind for the metrics, and whether the platform answered.
+fn driver_error_kind(e: &DriverError) -> (&'static str, bool) {
+    match e {
+        DriverError::NotFound(_) => ("not_found", true),
+        DriverError::Ambiguous { .. } => ("ambiguous", true),
+        DriverError::Auth(_) => ("auth", false),
+        DriverError::Unreachable { .. } => ("unreachable", false),
+        DriverError::Timeout(_) => ("timeout", false),
+        DriverError::Platform(_) => ("platform", true),
+        DriverError::PermissionDenied(_) => ("permission_denied", true),
+    }
+}
+
+fn fence_error_kind(e: &FenceError) -> (&'static str, bool) {
+    match e {
+        FenceError::Driver(d) => driver_error_kind(d),
+        FenceError::NotConfirmed { .. } => ("not_confirmed", true),
+        FenceError::Stopped { .. } => ("stopped", true),
+    }
+}
+
+/// A driver that counts its status calls (the confirmation polls of a power action).
+struct CountStatus<'a> {
+    inner: &'a dyn Driver,
+    calls: &'a AtomicU32,
+}
+
+impl Driver for CountStatus<'_> {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn status(&self, vm: &VmRef) -> Result<PowerState, DriverError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.status(vm)
+    }
+    fn power_off(&self, vm: &VmRef) -> Result<(), DriverError> {
+        self.inner.power_off(vm)
+    }
+    fn power_on(&self, vm: &VmRef) -> Result<(), DriverError> {
+        self.inner.power_on(vm)
+    }
+    fn list(&self) -> Result<Vec<VmInfo>, DriverError> {
+        self.inner.list()
+    }
+    fn check(&self) -> Result<(), DriverError> {
+        self.inner.check()
+    }
 }
 
 #[cfg(test)]

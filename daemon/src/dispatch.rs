@@ -7,6 +7,7 @@
 //! an attribute, not a VM), then answered by the host-status provider when one is configured.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use fence_proto::{HostEntry, Op, RESP_FAIL, RESP_PERM};
 
@@ -15,6 +16,7 @@ use crate::config::Groups;
 use crate::host_status::PmMonitor;
 use crate::listener::ratelimit::{Reason, RejectLog};
 use crate::reject;
+use crate::telemetry::{Entry, Telemetry};
 
 /// What the listener writes back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,7 @@ pub struct Dispatcher {
     groups: Groups,
     rejects: Arc<RejectLog>,
     host_status: Option<Arc<PmMonitor>>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Dispatcher {
@@ -43,6 +46,7 @@ impl Dispatcher {
             groups,
             rejects: Arc::default(),
             host_status: None,
+            telemetry: Arc::default(),
         }
     }
 
@@ -57,6 +61,17 @@ impl Dispatcher {
         self.host_status.as_ref()
     }
 
+    /// Count requests in `telemetry`'s metrics and journal power actions in its journal.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Dispatcher {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// The metrics and journal.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
     /// Where denials are counted and (rate-limited) logged; the listener shares it.
     pub fn rejects(&self) -> &Arc<RejectLog> {
         &self.rejects
@@ -65,6 +80,46 @@ impl Dispatcher {
     /// Handle one request. `op` is the raw operation byte, `domain` the target as the client
     /// sent it, `src` the requester's identity (IP, CID or VM UUID) for the `groups` map.
     pub async fn dispatch(&self, op: u8, domain: &str, src: &str) -> Answer {
+        let _in_flight = self.telemetry.in_flight();
+        let started = Instant::now();
+        let answer = self.answer(op, domain, src).await;
+        let op =
+            Op::from_code(op).map_or("unknown".to_string(), |o| format!("{o:?}").to_lowercase());
+        self.telemetry.request_done(
+            &op,
+            crate::listener::answer_result(&answer),
+            started.elapsed(),
+        );
+        answer
+    }
+
+    /// A power action, journalled (and synced) before the answer is returned.
+    async fn power(&self, action: PowerAction, domain: &str, src: &str) -> Answer {
+        let started = Instant::now();
+        let report = self.backend.power_report(action, domain).await;
+        self.telemetry
+            .record(Entry {
+                time: Entry::now(),
+                listener: self.telemetry.listener().to_string(),
+                requester: src.to_string(),
+                vm: domain.to_string(),
+                op: format!("{action:?}").to_lowercase(),
+                result: if report.code == fence_proto::RESP_SUCCESS {
+                    "success"
+                } else {
+                    "failure"
+                }
+                .into(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                backend: self.backend.kind().to_string(),
+                polls: report.polls,
+                detail: report.detail,
+            })
+            .await;
+        Answer::Code(report.code)
+    }
+
+    async fn answer(&self, op: u8, domain: &str, src: &str) -> Answer {
         let Some(op) = Op::from_code(op) else {
             reject!(
                 self.rejects,
@@ -104,9 +159,9 @@ impl Dispatcher {
             return Answer::Code(RESP_PERM);
         }
         match op {
-            Op::Off => Answer::Code(self.backend.power(PowerAction::Off, domain).await),
-            Op::On => Answer::Code(self.backend.power(PowerAction::On, domain).await),
-            Op::Reboot => Answer::Code(self.backend.power(PowerAction::Reboot, domain).await),
+            Op::Off => self.power(PowerAction::Off, domain, src).await,
+            Op::On => self.power(PowerAction::On, domain, src).await,
+            Op::Reboot => self.power(PowerAction::Reboot, domain, src).await,
             Op::Status => Answer::Code(self.backend.status(domain).await),
             Op::DevStatus => Answer::Code(self.backend.devstatus().await),
             Op::HostList => match self.backend.list().await {

@@ -15,6 +15,7 @@ pub mod host_status;
 pub mod listener;
 pub mod startup;
 pub mod systemd;
+pub mod telemetry;
 pub mod wizard;
 
 pub use startup::{run, RunError};

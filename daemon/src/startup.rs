@@ -81,6 +81,15 @@ pub enum RunError {
     /// The pm-monitor rules file cannot be used.
     #[error("host_status \"pm-monitor\" cannot start")]
     HostStatus(#[source] crate::host_status::rules::RulesError),
+    /// The metrics endpoint (`fence_virtd/@metrics`) could not be bound.
+    #[error("metrics endpoint {addr} cannot be bound")]
+    Metrics {
+        /// The configured address or socket path.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The listener could not be set up.
     #[error("listener {name:?} failed to initialise")]
     Listener {
@@ -543,10 +552,14 @@ pub async fn run(
         }
     };
     tracing::info!(backend = driver.kind(), "backend ready");
+    let telemetry = telemetry(&cfg, driver.kind(), rx.clone()).await?;
     let backend = Arc::new(
-        Backend::new(driver, FenceOptions::default(), ACTION_DEADLINE).with_shutdown(rx.clone()),
+        Backend::new(driver, FenceOptions::default(), ACTION_DEADLINE)
+            .with_shutdown(rx.clone())
+            .with_telemetry(telemetry.clone()),
     );
-    let mut dispatcher = Dispatcher::new(backend, Groups::new(cfg.groups.clone()));
+    let mut dispatcher =
+        Dispatcher::new(backend, Groups::new(cfg.groups.clone())).with_telemetry(telemetry.clone());
     if let Some(pm) = &cfg.host_status {
         let provider =
             Arc::new(crate::host_status::PmMonitor::new(pm).map_err(RunError::HostStatus)?);
@@ -555,6 +568,9 @@ pub async fn run(
         dispatcher = dispatcher.with_host_status(provider);
     }
     let dispatcher = Arc::new(dispatcher);
+    telemetry
+        .metrics()
+        .watch_rejections(dispatcher.rejects().clone());
     let pending_total = match listener::raise_file_limit() {
         Ok(n) => {
             let total = listener::admission::total_for_file_limit(n);
@@ -608,6 +624,44 @@ fn reload_on_sighup(provider: Arc<crate::host_status::PmMonitor>) {
             tracing::warn!(error = %e, "cannot install the SIGHUP handler; rules are not reloadable")
         }
     }
+}
+
+/// Open the fence journal and bind the metrics endpoint as configured; the endpoint is served
+/// until `stop` reads `true`. A journal that cannot be opened is logged and left out (fencing
+/// must not stop for want of a record); a metrics endpoint that cannot be bound is an error.
+async fn telemetry(
+    cfg: &Config,
+    backend: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<Arc<crate::telemetry::Telemetry>, RunError> {
+    use crate::telemetry::{http, Journal, Telemetry};
+    let t = &cfg.telemetry;
+    let journal = t.journal.as_ref().and_then(|p| {
+        match Journal::open(p, t.journal_max_bytes) {
+            Ok(j) => {
+                tracing::info!(journal = %p.display(), "fence journal");
+                Some(j)
+            }
+            Err(e) => {
+                tracing::error!(journal = %p.display(), error = %e, "cannot open the fence journal; power actions are not journalled");
+                None
+            }
+        }
+    });
+    let telemetry = Arc::new(Telemetry::new(&cfg.daemon.listener, journal));
+    telemetry.metrics().backend_state(backend, true);
+    if let Some(addr) = &t.metrics {
+        let ep = http::bind(addr).await.map_err(|source| RunError::Metrics {
+            addr: addr.to_string(),
+            source,
+        })?;
+        tracing::info!(%addr, "serving metrics");
+        let mut stop = stop;
+        tokio::spawn(http::serve(ep, telemetry.metrics().clone(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    Ok(telemetry)
 }
 
 /// SIGINT, SIGTERM or SIGQUIT. The handlers are installed when this is called (inside a

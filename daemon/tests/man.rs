@@ -1,4 +1,5 @@
-//! The hand-written manual pages `man/fence_virtd.8` and `man/fence_virt.conf.5`: they render
+//! The hand-written manual pages `man/fence_virtd.8`, `man/fence_virt.conf.5` and
+//! `man/fence_virtctl.8`: they render
 //! with groff and man-db without a single warning, and they cannot go stale silently — every
 //! key of the schema table (`fence_virtd::config::schema::keys`) must be an item of its block's
 //! section of fence_virt.conf(5) naming the words it accepts, its default, whether it is
@@ -25,7 +26,7 @@ fn page(name: &str) -> (PathBuf, String) {
     (path, text)
 }
 
-const PAGES: [&str; 2] = ["fence_virtd.8", "fence_virt.conf.5"];
+const PAGES: [&str; 3] = ["fence_virtd.8", "fence_virt.conf.5", "fence_virtctl.8"];
 
 fn tool(program: &str) -> Command {
     let found = Command::new("sh")

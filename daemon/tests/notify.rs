@@ -259,6 +259,7 @@ fn packaged_unit_verifies() {
         "ProtectSystem=strict",
         "PrivateTmp=yes",
         "NoNewPrivileges=yes",
+        "StateDirectory=fence_virtd",
     ] {
         assert!(text.lines().any(|l| l == line), "the unit lacks {line:?}");
     }

@@ -24,11 +24,11 @@ use std::path::{Path, PathBuf};
 pub use crate::backends::BackendChoice;
 pub use groups::{is_canonical_uuid, Group, Groups};
 pub use reader::{parse_int, Section};
-pub use schema::{KeySpec, KeyType, DEFAULT_KEY_FILE};
+pub use schema::{KeySpec, KeyType, DEFAULT_JOURNAL, DEFAULT_KEY_FILE};
 pub use tree::{Block, ConfigTree, Entry, Pos, SetError};
 pub use types::{
-    Config, DaemonSection, Family, ListenerConfig, MulticastConfig, PmMonitorConfig, SerialConfig,
-    SerialMode, TcpConfig, VsockConfig,
+    Config, DaemonSection, Family, ListenerConfig, MetricsAddr, MulticastConfig, PmMonitorConfig,
+    SerialConfig, SerialMode, TcpConfig, TelemetryConfig, VsockConfig,
 };
 
 /// The configuration file the daemon reads when `-f` is not given.

@@ -72,8 +72,35 @@ impl Config {
             backend,
             host_status,
             groups: Group::from_tree(tree),
+            telemetry: telemetry(tree)?,
         })
     }
+}
+
+/// `fence_virtd/@metrics`, `@journal` and `@journal_max_kb`.
+fn telemetry(tree: &ConfigTree) -> Result<TelemetryConfig, ConfigError> {
+    let s = Section::new(tree, "fence_virtd");
+    let metrics = match s.entry("metrics") {
+        None => None,
+        Some(e) => Some(MetricsAddr::parse(&e.value).ok_or_else(|| {
+            s.invalid(
+                "metrics",
+                e,
+                "a port (served on 127.0.0.1), an address:port, or an absolute unix socket path",
+            )
+        })?),
+    };
+    let journal = s.text_or_default("journal")?;
+    let journal = match journal.trim() {
+        "" => None,
+        j if j.eq_ignore_ascii_case("none") => None,
+        j => Some(PathBuf::from(j)),
+    };
+    Ok(TelemetryConfig {
+        metrics,
+        journal,
+        journal_max_bytes: s.int("journal_max_kb")? as u64 * 1024,
+    })
 }
 
 /// The error for a `fence_virtd/@backend` that this build cannot run, at the value's position

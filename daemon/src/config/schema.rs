@@ -230,6 +230,9 @@ pub const PM_MONITOR: &str = "pm-monitor";
 /// The default key file of every listener (the C default for daemon and agents).
 pub const DEFAULT_KEY_FILE: &str = "/etc/cluster/fence_xvm.key";
 
+/// Where the fence journal is kept unless `fence_virtd/@journal` says otherwise.
+pub const DEFAULT_JOURNAL: &str = "/var/lib/fence_virtd/journal.jsonl";
+
 const KEY_FILE_DOC: &str = "the key shared with the agents";
 const HASH_DOC: &str = "the weakest request signature accepted";
 const AUTH_DOC: &str = "the challenge-response algorithm";
@@ -306,6 +309,32 @@ pub const KEYS: &[KeySpec] = &[
         KeyType::Word(&["name", "uuid"]),
         "old place of backends/cpg/name_mode",
     ),
+    KeySpec::new(
+        "fence_virtd",
+        "metrics",
+        KeyType::Text,
+        "serve Prometheus metrics: a port (on 127.0.0.1), an address:port, or a unix socket path; off when absent",
+    )
+    .ours(),
+    KeySpec::new(
+        "fence_virtd",
+        "journal",
+        KeyType::Path,
+        "the fence journal: one JSON line per power action (\"none\": keep none)",
+    )
+    .ours()
+    .default(DEFAULT_JOURNAL),
+    KeySpec::new(
+        "fence_virtd",
+        "journal_max_kb",
+        KeyType::Int {
+            min: 4,
+            max: 1 << 30,
+        },
+        "size in KiB at which the journal is rotated to <journal>.1",
+    )
+    .ours()
+    .default("1024"),
     // listeners/multicast
     KeySpec::new(
         "listeners/multicast",

@@ -32,6 +32,63 @@ pub struct Config {
     pub host_status: Option<PmMonitorConfig>,
     /// `groups { … }`, storage order (see [`Group::from_tree`]).
     pub groups: Vec<Group>,
+    /// Metrics and fence journal (`fence_virtd/@metrics`, `@journal`, `@journal_max_kb`).
+    pub telemetry: TelemetryConfig,
+}
+
+/// Where the metrics are served and the fence journal is kept (our additions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// The metrics endpoint; `None`: no metrics are served.
+    pub metrics: Option<MetricsAddr>,
+    /// The fence journal file; `None`: no journal.
+    pub journal: Option<PathBuf>,
+    /// Size in bytes at which the journal is rotated.
+    pub journal_max_bytes: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            metrics: None,
+            journal: None,
+            journal_max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Where `GET /metrics` is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAddr {
+    /// A TCP address.
+    Tcp(std::net::SocketAddr),
+    /// A unix stream socket (created with mode 0600).
+    Unix(PathBuf),
+}
+
+impl MetricsAddr {
+    /// Read a `metrics` value: a port alone (loopback), `address:port` (`[v6]:port`), or an
+    /// absolute path (unix socket). `None` if it is none of these.
+    pub fn parse(v: &str) -> Option<MetricsAddr> {
+        let v = v.trim();
+        if v.starts_with('/') {
+            return Some(MetricsAddr::Unix(PathBuf::from(v)));
+        }
+        if let Ok(port) = v.parse::<u16>() {
+            return (port != 0)
+                .then(|| MetricsAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        v.parse().ok().map(MetricsAddr::Tcp)
+    }
+}
+
+impl std::fmt::Display for MetricsAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsAddr::Tcp(a) => write!(f, "{a}"),
+            MetricsAddr::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 /// `fence_virtd { … }`.

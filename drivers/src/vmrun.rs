@@ -196,9 +196,7 @@ pub fn parse_vm_list(out: &str) -> Result<Vec<String>, DriverError> {
         .and_then(|r| r.split_once(':'))
         .filter(|(what, _)| what.ends_with("VMs"))
         .and_then(|(_, n)| n.trim().parse::<usize>().ok())
-        .ok_or_else(|| {
-            DriverError::Platform(format!("unexpected vmrun list header {header:?}"))
-        })?;
+        .ok_or_else(|| DriverError::Platform(format!("unexpected vmrun list header {header:?}")))?;
     let vms: Vec<String> = lines
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.to_string())
@@ -307,7 +305,11 @@ impl VmrunDriver {
         };
         let out = String::from_utf8_lossy(&run.stdout).into_owned();
         let err = String::from_utf8_lossy(&run.stderr);
-        let errors: Vec<String> = out.lines().chain(err.lines()).filter_map(error_text).collect();
+        let errors: Vec<String> = out
+            .lines()
+            .chain(err.lines())
+            .filter_map(error_text)
+            .collect();
         if run.code == Some(0) && errors.is_empty() {
             if run.stdout_truncated {
                 return Err(DriverError::Platform(format!("{what}: output too long")));
@@ -533,11 +535,17 @@ mod tests {
     #[test]
     fn errors_are_classified() {
         assert!(matches!(
-            classify_error("x", "Cannot open VM: /v/x.vmx, The virtual machine cannot be found"),
+            classify_error(
+                "x",
+                "Cannot open VM: /v/x.vmx, The virtual machine cannot be found"
+            ),
             DriverError::NotFound(_)
         ));
         assert!(matches!(
-            classify_error("x", "The specified user name and password were not accepted"),
+            classify_error(
+                "x",
+                "The specified user name and password were not accepted"
+            ),
             DriverError::Auth(_)
         ));
         assert!(matches!(

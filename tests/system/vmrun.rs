@@ -492,7 +492,8 @@ fn driver_kills_a_hung_vmrun_on_its_deadline() {
 
 /// Our fence_virtd with the vmrun backend (Workstation type, `.vmx` files in a directory)
 /// against `fake-vmrun` in a private namespace, driven by our and the C fence_xvm (multicast)
-/// and fence_virt (tcp): every action by path and by display name, unknown and duplicate names.
+/// and fence_virt (tcp): every action by path and by display name, unknown and duplicate names;
+/// over tcp also a VM that ignores the power-off and a hung `vmrun` (both fail the fence).
 #[test]
 fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
     let ns = Netns::new();
@@ -515,7 +516,7 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
              key_file = \"{k}\";\n\t\taddress = \"127.0.0.1\";\n\t\tport = \"1239\";\n\t\t\
              family = \"ipv4\";\n\t}}\n}}\n\
              backends {{\n\tvmrun {{\n\t\tvmrun = \"{}\";\n\t\ttype = \"ws\";\n\t\t\
-             vm_dir = \"{}\";\n\t\ttimeout = \"20\";\n\t}}\n}}\n",
+             vm_dir = \"{}\";\n\t\ttimeout = \"5\";\n\t}}\n}}\n",
             sim.exe().display(),
             sim.vm_dir().display(),
             k = key.display(),
@@ -589,6 +590,42 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
         let o = xvm(Impl::Ours, &["-o", "list"]);
         assert_eq!(o.code, 0, "{}", o.stderr);
         assert!(o.stdout.contains(&a), "{}", o.stdout);
+        if tcp {
+            let off_alpha = || {
+                Agent::fence_virt(Impl::Ours).run_args(
+                    &ns,
+                    &[
+                        "-o",
+                        "off",
+                        "-H",
+                        "alpha",
+                        "-k",
+                        &key_s,
+                        "-t",
+                        "60",
+                        "-T",
+                        "127.0.0.1",
+                        "-p",
+                        "1239",
+                    ],
+                    Duration::from_secs(90),
+                )
+            };
+            // A VM that ignores the power-off: the fence fails, no false success.
+            sim.set("stick", &[&a]);
+            let o = off_alpha();
+            assert!(!o.timed_out && o.code == 1, "{o:?}\ndaemon: {}", log());
+            assert!(sim.running().contains(&a));
+            sim.clear("stick");
+            // A hung vmrun: killed on the backend's deadline, the fence fails, the VM runs.
+            sim.set("hang", &["list"]);
+            let o = off_alpha();
+            assert!(!o.timed_out && o.code == 1, "{o:?}\ndaemon: {}", log());
+            assert!(sim.running().contains(&a));
+            sim.clear("hang");
+            let o = xvm(Impl::Ours, &["-o", "status", "-H", "alpha"]);
+            assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, log());
+        }
         assert!(
             daemon.try_wait().unwrap().is_none(),
             "daemon died: {}",

@@ -493,7 +493,9 @@ fn driver_kills_a_hung_vmrun_on_its_deadline() {
 /// Our fence_virtd with the vmrun backend (Workstation type, `.vmx` files in a directory)
 /// against `fake-vmrun` in a private namespace, driven by our and the C fence_xvm (multicast)
 /// and fence_virt (tcp): every action by path and by display name, unknown and duplicate names;
-/// over tcp also a VM that ignores the power-off and a hung `vmrun` (both fail the fence).
+/// over multicast also `pacemaker-fenced` with our fence_xvm fencing, unfencing and rebooting
+/// nodes through it; over tcp a VM that ignores the power-off and a hung `vmrun` (both fail
+/// the fence).
 #[test]
 fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
     let ns = Netns::new();
@@ -590,6 +592,43 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
         let o = xvm(Impl::Ours, &["-o", "list"]);
         assert_eq!(o.code, 0, "{}", o.stderr);
         assert!(o.stdout.contains(&a), "{}", o.stdout);
+        if !tcp {
+            // pacemaker-fenced with our fence_xvm as its agent, through this daemon.
+            let fencer = fence_system_tests::Fencer::start(
+                &ns,
+                "fence_xvm",
+                &Agent::fence_xvm(Impl::Ours).path(),
+            );
+            let limit = Duration::from_secs(90);
+            let admin = |args: &[&str]| {
+                let out = fencer.admin(&ns, args, limit);
+                assert!(!out.timed_out, "stonith_admin {args:?} hung: {out:?}");
+                out
+            };
+            let key_opt = format!("key_file={key_s}");
+            let out = admin(&[
+                "--register",
+                "ws",
+                "--agent",
+                "fence_xvm",
+                "--option",
+                &key_opt,
+                "--option",
+                "timeout=10",
+                "--option",
+                "pcmk_host_map=node1:alpha;node2:beta",
+            ]);
+            assert_eq!(out.code, 0, "register: {out:?}");
+            let out = admin(&["--fence", "node2", "--timeout", "60"]);
+            assert_eq!(out.code, 0, "fence node2: {out:?}\n{}", fencer.log());
+            assert!(!sim.running().contains(&b));
+            let out = admin(&["--unfence", "node2", "--timeout", "60"]);
+            assert_eq!(out.code, 0, "unfence node2: {out:?}");
+            assert!(sim.running().contains(&b));
+            let out = admin(&["--reboot", "node1", "--timeout", "60"]);
+            assert_eq!(out.code, 0, "reboot node1: {out:?}");
+            assert!(sim.running().contains(&a));
+        }
         if tcp {
             let off_alpha = || {
                 Agent::fence_virt(Impl::Ours).run_args(

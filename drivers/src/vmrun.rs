@@ -210,6 +210,18 @@ pub fn parse_vm_list(out: &str) -> Result<Vec<String>, DriverError> {
     Ok(vms)
 }
 
+/// The version in `vmrun`'s help text: what follows `vmrun version` (case-insensitive) on its
+/// line, if it starts with a digit.
+pub fn parse_version(help: &str) -> Option<String> {
+    help.lines().find_map(|l| {
+        let lower = l.to_ascii_lowercase();
+        let i = lower.find("vmrun version ")?;
+        let v = l[i + "vmrun version ".len()..].trim();
+        v.starts_with(|c: char| c.is_ascii_digit())
+            .then(|| v.to_string())
+    })
+}
+
 /// The text after `Error: ` on a line, if it is an error line.
 fn error_text(line: &str) -> Option<String> {
     line.trim()
@@ -337,12 +349,27 @@ impl VmrunDriver {
         Err(e)
     }
 
-    fn running(&self) -> Result<Vec<String>, DriverError> {
+    /// `vmrun list`: the running VMs' `.vmx` paths.
+    pub fn running(&self) -> Result<Vec<String>, DriverError> {
         parse_vm_list(&self.run(&["list"], None)?)
     }
 
-    fn registered(&self) -> Result<Vec<String>, DriverError> {
+    /// `vmrun listRegisteredVM` (server types): every registered VM's `.vmx` path.
+    pub fn registered(&self) -> Result<Vec<String>, DriverError> {
         parse_vm_list(&self.run(&["listRegisteredVM"], None)?)
+    }
+
+    /// The version `vmrun` states in its help text (it is run with no arguments, as
+    /// fence_vmware does before anything else; its non-zero exit is expected), e.g.
+    /// `1.17.0 build-21139696`.
+    pub fn version(&self) -> Result<String, DriverError> {
+        let run = run_agent(&self.o.vmrun, &[], b"", self.o.timeout, "vmrun (help)")?;
+        parse_version(&String::from_utf8_lossy(&run.stdout)).ok_or_else(|| {
+            DriverError::Platform(format!(
+                "{} does not say \"vmrun version …\"",
+                self.o.vmrun.display()
+            ))
+        })
     }
 
     fn read_vmx(path: &Path) -> Option<VmxInfo> {
@@ -516,6 +543,20 @@ mod tests {
         assert!(parse_vm_list("").is_err());
         assert!(parse_vm_list("/v/a.vmx\n").is_err());
         assert!(parse_vm_list("Error: Unable to connect to host.\n").is_err());
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("\nvmrun version 1.17.0 build-21139696\n\nUsage: …").as_deref(),
+            Some("1.17.0 build-21139696")
+        );
+        assert_eq!(
+            parse_version("VMRUN VERSION 2.0.0\n").as_deref(),
+            Some("2.0.0")
+        );
+        assert_eq!(parse_version("vmrun version x\nUsage"), None);
+        assert_eq!(parse_version(""), None);
     }
 
     #[test]

@@ -328,6 +328,7 @@ fn driver_against_the_simulator_server() {
     let sim = server_sim("2.0.0 build-122956");
     let d = server_driver(&sim, "secret");
     d.check().unwrap();
+    assert_eq!(d.version().unwrap(), "2.0.0 build-122956");
     let n = |s: &str| VmRef::Name(s.into());
     assert_eq!(d.status(&n(VM1)).unwrap(), PowerState::On);
     assert_eq!(d.status(&n(VM2)).unwrap(), PowerState::Off);

@@ -996,7 +996,7 @@ mod tests {
         }
         assert_eq!(
             backends::built().collect::<Vec<_>>(),
-            ["libvirt", "sim", "vmware_soap", "xenapi", "agent"]
+            ["libvirt", "sim", "vmware_soap", "xenapi", "vmrun", "agent"]
         );
     }
 

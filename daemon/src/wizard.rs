@@ -17,7 +17,8 @@
 //! * `vsock` is configured (port and key file); the C wizard cannot.
 //! * Backends `sim` (nothing to ask) and `vmware_soap` (address, login, password or password
 //!   script, TLS mode, CA file) and `xenapi` (URL, login, password or password script, TLS
-//!   mode, CA file) are configured; `cpg` questions are asked when it is chosen anyway.
+//!   mode, CA file) and `vmrun` (executable, type; for the server types host, login, password or
+//!   password script; for this host's types the VM directories) are configured; `cpg` questions are asked when it is chosen anyway.
 //! * Answers our daemon would reject at load time are asked again instead of being written:
 //!   a multicast address that is not a multicast group, a port outside 1–65535 or not in
 //!   decimal (the C wizard takes `0x4cd`), a serial mode that is neither `serial`, `vmchannel`
@@ -561,6 +562,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             ),
             "vmware_soap" => self.vmware_soap(),
             "xenapi" => self.xenapi(),
+            "vmrun" => self.vmrun(),
             _ => Ok(()),
         }
     }
@@ -756,6 +758,68 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             })?;
         self.set(&path, Some(&ssl))?;
         self.ca_file(S, &ssl)
+    }
+
+    fn vmrun(&mut self) -> Result<(), WizardError> {
+        const S: &str = "backends/vmrun";
+        const TYPES: [&str; 6] = ["ws", "fusion", "player", "server", "server1", "esx"];
+        self.io.say(
+            "\nThe vmrun backend fences VMware Workstation, Fusion or Player VMs of this\n\
+             host (or the VMs of a VMware Server or ESX host) through VMware's vmrun.\n\n",
+        )?;
+        let path = format!("{S}/@vmrun");
+        let current = self.current(&path);
+        let exe = self.io.ask("vmrun executable", &current)?;
+        self.set(&path, Some(&exe))?;
+        let path = format!("{S}/@type");
+        let current = self.current(&path);
+        let ty = self.io.ask_checked(
+            "Type (ws, fusion, player, server, server1 or esx)",
+            &current,
+            |_, a| {
+                let a = a.to_ascii_lowercase();
+                Ok(if TYPES.contains(&a.as_str()) {
+                    Ok(a)
+                } else {
+                    Err(format!("Invalid vmrun type: {a}\n"))
+                })
+            },
+        )?;
+        self.set(&path, Some(&ty))?;
+        if ["server", "server1", "esx"].contains(&ty.as_str()) {
+            self.set(&format!("{S}/@vm_dir"), None)?;
+            for (key, question, what) in [
+                ("host", "Host (vmrun -h, e.g. https://esx1/sdk)", "a host"),
+                ("login", "Login", "a login"),
+            ] {
+                let path = format!("{S}/@{key}");
+                let current = self.get(&path).unwrap_or_default();
+                let v = self.io.ask_checked(question, &current, |_, a| {
+                    Ok(if a.is_empty() || is_none(a) {
+                        Err(format!("Please give {what}.\n"))
+                    } else {
+                        Ok(a.to_string())
+                    })
+                })?;
+                self.set(&path, Some(&v))?;
+            }
+            self.password(S)?;
+        } else {
+            for key in ["host", "port", "login", "password", "password_script"] {
+                self.set(&format!("{S}/@{key}"), None)?;
+            }
+            let path = format!("{S}/@vm_dir");
+            let current = self.current(&path);
+            let dirs = self.io.ask(
+                "Directories holding the .vmx files (none: running VMs only)",
+                &current,
+            )?;
+            self.set(
+                &path,
+                (!is_none(&dirs) && !dirs.is_empty()).then_some(dirs.as_str()),
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -983,6 +1047,51 @@ mod tests {
                 ca_file: Some(ca.path().to_path_buf()),
                 timeout_secs: 10,
             }
+        );
+    }
+
+    #[test]
+    fn vmrun_backend() {
+        use crate::backends::vmrun::VmrunConfig;
+        // A bad type is asked again; a server type asks host, login and password script.
+        let (r, out, after) = run(
+            None,
+            "y\n\nvsock\n4000\n/etc/k\nvmrun\n/opt/vix/vmrun\nvbox\nserver\n\
+             https://esx1/sdk\nroot\n/usr/bin/pw\ny\n",
+        );
+        assert_eq!(r.unwrap(), Outcome::Written, "{out}");
+        assert!(out.contains("Invalid vmrun type: vbox"), "{out}");
+        let c = load(&after.unwrap());
+        let Some(v) = c.backend.settings::<VmrunConfig>() else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            v,
+            &VmrunConfig {
+                vmrun: "/opt/vix/vmrun".into(),
+                host_type: "server".into(),
+                host: Some("https://esx1/sdk".into()),
+                port: None,
+                login: Some("root".into()),
+                password: None,
+                password_script: Some("/usr/bin/pw".into()),
+                vm_dirs: vec![],
+                timeout_secs: 30,
+            }
+        );
+        // This host's Workstation: VM directories, nothing else.
+        let (r, out, after) = run(
+            None,
+            "y\n\nvsock\n4000\n/etc/k\nvmrun\n\nws\n/srv/vmware /home/vm\ny\n",
+        );
+        assert_eq!(r.unwrap(), Outcome::Written, "{out}");
+        let c = load(&after.unwrap());
+        let v = c.backend.settings::<VmrunConfig>().unwrap();
+        assert_eq!(v.vmrun, std::path::PathBuf::from("/usr/bin/vmrun"));
+        assert_eq!(v.host_type, "ws");
+        assert_eq!(
+            v.vm_dirs,
+            ["/srv/vmware", "/home/vm"].map(std::path::PathBuf::from)
         );
     }
 

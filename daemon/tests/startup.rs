@@ -294,7 +294,7 @@ fn list_names_the_built_backends_and_the_listeners() {
     // The default build has these; cpg is known (its block is read) but never built.
     assert_eq!(
         want,
-        "Available backends:\n    libvirt\n    sim\n    vmware_soap\n    xenapi\n    agent\nAvailable listeners:\n    \
+        "Available backends:\n    libvirt\n    sim\n    vmware_soap\n    xenapi\n    vmrun\n    agent\nAvailable listeners:\n    \
          multicast\n    tcp\n    vsock\n    serial\n"
     );
 }

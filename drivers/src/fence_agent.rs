@@ -718,14 +718,14 @@ fn check_config_pair(agent: &str, key: &str, value: &str) -> Result<(), DriverEr
 
 /// What one agent run produced.
 #[derive(Debug, Default)]
-struct RunOutput {
+pub(crate) struct RunOutput {
     /// Exit code; `None` if killed by a signal.
-    code: Option<i32>,
+    pub(crate) code: Option<i32>,
     /// The signal that ended it.
-    signal: Option<i32>,
-    stdout: Vec<u8>,
-    stdout_truncated: bool,
-    stderr: Vec<u8>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stdout_truncated: bool,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl RunOutput {
@@ -825,8 +825,9 @@ fn append_bounded(dst: &mut Vec<u8>, chunk: &[u8]) -> bool {
 
 /// Run the agent with `argv` (beyond argv[0]) and `stdin`, in its own process group, bounded
 /// by `timeout`. On the deadline the group is killed and the call is [`DriverError::Timeout`];
-/// after the agent exits, whatever it left in its group is killed too.
-fn run_agent(
+/// after the agent exits, whatever it left in its group is killed too. Also runs `vmrun` for
+/// [`crate::vmrun`].
+pub(crate) fn run_agent(
     agent: &Path,
     argv: &[&str],
     stdin: &[u8],

@@ -17,6 +17,8 @@ pub mod fence_agent;
 mod http;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+#[cfg(feature = "vmrun")]
+pub mod vmrun;
 #[cfg(feature = "vmware_soap")]
 pub mod vmware_soap;
 #[cfg(feature = "xenapi")]

@@ -16,6 +16,8 @@
 //! * [`pacemaker`]: Pacemaker fencer end to end through `stonith_admin`.
 //! * [`vmware`], [`vmware_session`]: VMware SOAP agent and daemon backend against govmomi's
 //!   simulator; session life cycle (SIGTERM during login, endpoint restart, expiry).
+//! * [`vmrun`]: `fake-vmrun` proven with the reference `fence_vmware` (vmrun modes); our vmrun
+//!   driver against it; the `vmrun` daemon backend through fence_xvm and fence_virt.
 //! * [`xenapi`]: the XenAPI simulator proven with the reference `fence_xenapi` and the XenAPI
 //!   Python SDK; our XenAPI driver against it (TLS, master redirect, re-login, failures); the
 //!   `xenapi` daemon backend through fence_xvm, fence_virt and pacemaker-fenced.
@@ -29,6 +31,7 @@ mod libvirt_reconnect;
 mod matrix;
 mod pacemaker;
 mod replay;
+mod vmrun;
 mod vmware;
 mod vmware_session;
 mod xenapi;

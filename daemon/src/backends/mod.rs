@@ -28,6 +28,7 @@ pub mod agent;
 pub mod cpg;
 pub mod libvirt;
 pub mod sim;
+pub mod vmrun;
 pub mod vmware_soap;
 pub mod xenapi;
 
@@ -42,6 +43,7 @@ pub const REGISTRY: &[BackendEntry] = &[
     sim::ENTRY,
     vmware_soap::ENTRY,
     xenapi::ENTRY,
+    vmrun::ENTRY,
     agent::ENTRY,
     cpg::ENTRY,
 ];

@@ -1044,6 +1044,69 @@ mod tests {
     }
 
     #[test]
+    fn vmrun_keys() {
+        use crate::backends::vmrun::VmrunConfig;
+        let v = |block: &str| {
+            cfg(&format!(
+                "fence_virtd {{ listener = \"tcp\"; backend = \"vmrun\"; }}\n\
+                 backends {{ vmrun {{ {block} }} }}"
+            ))
+        };
+        let missing = |block: &str| match v(block).unwrap_err() {
+            ConfigError::Missing { key, .. } => key,
+            other => panic!("{other:?}"),
+        };
+        // Defaults: Workstation on this host.
+        let c = v("").unwrap();
+        let x = c.backend.settings::<VmrunConfig>().unwrap();
+        assert_eq!(
+            x,
+            &VmrunConfig {
+                vmrun: "/usr/bin/vmrun".into(),
+                host_type: "ws".into(),
+                host: None,
+                port: None,
+                login: None,
+                password: None,
+                password_script: None,
+                vm_dirs: vec![],
+                timeout_secs: 30,
+            }
+        );
+        // Server types need host, login and a password.
+        assert_eq!(missing("type = \"server\";"), "backends/vmrun/@host");
+        assert_eq!(
+            missing("type = \"esx\"; host = \"https://h/sdk\";"),
+            "backends/vmrun/@login"
+        );
+        assert_eq!(
+            missing("type = \"server1\"; host = \"h\"; login = \"u\";"),
+            "backends/vmrun/@password"
+        );
+        // This host's types take no credentials; only server1 takes a port.
+        let e = v("type = \"fusion\"; password = \"p\";").unwrap_err();
+        assert_eq!(invalid_at(&e).0, "backends/vmrun/@password");
+        let e =
+            v("type = \"server\"; host = \"h\"; login = \"u\"; password = \"p\"; port = \"902\";")
+                .unwrap_err();
+        assert_eq!(invalid_at(&e).0, "backends/vmrun/@port");
+        let e = v("type = \"vbox\";").unwrap_err();
+        assert_eq!(invalid_at(&e).0, "backends/vmrun/@type");
+        let c = v("type = \"SERVER1\"; host = \"h\"; port = \"902\"; login = \"u\"; password_script = \"echo p\"; timeout = \"5\";").unwrap();
+        let x = c.backend.settings::<VmrunConfig>().unwrap();
+        assert_eq!(
+            (x.host_type.as_str(), x.port, x.timeout_secs),
+            ("server1", Some(902), 5)
+        );
+        let c = v("vm_dir = \"/srv/vm, /home/vm\";").unwrap();
+        let x = c.backend.settings::<VmrunConfig>().unwrap();
+        assert_eq!(
+            x.vm_dirs,
+            ["/srv/vm", "/home/vm"].map(std::path::PathBuf::from)
+        );
+    }
+
+    #[test]
     fn vmware_soap_required_keys() {
         let v = |block: &str| {
             cfg(&format!(

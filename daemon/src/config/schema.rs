@@ -543,6 +543,7 @@ mod tests {
             "backends/sim",
             "backends/vmware_soap",
             "backends/xenapi",
+            "backends/vmrun",
             "backends/pm-monitor",
             "groups/group",
         ] {

@@ -159,10 +159,14 @@ impl DaemonConfig {
         let mut s = String::new();
         let l = &self.listener;
         let backend = self.backend.as_ref().map_or("libvirt", |(n, _)| n.as_str());
+        // Our daemon keeps a fence journal (default under /var/lib): keep it in the test's own
+        // directory, beside the key. The C daemon ignores the key.
+        let journal = key_path.with_file_name("journal.jsonl");
         let _ = writeln!(
             s,
-            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"{backend}\";\n{}}}\n",
+            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"{backend}\";\n\tjournal = \"{}\";\n{}}}\n",
             l.name(),
+            journal.display(),
             if self.host_status.is_some() {
                 "\thost_status = \"pm-monitor\";\n"
             } else {

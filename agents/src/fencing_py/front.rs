@@ -412,6 +412,12 @@ pub fn prepare(
         _ => {}
     }
     p.insert("action".into(), action.clone());
+    // `--port-as-ip`: the plug is the device's address (fencing.py copies it into `ip`).
+    if p.contains_key("port_as_ip") {
+        if let Some(plug) = p.get("port").cloned() {
+            p.insert("ipaddr".into(), plug);
+        }
+    }
 
     let problems = validation_errors(&table, &set, &order, &p);
     if action == "validate-all" {

@@ -405,6 +405,15 @@ pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<(Parsed, Vec<Stri
             _ => o.optmulti(&short, long, s.shortdesc, "V"),
         };
     }
+    if no_plug
+        && args.iter().any(|a| {
+            a == "--plug"
+                || a.starts_with("--plug=")
+                || (a.starts_with("-n") && !a.starts_with("--"))
+        })
+    {
+        return Err("Parser error: option -n/--plug is not recognized".into());
+    }
     let m = o.parse(args).map_err(|e| match e {
         getopts::Fail::UnrecognizedOption(x) => {
             let dash = if x.len() == 1 { "-" } else { "--" };

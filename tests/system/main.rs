@@ -16,6 +16,8 @@
 //! * [`xenapi`]: the XenAPI simulator proven with the reference `fence_xenapi` and the XenAPI
 //!   Python SDK; our XenAPI driver against it (TLS, master redirect, re-login, failures); the
 //!   `xenapi` daemon backend through fence_xvm, fence_virt and pacemaker-fenced.
+//! * [`xenapi_agent`]: our `fence_xenapi` and the reference on the same simulator scenarios;
+//!   logout at exit and on SIGTERM.
 
 mod agent_backend;
 mod agent_timeout;
@@ -28,3 +30,4 @@ mod replay;
 mod vmware;
 mod vmware_session;
 mod xenapi;
+mod xenapi_agent;

@@ -13,6 +13,7 @@
 //! * [`pacemaker`]: Pacemaker fencer end to end through `stonith_admin`.
 //! * [`vmware`], [`vmware_session`]: VMware SOAP agent and daemon backend against govmomi's
 //!   simulator; session life cycle (SIGTERM during login, endpoint restart, expiry).
+//! * [`vmware_agent`]: `fence_vmware`'s esx mode (vSphere directly) against the same simulator.
 //! * [`xenapi`]: the XenAPI simulator proven with the reference `fence_xenapi` and the XenAPI
 //!   Python SDK; our XenAPI driver against it (TLS, master redirect, re-login, failures); the
 //!   `xenapi` daemon backend through fence_xvm, fence_virt and pacemaker-fenced.
@@ -28,6 +29,7 @@ mod matrix;
 mod pacemaker;
 mod replay;
 mod vmware;
+mod vmware_agent;
 mod vmware_session;
 mod xenapi;
 mod xenapi_agent;

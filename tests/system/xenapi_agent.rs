@@ -66,7 +66,9 @@ fn cross_check_with_reference() {
     let reference = std::path::PathBuf::from(REFERENCE);
     let upper = u(1).to_ascii_uppercase();
     let missing = u(0xdead);
-    let scenarios: Vec<(&str, Vec<&str>, &[(u64, &str)])> = vec![
+    /// (password, arguments, VM states set before the run: index and XenAPI power state)
+    type Scenario<'a> = (&'a str, Vec<&'a str>, &'a [(u64, &'a str)]);
+    let scenarios: Vec<Scenario> = vec![
         ("secret", vec!["-o", "status", "-n", "vm0"], &[]),
         ("secret", vec!["-o", "status", "-n", &upper], &[]),
         (

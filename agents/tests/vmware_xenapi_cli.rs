@@ -291,6 +291,7 @@ fn exec_helper_mode_as_reference() {
         "action=status\nport=dup\n",
         "action=status\nport=nosuch\n",
         "action=off\nport=vm:2\n",
+        "action=off\nport=nosuch\n",
     ];
     for case in cases {
         let input = stdin(case);
@@ -316,6 +317,19 @@ fn exec_helper_mode_as_reference() {
         assert_eq!(argv, rargv, "{case}");
         assert_eq!(state, rstate, "{case}");
     }
+    // A helper that cannot be run: the same messages.
+    let input = "action=status\nip=h\nusername=u\npassword=p\nport=vm1\nexec=/nonexistent/helper\n";
+    let (rc, out, err) = run(&ours("fence_vmware"), &[], Some(input));
+    let (rrc, rout, rerr) = run(&reference("fence_vmware"), &[], Some(input));
+    assert_eq!((rc, &out), (rrc, &rout));
+    assert_eq!(norm_stderr(&err), norm_stderr(&rerr));
+    assert_eq!(
+        norm_stderr(&err),
+        [
+            "ERROR: Cannot run command /nonexistent/helper",
+            "ERROR: Please use '-h' for usage"
+        ]
+    );
     // The argv the reference documents, quoting included.
     reset(dir.path());
     run(

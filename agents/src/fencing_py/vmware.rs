@@ -269,7 +269,7 @@ impl HelperDevice {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|_| DeviceError::Other(format!("Cannot run command {}", self.exec_text)))?;
+            .map_err(|_| DeviceError::Usage(format!("Cannot run command {}", self.exec_text)))?;
         // Both pipes are read on threads so a chatty helper cannot block on a full pipe.
         let mut so = child.stdout.take().expect("piped");
         let mut se = child.stderr.take().expect("piped");
@@ -301,7 +301,7 @@ impl HelperDevice {
         out.extend(t2.join().unwrap_or_default());
         let out = String::from_utf8_lossy(&out).into_owned();
         if !status.success() {
-            return Err(DeviceError::Other(format!(
+            return Err(DeviceError::Usage(format!(
                 "{} returned {}",
                 self.exec_text,
                 out.trim_end()
@@ -319,8 +319,8 @@ impl HelperDevice {
                 continue;
             }
             if v.iter().any(|(n, _)| *n == f[0]) {
-                return Err(DeviceError::Other(format!(
-                    "More machines with same name {} found!",
+                return Err(DeviceError::Usage(format!(
+                    "Failed. More machines with same name {} found!",
                     f[0]
                 )));
             }
@@ -336,8 +336,8 @@ impl runner::PowerDevice for HelperDevice {
         match self.outlets(&out)?.into_iter().find(|(n, _)| n == plug) {
             Some((_, true)) => Ok(PlugState::On),
             Some((_, false)) => Ok(PlugState::Off),
-            None => Err(DeviceError::Other(
-                "You have to enter existing name of virtual machine!".into(),
+            None => Err(DeviceError::Usage(
+                "Failed: You have to enter existing name of virtual machine!".into(),
             )),
         }
     }

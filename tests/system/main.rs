@@ -18,9 +18,12 @@
 //!   simulator; session life cycle (SIGTERM during login, endpoint restart, expiry).
 //! * [`vmrun`]: `fake-vmrun` proven with the reference `fence_vmware` (vmrun modes); our vmrun
 //!   driver against it; the `vmrun` daemon backend through fence_xvm and fence_virt.
+//! * [`vmware_agent`]: `fence_vmware`'s esx mode (vSphere directly) against the same simulator.
 //! * [`xenapi`]: the XenAPI simulator proven with the reference `fence_xenapi` and the XenAPI
 //!   Python SDK; our XenAPI driver against it (TLS, master redirect, re-login, failures); the
 //!   `xenapi` daemon backend through fence_xvm, fence_virt and pacemaker-fenced.
+//! * [`xenapi_agent`]: our `fence_xenapi` and the reference on the same simulator scenarios;
+//!   logout at exit and on SIGTERM.
 
 mod agent_backend;
 mod agent_timeout;
@@ -33,5 +36,7 @@ mod pacemaker;
 mod replay;
 mod vmrun;
 mod vmware;
+mod vmware_agent;
 mod vmware_session;
 mod xenapi;
+mod xenapi_agent;

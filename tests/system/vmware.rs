@@ -82,7 +82,7 @@ pub(super) struct Sim {
     child: Child,
     _stdin: ChildStdin,
     pub(super) port: u16,
-    ca: Option<PathBuf>,
+    pub(super) ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use fence_drivers::{error_chain, Driver, DriverError, PowerState, VmRef};
+use fence_drivers::{error_chain, Driver, DriverError, PowerState, VmInfo, VmRef};
 use nix::sys::signal::{SigSet, Signal};
 use thiserror::Error;
 
@@ -42,6 +42,13 @@ impl SessionDriver for fence_drivers::vmware_soap::VmwareSoapDriver {
     }
 }
 
+#[cfg(feature = "xenapi")]
+impl SessionDriver for fence_drivers::xenapi::XenApiDriver {
+    fn logout(&self) -> Result<(), DriverError> {
+        fence_drivers::xenapi::XenApiDriver::logout(self)
+    }
+}
+
 /// Why a direct agent could not log in.
 #[derive(Debug, Error)]
 pub enum ConnectError {
@@ -61,8 +68,24 @@ pub struct DirectAgent {
     pub connect: fn(&Prepared) -> Result<Arc<dyn SessionDriver>, ConnectError>,
     /// How a plug is looked up, for the "not found" and "ambiguous" lines.
     pub lookup: fn(&VmRef) -> &'static str,
-    /// The state names `list-status` prints.
-    pub state_name: fn(PowerState) -> &'static str,
+    /// One `list` row (plug id, alias, raw state; the runner prints `ON`/`OFF` only for a raw
+    /// state `on`/`off`, `UNKNOWN` otherwise, as `fencing.py`).
+    pub list_row: fn(VmInfo) -> (String, String, String),
+    /// A line the reference prints on stdout when a plug cannot be resolved (e.g.
+    /// `fence_xenapi`'s `NAME_INVALID`), kept for scripts that read it.
+    pub plug_note: fn(&VmRef, &DriverError) -> Option<String>,
+    /// A line the reference prints on stdout when the login fails.
+    pub connect_note: fn(&Prepared, &ConnectError) -> Option<String>,
+}
+
+/// [`DirectAgent::plug_note`] / [`DirectAgent::connect_note`] for agents that print nothing.
+pub fn no_plug_note(_: &VmRef, _: &DriverError) -> Option<String> {
+    None
+}
+
+/// See [`no_plug_note`].
+pub fn no_connect_note(_: &Prepared, _: &ConnectError) -> Option<String> {
+    None
 }
 
 /// Where the agent is in its session's life, shared with the signal thread (see
@@ -182,6 +205,12 @@ impl Device<'_> {
     /// The runner's result for a driver error, by the error's type (see the module docs).
     fn map(&mut self, vm: Option<&VmRef>, e: DriverError) -> DeviceError {
         let lookup = self.agent.lookup;
+        if let Some(vm) = vm {
+            if let Some(line) = (self.agent.plug_note)(vm, &e) {
+                // Same thread as the runner's stdout lock (reentrant).
+                println!("{line}");
+            }
+        }
         let mut note = |m: String| log_error(&mut self.log, &m);
         match (&e, vm) {
             (DriverError::NotFound(_), Some(vm)) => {
@@ -244,12 +273,8 @@ impl runner::PowerDevice for Device<'_> {
             let _call = enter_call();
             self.drv.list()
         };
-        let state_name = self.agent.state_name;
         match r {
-            Ok(v) => Ok(v
-                .into_iter()
-                .map(|i| (i.name, i.uuid, state_name(i.state).to_string()))
-                .collect()),
+            Ok(v) => Ok(v.into_iter().map(self.agent.list_row).collect()),
             Err(e) => Err(self.map(None, e)),
         }
     }
@@ -264,7 +289,7 @@ impl runner::PowerDevice for Device<'_> {
 }
 
 /// Runs a prepared action: delay, login, action, logout. Returns the exit code.
-fn run(agent: &DirectAgent, p: &Prepared) -> i32 {
+pub fn run(agent: &DirectAgent, p: &Prepared) -> i32 {
     let mut log = p.log_sink();
     if p.verbose_level > 0 && !p.quiet {
         let _ = tracing_subscriber::fmt()
@@ -278,6 +303,9 @@ fn run(agent: &DirectAgent, p: &Prepared) -> i32 {
     let drv = match connect(agent, p) {
         Ok(d) => d,
         Err(e) => {
+            if let Some(line) = (agent.connect_note)(p, &e) {
+                println!("{line}");
+            }
             let result = match &e {
                 ConnectError::Driver(DriverError::Timeout(_)) => DeviceError::TimedOut,
                 _ => DeviceError::LoginDenied,
@@ -306,6 +334,12 @@ fn run(agent: &DirectAgent, p: &Prepared) -> i32 {
 
 /// The whole agent process: signal guard, argv, front end, run, exit.
 pub fn main(agent: &DirectAgent) -> ! {
+    main_with(&agent.front, |p| run(agent, p))
+}
+
+/// [`main`] for an agent that chooses how to run once the options are known (e.g.
+/// `fence_vmware` by `vmware_type`): signal guard, argv, front end, then `run`, exit.
+pub fn main_with(front: &FrontEnd, run: impl FnOnce(&Prepared) -> i32) -> ! {
     install_signal_thread();
     let argv = match crate::cli::utf8_args(std::env::args_os()) {
         Ok(a) => a,
@@ -319,7 +353,7 @@ pub fn main(agent: &DirectAgent) -> ! {
     let code = {
         let mut out = stdout.lock();
         let r = prepare(
-            &agent.front,
+            front,
             &argv,
             &mut std::io::stdin().lock(),
             pcmk.as_deref(),
@@ -331,7 +365,7 @@ pub fn main(agent: &DirectAgent) -> ! {
     };
     let code = match code {
         Outcome::Exit(c) => c,
-        Outcome::Run(p) => run(agent, &p),
+        Outcome::Run(p) => run(&p),
     };
     std::process::exit(code);
 }
@@ -377,7 +411,9 @@ mod tests {
             front: super::super::agents::vmware_soap(),
             connect: |_| Err(ConnectError::Options("unused".into())),
             lookup: |_| "by test",
-            state_name: |_| "x",
+            list_row: |i| (i.name, i.uuid, "x".into()),
+            plug_note: no_plug_note,
+            connect_note: no_connect_note,
         }
     }
 

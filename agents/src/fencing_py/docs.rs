@@ -70,6 +70,9 @@ pub fn metadata(def: &AgentDef, name: &str) -> String {
     }
     x.push_str("</parameters>\n<actions>\n");
     for a in actions(&set) {
+        if has(&set, "port_as_ip") && matches!(a, "list" | "list-status") {
+            continue;
+        }
         if a == "on" {
             let on_target = if has(&set, "on_target") {
                 " on_target=\"1\""
@@ -148,8 +151,10 @@ pub fn avail_order(def: &AgentDef) -> Vec<&'static str> {
             v.push(d);
         }
     }
-    if !v.contains(&"port") && v.contains(&"ipaddr") {
+    if !v.contains(&"port") && v.contains(&"ipaddr") && !v.contains(&"nodename") {
         v.push("port_as_ip");
+        v.push("port");
+        v.push("separator");
     }
     for s in &def.extra {
         if !v.contains(&s.key) {

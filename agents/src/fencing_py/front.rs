@@ -412,6 +412,12 @@ pub fn prepare(
         _ => {}
     }
     p.insert("action".into(), action.clone());
+    // `--port-as-ip`: the plug is the device's address (fencing.py copies it into `ip`).
+    if p.contains_key("port_as_ip") {
+        if let Some(plug) = p.get("port").cloned() {
+            p.insert("ipaddr".into(), plug);
+        }
+    }
 
     let problems = validation_errors(&table, &set, &order, &p);
     if action == "validate-all" {
@@ -504,7 +510,9 @@ pub fn prepare(
     run.stonith_status_sleep = nonneg("stonith_status_sleep");
     run.retry_on = num(&p, "retry_on").clamp(0, u32::MAX as i64) as u32;
     run.delay = nonneg("delay");
-    run.has_port = has("port") && !has("port_as_ip");
+    // `port_as_ip` agents (fence_vmware) have `port` too: `list` lists, and `monitor` checks
+    // the endpoint (the reference's monitor asks for the state of an empty plug and fails).
+    run.has_port = has("port");
     run.no_status = has("no_status");
     run.force_on = has("force_on");
     Outcome::Run(Box::new(Prepared {

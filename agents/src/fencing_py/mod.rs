@@ -7,7 +7,8 @@
 //! * [`runner`]: the action runner over a [`runner::PowerDevice`];
 //! * [`direct`]: a direct agent over a [`fence_drivers::Driver`] (driver errors to `EC_*`
 //!   results, logout on SIGTERM/SIGINT), so an agent binary is its declaration and one call;
-//! * [`agents`]: the declarations of the agents we ship.
+//! * [`agents`]: the declarations of the agents we ship;
+//! * [`vmware`]: `fence_vmware`'s three modes (vSphere direct, the user's helper, vmrun).
 
 pub mod agents;
 pub mod direct;
@@ -15,3 +16,4 @@ pub mod docs;
 pub mod front;
 pub mod options;
 pub mod runner;
+pub mod vmware;

@@ -225,7 +225,11 @@ pub fn expand_device_opt(def: &AgentDef) -> Vec<String> {
         }
     }
     if has(&set, "ipaddr") && !has(&set, "port") && !has(&set, "nodename") {
+        // fencing.py then adds `port` (its `-n` text speaks of the IP) and with it `separator`
+        // (listed by `-h`, left out of metadata).
         add(&mut set, "port_as_ip");
+        add(&mut set, "port");
+        add(&mut set, "separator");
     }
     set
 }
@@ -253,6 +257,10 @@ pub fn agent_table(def: &AgentDef) -> OptTable {
         }
         if has(&set, "port_as_ip") && matches!(s.key, "ipaddr" | "port") {
             s.required = false;
+        }
+        if has(&set, "port_as_ip") && s.key == "port" {
+            s.arg_help = "-n, --plug=[ip]";
+            s.shortdesc = "IP address or hostname of fencing device (together with --port-as-ip)";
         }
     }
     specs.sort_by(|a, b| (a.order, a.key).cmp(&(b.order, b.key)));
@@ -284,7 +292,8 @@ pub fn actions(set: &[String]) -> Vec<&'static str> {
             "off" => has(set, "no_off"),
             "reboot" => has(set, "fabric_fencing"),
             "status" => has(set, "no_status"),
-            "list" | "list-status" => !has(set, "separator") || has(set, "port_as_ip"),
+            // `-h` and the runtime take them with `port_as_ip` too; metadata does not list them.
+            "list" | "list-status" => !has(set, "separator"),
             _ => false,
         };
         if !skip {
@@ -380,8 +389,11 @@ pub fn parse_stdin(table: &OptTable, input: &str, err: &mut dyn Write) -> Parsed
 pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<(Parsed, Vec<String>), String> {
     let mut o = getopts::Options::new();
     o.parsing_style(getopts::ParsingStyle::FloatingFrees);
+    // An agent with `port_as_ip` (no `port` of its own) takes `-n` on the command line only
+    // together with `--port-as-ip`, as fencing.py.
+    let no_plug = table.by_key("port_as_ip").is_some() && !args.iter().any(|a| a == "--port-as-ip");
     for s in &table.specs {
-        if s.hidden || s.long.is_none() {
+        if s.hidden || s.long.is_none() || (no_plug && s.key == "port") {
             continue;
         }
         let short = s.short.map(String::from).unwrap_or_default();
@@ -393,6 +405,15 @@ pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<(Parsed, Vec<Stri
             _ => o.optmulti(&short, long, s.shortdesc, "V"),
         };
     }
+    if no_plug
+        && args.iter().any(|a| {
+            a == "--plug"
+                || a.starts_with("--plug=")
+                || (a.starts_with("-n") && !a.starts_with("--"))
+        })
+    {
+        return Err("Parser error: option -n/--plug is not recognized".into());
+    }
     let m = o.parse(args).map_err(|e| match e {
         getopts::Fail::UnrecognizedOption(x) => {
             let dash = if x.len() == 1 { "-" } else { "--" };
@@ -403,7 +424,7 @@ pub fn parse_argv(table: &OptTable, args: &[String]) -> Result<(Parsed, Vec<Stri
     let mut p = Parsed::new();
     for s in &table.specs {
         let Some(long) = s.long else { continue };
-        if s.hidden {
+        if s.hidden || (no_plug && s.key == "port") {
             continue;
         }
         match s.kind {

@@ -58,6 +58,10 @@ pub enum DeviceError {
     /// Anything else, with the text to log.
     #[error("Failed: {0}")]
     Other(String),
+    /// `fail_usage` in the middle of a run: the message as given, then the usage hint (two
+    /// `ERROR:` lines), exit 1.
+    #[error("{0}\nERROR: Please use '-h' for usage")]
+    Usage(String),
 }
 
 /// A fencing device with plugs (VMs).

@@ -73,6 +73,7 @@ fn cross_check_with_reference() {
     let scenarios: Vec<Scenario> = vec![
         ("secret", vec!["-o", "status", "-n", "vm0"], &[]),
         ("secret", vec!["-o", "status", "-n", &upper], &[]),
+        ("secret", vec!["-o", "status", "-n", &bare], &[]),
         (
             "secret",
             vec!["-o", "status", "-n", "vm1"],

@@ -243,6 +243,104 @@ fn reference_agent_against_the_simulator_server2() {
     assert!(err.contains("not accepted"), "{err}");
 }
 
+/// One run of our `fence_vmware` with the same stdin as [`reference`].
+fn ours(sim: &Sim, args: &[&str]) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(our_bin_dir().join("fence_vmware"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = format!(
+        "ipaddr=127.0.0.1\nlogin=root\nexec={}\n",
+        sim.exe().display()
+    );
+    for a in args {
+        input.push_str(a);
+        input.push('\n');
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Our `fence_vmware` in server2 mode against the simulator: every scenario run by both
+/// agents on fresh simulators must give the same exit code, stdout and VM states.
+#[test]
+fn our_agent_matches_the_reference_server2() {
+    let scenarios: Vec<Vec<String>> = vec![
+        vec![
+            "passwd=secret".into(),
+            "action=status".into(),
+            format!("port={VM1}"),
+        ],
+        vec![
+            "passwd=secret".into(),
+            "action=status".into(),
+            format!("port={VM2}"),
+        ],
+        vec![
+            "passwd=secret".into(),
+            "action=off".into(),
+            format!("port={VM1}"),
+        ],
+        vec![
+            "passwd=secret".into(),
+            "action=off".into(),
+            format!("port={VM2}"),
+        ],
+        vec![
+            "passwd=secret".into(),
+            "action=on".into(),
+            format!("port={WEB}"),
+        ],
+        vec![
+            "passwd=secret".into(),
+            "action=reboot".into(),
+            format!("port={VM1}"),
+        ],
+        vec!["passwd=secret".into(), "action=list".into()],
+        vec![
+            "passwd=secret".into(),
+            "action=status".into(),
+            "port=[ds1] no/no.vmx".into(),
+        ],
+        vec![
+            "passwd=secret".into(),
+            "action=off".into(),
+            "port=[ds1] no/no.vmx".into(),
+        ],
+        vec![
+            "passwd=wrong".into(),
+            "action=status".into(),
+            format!("port={VM1}"),
+        ],
+    ];
+    for sc in &scenarios {
+        let mut args: Vec<&str> = vec!["vmware_type=server2"];
+        args.extend(sc.iter().map(String::as_str));
+        let rs = server_sim("2.0.0 build-122956");
+        let (rc, rout, rerr) = reference(&rs, &args);
+        let os = server_sim("2.0.0 build-122956");
+        let (oc, oout, oerr) = ours(&os, &args);
+        assert_eq!(
+            (oc, oout.as_str(), os.running()),
+            (rc, rout.as_str(), rs.running()),
+            "{sc:?}\nours stderr: {oerr}\nreference stderr: {rerr}"
+        );
+    }
+}
+
 #[test]
 fn reference_agent_vmrun_versions_server1_and_hang() {
     // Today's vmrun says version 1.x: the reference refuses it.

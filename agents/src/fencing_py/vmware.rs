@@ -67,6 +67,39 @@ pub fn vmrun_unavailable(t: &VmrunTarget) -> Result<Box<dyn Driver>, DriverError
     )))
 }
 
+/// The [`VmrunConnect`] of a build with the `vmrun` driver: `server2` is `-T server -h
+/// https://<ip>/sdk`, `server1` is `-T server1 -h <host> [-P <port>]` from `ipaddr` =
+/// `host[:port]`. The driver's deadline is the longer one (power calls). Unlike the
+/// reference, a VM vmrun does not know is an error in both modes, never "off", and vmrun's
+/// version is not gated (current vmrun reports 1.x, which the reference refuses).
+#[cfg(feature = "vmrun")]
+pub fn vmrun_driver(t: &VmrunTarget) -> Result<Box<dyn Driver>, DriverError> {
+    use fence_drivers::vmrun::{HostType, VmrunDriver, VmrunOptions};
+    let (host_type, host, port) = match t.kind {
+        VmrunType::Server2 => (HostType::Server, format!("https://{}/sdk", t.host), None),
+        VmrunType::Server1 => match t.host.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() => {
+                let port = p.parse::<u16>().map_err(|_| {
+                    DriverError::Platform(format!("ipaddr {:?}: the port is not a number", t.host))
+                })?;
+                (HostType::Server1, h.to_string(), Some(port))
+            }
+            _ => (HostType::Server1, t.host.clone(), None),
+        },
+    };
+    let d = VmrunDriver::new(VmrunOptions {
+        vmrun: t.exec.clone().into(),
+        host_type,
+        host: Some(host),
+        port,
+        login: Some(t.login.clone()),
+        password: Some(t.password.clone()),
+        timeout: t.timeout + t.power_timeout,
+        vm_dirs: Vec::new(),
+    })?;
+    Ok(Box::new(d))
+}
+
 /// The agent: its `vmrun` seam.
 pub struct VmwareAgent {
     /// How the `server1`/`server2` modes reach `vmrun`.

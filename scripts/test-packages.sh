@@ -3,7 +3,7 @@
 # Debian's package mirror):
 #   1. build the packages (scripts/build-packages.sh) and run lintian: no errors allowed;
 #   2. check the unit with systemd-analyze verify;
-#   3. in a clean Debian 12 root: install our three packages, check paths, conffile, key,
+#   3. in a clean Debian 12 root: install our five packages, check paths, conffile, key,
 #      diversion and enablement, run scripts/demo.sh against the installed binaries (in a
 #      network namespace of its own), remove them again: nothing else removed, conffile kept,
 #      dpkg state clean;
@@ -38,7 +38,7 @@ done
 # --- 1. packages and lintian
 say "building the packages"
 debs=$(sh scripts/build-packages.sh | grep '\.deb$' | sort -u)
-[ "$(echo "$debs" | wc -l)" = 3 ] || fail "expected three packages, got: $debs"
+[ "$(echo "$debs" | wc -l)" = 5 ] || fail "expected five packages, got: $debs"
 say "lintian (errors fail the test)"
 # shellcheck disable=SC2086 # one word per package
 lintian --fail-on error $debs || fail "lintian reports errors"
@@ -115,8 +115,14 @@ audit_clean() {
     a=$(in_root dpkg --audit 2>&1) || true
     [ -z "$a" ] || fail "dpkg --audit after $1: $a"
 }
-ours="fence-virtd-rs fence-virt-rs fence-vmware-soap-rs"
-our_debs="/debs/$(basename "$(echo "$debs" | grep fence-virtd-rs_)") /debs/$(basename "$(echo "$debs" | grep fence-virt-rs_)") /debs/$(basename "$(echo "$debs" | grep fence-vmware-soap-rs_)")"
+# Sorted as installed_set prints them.
+ours="fence-virt-rs fence-virtd-rs fence-vmware-rs fence-vmware-soap-rs fence-xenapi-rs"
+our_debs=""
+for p in $ours; do
+    our_debs="$our_debs /debs/$(basename "$(echo "$debs" | grep "/${p}_")")"
+done
+# fence-agents' agents that ours divert.
+diverted="fence_vmware_soap fence_vmware fence_xenapi"
 
 # --- 3. clean root
 say "clean root: install our packages"
@@ -128,7 +134,9 @@ apt_get install $our_debs
 for p in $ours; do
     [ "$(status_of "$p")" = "install ok installed" ] || fail "$p is not installed: $(status_of "$p")"
 done
-for f in /usr/sbin/fence_virtd /usr/sbin/fence_xvm /usr/sbin/fence_virt /usr/sbin/fence_vmware_soap; do
+for f in /usr/sbin/fence_virtd /usr/sbin/fence_virtctl /usr/sbin/fence_xvm /usr/sbin/fence_virt \
+    /usr/sbin/fence_vmware_soap /usr/sbin/fence_vmware /usr/sbin/fence_xenapi \
+    /usr/lib/ocf/resource.d/fence-rs/vm-client; do
     [ -x "$root$f" ] || fail "$f is missing"
 done
 for f in /lib/systemd/system/fence_virtd.service /usr/share/man/man8/fence_virtd.8.gz \
@@ -142,8 +150,9 @@ grep -qx /etc/fence_virt.conf "$root/var/lib/dpkg/info/fence-virtd-rs.conffiles"
 [ "$(stat -c %a:%s "$root/etc/fence_virt.key")" = 600:4096 ] || fail "no 4096-byte 0600 /etc/fence_virt.key"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/fence_virtd.service" ] ||
     fail "fence_virtd.service was not enabled"
-in_root dpkg-divert --list /usr/sbin/fence_vmware_soap | grep -q fence-vmware-soap-rs ||
-    fail "no diversion of /usr/sbin/fence_vmware_soap"
+for a in $diverted; do
+    in_root dpkg-divert --list "/usr/sbin/$a" | grep -q "rs$" || fail "no diversion of /usr/sbin/$a"
+done
 # The default config is valid: the daemon gets as far as the backend (no libvirtd here).
 out=$(in_root_offline /usr/sbin/fence_virtd -F -p /run/fence_virtd.pid 2>&1) && rc=0 || rc=$?
 { [ "$rc" = 1 ] && echo "$out" | grep -q 'backend "libvirt" failed to initialise'; } ||
@@ -164,13 +173,14 @@ with_ours=$(installed_set)
 # shellcheck disable=SC2086
 apt_get remove $ours
 removed=$(echo "$with_ours" | grep -vxF "$(installed_set)" | tr '\n' ' ')
-[ "$removed" = "fence-virt-rs fence-virtd-rs fence-vmware-soap-rs " ] ||
-    fail "removing ours removed: $removed"
+[ "$removed" = "$ours " ] || fail "removing ours removed: $removed"
 [ "$(status_of fence-virtd-rs)" = "deinstall ok config-files" ] ||
     fail "fence-virtd-rs after removal: $(status_of fence-virtd-rs)"
 [ -f "$root/etc/fence_virt.conf" ] || fail "the conffile went with the removal"
 [ ! -e "$root/usr/sbin/fence_virtd" ] || fail "fence_virtd stayed"
-if in_root dpkg-divert --list | grep -q fence_vmware_soap; then fail "the diversion stayed"; fi
+for a in $diverted; do
+    if in_root dpkg-divert --list | grep -q "/usr/sbin/$a "; then fail "the diversion of $a stayed"; fi
+done
 audit_clean "removing ours"
 [ -n "$before" ] || fail "empty package list"
 
@@ -183,6 +193,7 @@ echo "# edited by the administrator" >>"$root/etc/fence_virt.conf"
 key_sum=$(md5sum <"$root/etc/fence_virt.key")
 [ -n "$key_sum" ] || fail "Debian's fence-virtd made no key"
 python_agent=$(md5sum <"$root/usr/sbin/fence_vmware_soap")
+python_xenapi=$(md5sum <"$root/usr/sbin/fence_xenapi")
 debian_set=$(installed_set)
 
 say "Debian's packages: install ours over them"
@@ -207,6 +218,8 @@ grep -q '^Type=notify' "$root/lib/systemd/system/fence_virtd.service" || fail "t
     fail "fence-agents' fence_vmware_soap was not moved aside"
 in_root /usr/sbin/fence_vmware_soap -o metadata | grep -q 'name="fence_vmware_soap"' ||
     fail "our fence_vmware_soap does not run"
+[ "$(md5sum <"$root/usr/sbin/fence_xenapi.fence-agents")" = "$python_xenapi" ] ||
+    fail "fence-agents' fence_xenapi was not moved aside"
 audit_clean "installing ours over Debian's"
 
 say "Debian's packages: remove ours"
@@ -214,10 +227,11 @@ with_ours=$(installed_set)
 # shellcheck disable=SC2086
 apt_get remove $ours
 removed=$(echo "$with_ours" | grep -vxF "$(installed_set)" | tr '\n' ' ')
-[ "$removed" = "fence-virt-rs fence-virtd-rs fence-vmware-soap-rs " ] ||
-    fail "removing ours removed: $removed"
+[ "$removed" = "$ours " ] || fail "removing ours removed: $removed"
 [ "$(md5sum <"$root/usr/sbin/fence_vmware_soap")" = "$python_agent" ] ||
     fail "fence-agents' fence_vmware_soap is not back"
+[ "$(md5sum <"$root/usr/sbin/fence_xenapi")" = "$python_xenapi" ] ||
+    fail "fence-agents' fence_xenapi is not back"
 grep -q "edited by the administrator" "$root/etc/fence_virt.conf" || fail "the config went"
 [ "$(md5sum <"$root/etc/fence_virt.key")" = "$key_sum" ] || fail "the key went"
 audit_clean "removing ours"

@@ -120,13 +120,23 @@ fn server_sim(version: &str) -> Sim {
 /// `-n` is refused without `--port-as-ip`): `ipaddr`, `login`, `exec` and then `args`
 /// (`key=value`). Exit code, stdout and stderr.
 fn reference(sim: &Sim, args: &[&str]) -> (i32, String, String) {
-    use std::io::Write as _;
     assert!(
         Path::new(REFERENCE).exists(),
         "{REFERENCE} missing: install Debian package fence-agents (scripts/install-peers.sh)"
     );
+    run_agent(Path::new(REFERENCE), sim, args)
+}
+
+/// One run of our `fence_vmware` with the same stdin as [`reference`].
+fn ours(sim: &Sim, args: &[&str]) -> (i32, String, String) {
+    run_agent(&our_bin_dir().join("fence_vmware"), sim, args)
+}
+
+fn run_agent(agent: &Path, sim: &Sim, args: &[&str]) -> (i32, String, String) {
+    use std::io::Write as _;
     let mut child = Command::new("timeout")
-        .args(["120", REFERENCE])
+        .arg("120")
+        .arg(agent)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -241,37 +251,6 @@ fn reference_agent_against_the_simulator_server2() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not accepted"), "{err}");
-}
-
-/// One run of our `fence_vmware` with the same stdin as [`reference`].
-fn ours(sim: &Sim, args: &[&str]) -> (i32, String, String) {
-    use std::io::Write as _;
-    let mut child = Command::new(our_bin_dir().join("fence_vmware"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = format!(
-        "ipaddr=127.0.0.1\nlogin=root\nexec={}\n",
-        sim.exe().display()
-    );
-    for a in args {
-        input.push_str(a);
-        input.push('\n');
-    }
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Our `fence_vmware` in server2 mode against the simulator: every scenario run by both

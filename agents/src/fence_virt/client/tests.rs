@@ -188,10 +188,10 @@ fn tcp_wrong_key_is_auth_failure() {
     assert!(!h.join().unwrap());
 }
 
-#[test]
-fn tcp_silent_daemon_times_out_with_causes() {
-    // Agent with auth none against a daemon expecting sha256: the daemon waits for a
-    // challenge, the agent waits for the result.
+/// A tcp daemon that reads the request, runs the sha256 challenge-response and then never
+/// answers (it holds the connection until the agent gives up). Returns its port and whether
+/// the challenge-response passed.
+fn silent_tcp_daemon() -> (u16, std::thread::JoinHandle<bool>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let h = std::thread::spawn(move || {
@@ -199,8 +199,18 @@ fn tcp_silent_daemon_times_out_with_causes() {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut buf = [0u8; 176];
         s.read_exact(&mut buf).unwrap();
-        daemon_handshake(&mut s, HashAlg::Sha256, KEY)
+        let ok = daemon_handshake(&mut s, HashAlg::Sha256, KEY);
+        let _ = s.read(&mut buf);
+        ok
     });
+    (port, h)
+}
+
+#[test]
+fn tcp_silent_daemon_times_out_with_causes() {
+    // Agent with auth none against a daemon expecting sha256: the daemon waits for a
+    // challenge, the agent waits for the result.
+    let (port, h) = silent_tcp_daemon();
     let mut c = cfg(HashAlg::None, KEY);
     c.timeout = Duration::from_millis(300);
     let e = request(&tcp(port), &c, Op::Off, "vm1", false).unwrap_err();
@@ -227,18 +237,7 @@ fn tcp_silent_daemon_times_out_with_causes() {
 /// the hypervisor, not keys or the network.
 #[test]
 fn tcp_daemon_silent_after_the_challenge_points_at_the_hypervisor() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let h = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        let mut buf = [0u8; 176];
-        s.read_exact(&mut buf).unwrap();
-        let ok = daemon_handshake(&mut s, HashAlg::Sha256, KEY);
-        // hold the connection without answering until the agent gives up
-        let _ = s.read(&mut buf);
-        ok
-    });
+    let (port, h) = silent_tcp_daemon();
     let mut c = cfg(HashAlg::Sha256, KEY);
     c.timeout = Duration::from_millis(500);
     let e = request(&tcp(port), &c, Op::Off, "vm1", false).unwrap_err();

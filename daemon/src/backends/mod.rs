@@ -35,6 +35,24 @@ pub mod xenapi;
 /// Why a driver could not be constructed.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The password a backend logs in with: `password` as written, else the output of
+/// `password_script` (run with the daemon's bound, [`crate::startup::run_password_script`]),
+/// else none. Shared by the backends that take both keys.
+pub fn password(
+    password: &Option<String>,
+    password_script: &Option<String>,
+) -> Result<Option<String>, BuildError> {
+    match (password, password_script) {
+        (Some(p), _) => Ok(Some(p.clone())),
+        (None, Some(script)) => {
+            crate::startup::run_password_script(script, crate::startup::PASSWORD_SCRIPT_TIMEOUT)
+                .map(Some)
+                .map_err(|e| format!("password_script: {e}").into())
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// Every backend this daemon knows, built into this binary or not, in the order `-l` lists
 /// them. A backend that is known but not built (`built: false`) still has its block read and
 /// checked, and start-up refuses it by name.

@@ -168,19 +168,11 @@ impl VmrunConfig {
 impl BackendSpec for VmrunConfig {
     #[cfg(feature = "vmrun")]
     fn build(&self) -> Result<Arc<dyn Driver>, BuildError> {
-        use crate::startup::{run_password_script, PASSWORD_SCRIPT_TIMEOUT};
         use fence_drivers::vmrun::{HostType, VmrunDriver, VmrunOptions};
         use std::time::Duration;
         let host_type = HostType::parse(&self.host_type)
             .ok_or_else(|| format!("unknown vmrun type {:?}", self.host_type))?;
-        let password = match (&self.password, &self.password_script) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(script)) => Some(
-                run_password_script(script, PASSWORD_SCRIPT_TIMEOUT)
-                    .map_err(|e| format!("password_script: {e}"))?,
-            ),
-            (None, None) => None,
-        };
+        let password = super::password(&self.password, &self.password_script)?;
         let d = VmrunDriver::new(VmrunOptions {
             vmrun: self.vmrun.clone(),
             host_type,

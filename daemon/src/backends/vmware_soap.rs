@@ -179,17 +179,10 @@ impl VmwareSoapConfig {
 impl BackendSpec for VmwareSoapConfig {
     #[cfg(feature = "vmware_soap")]
     fn build(&self) -> Result<Arc<dyn Driver>, BuildError> {
-        use crate::startup::{run_password_script, PASSWORD_SCRIPT_TIMEOUT};
         use fence_drivers::vmware_soap::{Tls, VmwareSoapDriver, VmwareSoapOptions};
         use std::time::Duration;
-        let password = match (&self.password, &self.password_script) {
-            (Some(p), _) => p.clone(),
-            (None, Some(script)) => run_password_script(script, PASSWORD_SCRIPT_TIMEOUT)
-                .map_err(|e| format!("password_script: {e}"))?,
-            (None, None) => {
-                return Err("backends/vmware_soap needs password or password_script".into())
-            }
-        };
+        let password = super::password(&self.password, &self.password_script)?
+            .ok_or("backends/vmware_soap needs password or password_script")?;
         let tls = match self.ssl {
             TlsMode::Plain => Tls::Plain,
             TlsMode::Verify => Tls::Verify {

@@ -147,15 +147,10 @@ impl XenApiConfig {
 impl BackendSpec for XenApiConfig {
     #[cfg(feature = "xenapi")]
     fn build(&self) -> Result<Arc<dyn Driver>, BuildError> {
-        use crate::startup::{run_password_script, PASSWORD_SCRIPT_TIMEOUT};
         use fence_drivers::xenapi::{Tls, XenApiDriver, XenApiOptions};
         use std::time::Duration;
-        let password = match (&self.password, &self.password_script) {
-            (Some(p), _) => p.clone(),
-            (None, Some(script)) => run_password_script(script, PASSWORD_SCRIPT_TIMEOUT)
-                .map_err(|e| format!("password_script: {e}"))?,
-            (None, None) => return Err("backends/xenapi needs password or password_script".into()),
-        };
+        let password = super::password(&self.password, &self.password_script)?
+            .ok_or("backends/xenapi needs password or password_script")?;
         let tls = if self.verify {
             Tls::Verify {
                 ca: self.ca_file.clone(),

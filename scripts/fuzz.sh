@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../fuzz"
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"request_decode serial_decode hostlist_decode host_status_decode config_parse virt_agent_input fencing_agent_input soap_answer pm_monitor_input"}
+targets=${*:-"request_decode serial_decode hostlist_decode host_status_decode config_parse virt_agent_input fencing_agent_input soap_answer pm_monitor_input xenapi_answer"}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: installing cargo-fuzz from crates.io"
@@ -26,7 +26,7 @@ for t in $targets; do
     # -rss_limit_mb bounds memory; -max_len keeps inputs near the sizes real peers send
     # (a config file or a SOAP page can be large, packets are small).
     case $t in
-    config_parse | soap_answer | fencing_agent_input | virt_agent_input | pm_monitor_input) maxlen=65536 ;;
+    config_parse | soap_answer | fencing_agent_input | virt_agent_input | pm_monitor_input | xenapi_answer) maxlen=65536 ;;
     *) maxlen=4096 ;;
     esac
     if ! cargo fuzz run --release "$t" "corpus/$t" -- \

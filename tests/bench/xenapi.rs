@@ -5,6 +5,10 @@
 //!   `VM.get_all` and then one `VM.get_record` per VM);
 //! * our driver as an agent run would use it (connect, one call, logout) for `status` and
 //!   `list`, and as the daemon's open session would (`status` on a warm session);
+//! * our `fence_xenapi` process (`status -n <vm>` and `list`), from the same target directory;
+//! * our `fence_virtd` (tcp listener on loopback, `xenapi` backend) answering a status from an
+//!   in-process `fence_virt -T` client (`fence_agents::fence_virt::client`): handshake, backend
+//!   call on the open session and answer, no process start-up;
 //! * the XML-RPC calls each made, from the simulator's counter.
 //!
 //! Prints one markdown row per measurement: median of `--samples` runs. A measuring tool, not
@@ -16,8 +20,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fence_agents::fence_virt::client::{request, Channel, ClientConfig, Reply};
 use fence_drivers::xenapi::{Tls, XenApiDriver, XenApiOptions};
 use fence_drivers::{Driver, VmRef};
+use fence_proto::{HashAlg, Op};
+use fence_system_tests::bins::our_bin_dir;
 use fence_system_tests::xenapi_sim::{pool, SimConfig, XenSim};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -56,14 +63,23 @@ fn measure(sim: &XenSim, samples: usize, mut f: impl FnMut()) -> (Duration, u64)
 }
 
 fn reference(sim: &XenSim, args: &[&str]) {
-    let out = Command::new("/usr/sbin/fence_xenapi")
+    agent(std::path::Path::new("/usr/sbin/fence_xenapi"), sim, args)
+}
+
+fn ours(sim: &XenSim, args: &[&str]) {
+    agent(&our_bin_dir().join("fence_xenapi"), sim, args)
+}
+
+fn agent(path: &std::path::Path, sim: &XenSim, args: &[&str]) {
+    let out = Command::new(path)
         .args(["-s", &sim.url(), "-l", "root", "-p", "secret"])
         .args(args)
         .output()
-        .expect("run /usr/sbin/fence_xenapi");
+        .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
     assert!(
         matches!(out.status.code(), Some(0 | 2)),
-        "reference {args:?}: {}",
+        "{} {args:?}: {}",
+        path.display(),
         String::from_utf8_lossy(&out.stdout)
     );
 }
@@ -130,6 +146,25 @@ fn main() {
             }),
         );
         drop(warm);
+        row(
+            "ours fence_xenapi (process)",
+            "status",
+            measure(&sim, samples, || {
+                ours(&sim, &["-o", "status", "-n", &target])
+            }),
+        );
+        row(
+            "ours fence_xenapi (process)",
+            "list",
+            measure(&sim, samples, || ours(&sim, &["-o", "list"])),
+        );
+        let daemon = Daemon::start(&sim);
+        row(
+            "ours fence_virtd (open session, tcp, in-process client)",
+            "status",
+            measure(&sim, samples, || daemon.status(&target)),
+        );
+        drop(daemon);
         if with_reference {
             row(
                 "reference fence_xenapi",
@@ -145,5 +180,82 @@ fn main() {
                 measure(&sim, 1, || reference(&sim, &["-o", "list"])),
             );
         }
+    }
+}
+
+/// Our `fence_virtd` on a loopback tcp port with the `xenapi` backend on `sim`; killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+    key: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(sim: &XenSim) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = b"xenapi-bench-key".to_vec();
+        let key_path = dir.path().join("key");
+        fence_system_tests::daemon::write_private(&key_path, &key);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let conf = dir.path().join("fence_virt.conf");
+        fence_system_tests::daemon::write_private(
+            &conf,
+            format!(
+                "fence_virtd {{ listener = \"tcp\"; backend = \"xenapi\"; journal = \"none\"; }}\n\
+                 listeners {{ tcp {{ key_file = \"{}\"; address = \"127.0.0.1\"; port = \"{port}\"; \
+                 family = \"ipv4\"; }} }}\n\
+                 backends {{ xenapi {{ url = \"{}\"; login = \"root\"; password = \"secret\"; }} }}\n",
+                key_path.display(),
+                sim.url()
+            )
+            .as_bytes(),
+        );
+        let child = Command::new(our_bin_dir().join("fence_virtd"))
+            .args(["-F", "-f"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path().join("pid"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start fence_virtd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "fence_virtd did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon {
+            child,
+            port,
+            key,
+            _dir: dir,
+        }
+    }
+
+    fn status(&self, vm: &str) {
+        let cfg = ClientConfig {
+            hash: HashAlg::Sha256,
+            auth: HashAlg::Sha256,
+            key: Some(self.key.clone()),
+            timeout: Duration::from_secs(30),
+        };
+        let ch = Channel::Tcp {
+            addr: "127.0.0.1".into(),
+            port: self.port,
+        };
+        match request(&ch, &cfg, Op::Status, vm, false) {
+            Ok(Reply::Code(0)) => {}
+            other => panic!("fence_virtd status {vm}: {other:?}"),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

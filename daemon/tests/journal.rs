@@ -11,18 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fence_proto::{Op, Request};
+use fence_proto::Op;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fence_virtd");
+mod common;
+use common::{ask, free_port, BIN};
 const CTL: &str = env!("CARGO_BIN_EXE_fence_virtctl");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A tcp listener without hash or challenge, the simulated backend, a small journal and
 /// metrics on `metrics`.
@@ -69,16 +62,6 @@ fn start(conf: &Path) -> Daemon {
             .spawn()
             .unwrap(),
     )
-}
-
-/// One unsigned request: the answer byte.
-fn ask(port: u16, op: Op, vm: &str, seqno: u32) -> std::io::Result<u8> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(&Request::new(op, vm, seqno).unwrap().encode())?;
-    let mut b = [0u8; 1];
-    s.read_exact(&mut b)?;
-    Ok(b[0])
 }
 
 /// Wait (bounded) until the daemon answers a status request.

@@ -8,24 +8,16 @@
 //!
 //! Every wait is bounded; the bounds are hang guards, not performance assertions.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fence_proto::{Op, Request};
+use fence_proto::Op;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fence_virtd");
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{free_port, BIN};
 
 /// A tcp listener on `port` with no hash and no challenge, and the simulated backend.
 fn conf(dir: &Path, port: u16) -> PathBuf {
@@ -121,14 +113,9 @@ fn start(conf: &Path, notify: &Path, watchdog_usec: Option<u64>) -> Child {
     c.spawn().unwrap()
 }
 
-/// One status request, one attempt: the answer byte.
+/// One status request for vm1, one attempt: the answer byte.
 fn status(port: u16) -> std::io::Result<u8> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    s.write_all(&Request::new(Op::Status, "vm1", 7).unwrap().encode())?;
-    let mut b = [0u8; 1];
-    s.read_exact(&mut b)?;
-    Ok(b[0])
+    common::ask(port, Op::Status, "vm1", 7)
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {

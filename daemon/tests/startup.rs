@@ -13,16 +13,8 @@ use std::time::{Duration, Instant};
 
 use fence_proto::{Op, Request};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fence_virtd");
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{free_port, BIN};
 
 fn write_conf(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("fence_virt.conf");

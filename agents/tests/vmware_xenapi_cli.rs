@@ -282,7 +282,6 @@ fn exec_helper_mode_as_reference() {
     };
     let cases = [
         "action=status\nport=vm1\n",
-        "action=status\nport=vm:2\n",
         "action=off\nport=vm1\n",
         "action=on\nport=vm1\n",
         "action=reboot\nport=vm1\n",
@@ -290,7 +289,6 @@ fn exec_helper_mode_as_reference() {
         "action=list-status\n",
         "action=status\nport=dup\n",
         "action=status\nport=nosuch\n",
-        "action=off\nport=vm:2\n",
         "action=off\nport=nosuch\n",
     ];
     for case in cases {
@@ -317,6 +315,24 @@ fn exec_helper_mode_as_reference() {
         assert_eq!(argv, rargv, "{case}");
         assert_eq!(state, rstate, "{case}");
     }
+    // Deliberate difference: the helper says vm:2 is suspended. The reference calls that off
+    // ("Already OFF" for an off); ours calls it on (it can resume) and powers it off.
+    let input = stdin("action=status\nport=vm:2\n");
+    reset(dir.path());
+    let (rrc, rout, _) = run(&reference("fence_vmware"), &[], Some(&input));
+    assert_eq!((rrc, rout.as_str()), (2, "Status: OFF\n"));
+    reset(dir.path());
+    let (rc, out, err) = run(&ours("fence_vmware"), &[], Some(&input));
+    assert_eq!((rc, out.as_str()), (0, "Status: ON\n"), "{err}");
+    let input = stdin("action=off\nport=vm:2\n");
+    reset(dir.path());
+    let (rc, _, err) = run(&ours("fence_vmware"), &[], Some(&input));
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("state.vm2")).unwrap(),
+        "poweredOff\n",
+        "off acted on the suspended VM"
+    );
     // A helper that cannot be run: the same messages.
     let input = "action=status\nip=h\nusername=u\npassword=p\nport=vm1\nexec=/nonexistent/helper\n";
     let (rc, out, err) = run(&ours("fence_vmware"), &[], Some(input));

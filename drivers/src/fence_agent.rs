@@ -581,7 +581,9 @@ impl Driver for FenceAgentDriver {
         };
         match run.code {
             Some(0) if !says("OFF") => Ok(PowerState::On),
-            Some(2) if !says("ON") => Ok(PowerState::Off),
+            // Exit 2 alone is no proof (a shell's misuse code, Python's "can't open file"):
+            // off also needs the contract's "Status: OFF" line, which every agent prints.
+            Some(2) if says("OFF") => Ok(PowerState::Off),
             Some(0) | Some(2) => Err(DriverError::Platform(format!(
                 "fence agent {} status {vm}: its output contradicts its exit code ({})",
                 self.name,

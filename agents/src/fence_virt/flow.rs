@@ -123,6 +123,11 @@ pub fn report(
             }
             f.result
         }
+        // A host list answers only a host-list request: to any other op (an off!) it proves
+        // nothing, so it is an unknown response as in C, never success.
+        Ok(VirtReply::HostList(_)) if args.op != Op::HostList => {
+            i32::from(fence_proto::RESP_HOSTLIST as i8)
+        }
         Ok(VirtReply::HostList(list)) => {
             for h in list {
                 let state = if h.state == 1 { "on" } else { "off" };
@@ -141,7 +146,7 @@ pub fn report(
                 return 0;
             }
             // A host-status answer to any other request is not something the C agent knows.
-            i32::from(0xFCu8 as i8)
+            i32::from(fence_proto::RESP_HOSTSTATUS as i8)
         }
         // The C client reads the byte into a (signed) char.
         Ok(VirtReply::Code(b)) => i32::from(b as i8),
@@ -392,6 +397,13 @@ mod tests {
         );
         assert_eq!((rc, o.as_str()), (3, "Permission denied\n"));
         let (rc, o, _, _) = go(&["fence_virt", "-n", "vm1"], "", Ok(VirtReply::Code(0xfd)));
+        assert_eq!((rc, o.as_str()), (253, "Unknown response (-3)\n"));
+        // A host list sent back to an off is no proof of anything: unknown response, not 0.
+        let (rc, o, _, _) = go(
+            &["fence_virt", "-o", "off", "-n", "vm1"],
+            "",
+            Ok(VirtReply::HostList(vec![])),
+        );
         assert_eq!((rc, o.as_str()), (253, "Unknown response (-3)\n"));
         let (rc, o, _, _) = go(
             &["fence_virt", "-n", "vm1"],

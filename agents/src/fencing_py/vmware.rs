@@ -357,7 +357,9 @@ impl HelperDevice {
                     f[0]
                 )));
             }
-            v.push((f[0].clone(), f[2].eq_ignore_ascii_case("poweredon")));
+            // Only poweredOff is off: a suspended VM resumes (the reference calls it off),
+            // and a state we do not know must never end a fence as "already off".
+            v.push((f[0].clone(), !f[2].eq_ignore_ascii_case("poweredoff")));
         }
         Ok(v)
     }

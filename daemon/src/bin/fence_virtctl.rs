@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use fence_virtd::config::{ConfigTree, DEFAULT_CONFIG_FILE, DEFAULT_JOURNAL};
+use fence_virtd::config::{Config, DEFAULT_CONFIG_FILE};
 use fence_virtd::telemetry::journal;
 
 const USAGE: &str = "usage: fence_virtctl journal [-n N] [-f FILE | -c CONFIG]\n\
@@ -60,10 +60,20 @@ fn journal_cmd(args: &[String]) -> ExitCode {
             let conf = m
                 .opt_str("c")
                 .unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
-            ConfigTree::load(std::path::Path::new(&conf))
-                .ok()
-                .and_then(|t| t.get_entry("fence_virtd/@journal").map(|e| e.value.clone()))
-                .unwrap_or_else(|| DEFAULT_JOURNAL.to_string())
+            // The daemon's own reader: the same default, trimming and `"none"` as the daemon.
+            match Config::load(std::path::Path::new(&conf)) {
+                Ok((cfg, _)) => match cfg.telemetry.journal {
+                    Some(p) => p.display().to_string(),
+                    None => {
+                        eprintln!("fence_virtctl: {conf} turns the fence journal off");
+                        return ExitCode::from(1);
+                    }
+                },
+                Err(e) => {
+                    eprintln!("fence_virtctl: {}", fence_virtd::startup::error_chain(&e));
+                    return ExitCode::from(1);
+                }
+            }
         }
     };
     match journal::tail(std::path::Path::new(&file), n) {

@@ -136,6 +136,7 @@ async fn metrics_count_every_kind_of_request_and_the_journal_holds_the_power_act
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(ctx.rejects.stats().get(Reason::HandshakeAborted), 1);
 
     let after = scrape(maddr).await;
     let delta =

@@ -836,7 +836,33 @@ pub(crate) fn run_agent(
     timeout: Duration,
     what: &str,
 ) -> Result<RunOutput, DriverError> {
-    let deadline = Instant::now() + timeout;
+    run_process(agent, argv, stdin, timeout, what, AfterExit::KillGroup)
+}
+
+/// What happens to the processes a command leaves in its group when it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterExit {
+    /// Killed: a fence agent's leftovers are helpers that would hold its pipes.
+    KillGroup,
+    /// Left alone, and their hold on the output pipes is waited for only briefly
+    /// ([`DETACH_GRACE`]): `vmrun start` on Workstation leaves the VM's own process behind.
+    /// Killing the group on the deadline, before the command exited, still happens.
+    LeaveGroup,
+}
+
+/// How long output is still read after a [`AfterExit::LeaveGroup`] command exited.
+const DETACH_GRACE: Duration = Duration::from_millis(500);
+
+/// [`run_agent`] with the choice of what happens to the group after the command exits.
+pub(crate) fn run_process(
+    agent: &Path,
+    argv: &[&str],
+    stdin: &[u8],
+    timeout: Duration,
+    what: &str,
+    after_exit: AfterExit,
+) -> Result<RunOutput, DriverError> {
+    let mut deadline = Instant::now() + timeout;
     let mut child = Command::new(agent)
         .args(argv)
         .stdin(Stdio::piped())
@@ -882,8 +908,16 @@ pub(crate) fn run_agent(
                 Ok(WaitStatus::StillAlive) => {}
                 Ok(_) => {
                     exited = true;
-                    // Helpers the agent left in its group (its pipes' other holders) go too.
-                    let _ = killpg(pid, Signal::SIGKILL);
+                    match after_exit {
+                        // Helpers the agent left in its group (its pipes' other holders) go
+                        // too.
+                        AfterExit::KillGroup => {
+                            let _ = killpg(pid, Signal::SIGKILL);
+                        }
+                        AfterExit::LeaveGroup => {
+                            deadline = deadline.min(Instant::now() + DETACH_GRACE);
+                        }
+                    }
                 }
                 Err(e) => {
                     let _ = killpg(pid, Signal::SIGKILL);
@@ -900,8 +934,11 @@ pub(crate) fn run_agent(
         let now = Instant::now();
         if now >= deadline {
             if exited {
-                // It answered; a descendant that left its group keeps a pipe open. Use what
-                // we have.
+                // It answered; a descendant (that left its group, or that we leave alone)
+                // keeps a pipe open. Use what we have.
+                if after_exit == AfterExit::LeaveGroup {
+                    break;
+                }
                 tracing::warn!(
                     "{what}: agent exited but its output did not end before the deadline; \
                      using what it wrote"

@@ -13,9 +13,13 @@
 //! `displayName` its `.vmx` file carries, or by its `uuid.bios`; a name two VMs share is
 //! refused ([`DriverError::Ambiguous`]), never guessed.
 //!
-//! Power state: a VM is on iff `vmrun list` lists it. A VM that is known but not listed is off:
+//! Power state: a VM is on iff `vmrun list` lists it (for the local types under any spelling
+//! of the same file: compared by device and inode). A VM that is known but not listed is off:
 //! for the server types "known" means listed by `listRegisteredVM`; for the local types it means
-//! its `.vmx` file exists. Anything else is [`DriverError::NotFound`], never off. `vmrun` has
+//! its `.vmx` file exists, no `<vmx>.lck` lock says a VM process (perhaps another user's, which
+//! this user's list does not show) has it open, and no running VM shares its `uuid.bios` —
+//! otherwise the answer is an error, never off. Anything else is [`DriverError::NotFound`],
+//! never off. `vmrun` has
 //! no inventory command for the local types, so [`Driver::list`] shows the running VMs plus the
 //! `.vmx` files found under the configured VM directories.
 
@@ -23,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::fence_agent::run_agent;
+use crate::fence_agent::{run_agent, run_process, AfterExit};
 use crate::vm::{normalize_uuid, sort_by_name};
 use crate::{Driver, DriverError, PowerState, VmInfo, VmRef};
 
@@ -306,7 +310,14 @@ impl VmrunDriver {
         let argv = self.argv(cmd);
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         let what = format!("vmrun {}", cmd.first().copied().unwrap_or(""));
-        let run = match run_agent(&self.o.vmrun, &refs, b"", self.o.timeout, &what) {
+        // `start` leaves the VM's own process (vmware-vmx) in vmrun's group on the local
+        // types: killing the group after vmrun exits would kill the VM just started.
+        let after_exit = if cmd.first() == Some(&"start") {
+            AfterExit::LeaveGroup
+        } else {
+            AfterExit::KillGroup
+        };
+        let run = match run_process(&self.o.vmrun, &refs, b"", self.o.timeout, &what, after_exit) {
             Err(DriverError::Timeout(_)) => {
                 return Err(DriverError::Timeout(format!(
                     "{what} ({:?}, process group killed)",
@@ -395,7 +406,9 @@ impl VmrunDriver {
         }
     }
 
-    /// Every known VM (path → running?), running list first.
+    /// Every known VM (path → running?). A scanned `.vmx` that is the same file as a running
+    /// entry (another spelling: symlink, `..`, case on a case-insensitive file system) is
+    /// listed once, as `vmrun list` spells it.
     fn inventory(&self) -> Result<BTreeMap<String, bool>, DriverError> {
         let running = self.running()?;
         let mut all: BTreeMap<String, bool> = BTreeMap::new();
@@ -409,7 +422,9 @@ impl VmrunDriver {
                 Self::scan(d, VM_DIR_DEPTH, &mut found);
             }
             for p in found {
-                all.insert(p, false);
+                if running_spelling(&running, Path::new(&p)).is_none() {
+                    all.insert(p, false);
+                }
             }
         }
         for p in running {
@@ -418,25 +433,25 @@ impl VmrunDriver {
         Ok(all)
     }
 
-    /// The `.vmx` path a reference names, and whether it runs.
-    fn resolve(&self, vm: &VmRef) -> Result<(String, bool), DriverError> {
+    /// The `.vmx` path a reference names, and its power state.
+    fn resolve(&self, vm: &VmRef) -> Result<(String, PowerState), DriverError> {
         let s = vm.as_str();
         if s.is_empty() {
             return Err(DriverError::NotFound(String::new()));
         }
+        let running = self.running()?;
         if let VmRef::Name(n) = vm {
-            let running = self.running()?;
             if running.iter().any(|p| p == n) {
-                return Ok((n.clone(), true));
+                return Ok((n.clone(), PowerState::On));
             }
             if self.o.host_type.is_server() {
                 if self.registered()?.iter().any(|p| p == n) {
-                    return Ok((n.clone(), false));
+                    return Ok((n.clone(), PowerState::Off));
                 }
                 return Err(DriverError::NotFound(n.clone()));
             }
             if n.ends_with(".vmx") && Path::new(n).is_absolute() && Path::new(n).is_file() {
-                return Ok((n.clone(), false));
+                return self.local_state(n, &running);
             }
         }
         if self.o.host_type.is_server() {
@@ -444,9 +459,9 @@ impl VmrunDriver {
         }
         // Local types: by display name or BIOS UUID among the known VMs.
         let all = self.inventory()?;
-        let hits: Vec<(&String, &bool)> = all
-            .iter()
-            .filter(|(p, _)| {
+        let hits: Vec<&String> = all
+            .keys()
+            .filter(|p| {
                 let Some(info) = Self::read_vmx(Path::new(p)) else {
                     return false;
                 };
@@ -458,13 +473,64 @@ impl VmrunDriver {
             .collect();
         match hits.as_slice() {
             [] => Err(DriverError::NotFound(s.to_string())),
-            [(p, r)] => Ok(((*p).clone(), **r)),
+            [p] => self.local_state(p, &running),
             many => Err(DriverError::Ambiguous {
                 name: s.to_string(),
                 count: many.len(),
             }),
         }
     }
+
+    /// A local VM's power state, with off proven rather than presumed from its absence in
+    /// `vmrun list`: the same file under another spelling in the list is on; a `<vmx>.lck`
+    /// lock beside it (VMware holds one while a VM process has the VM open — perhaps another
+    /// user's, which this user's `vmrun list` does not show, or one still stopping) is
+    /// [`PowerState::Unknown`], which is not off; a running VM with the same `uuid.bios` (a copy
+    /// that may be this VM) is an error. Never off without that proof.
+    fn local_state(
+        &self,
+        path: &str,
+        running: &[String],
+    ) -> Result<(String, PowerState), DriverError> {
+        if let Some(r) = running_spelling(running, Path::new(path)) {
+            return Ok((r.clone(), PowerState::On));
+        }
+        let lock = PathBuf::from(format!("{path}.lck"));
+        if lock.exists() {
+            tracing::warn!(
+                "{path} is not in this user's `vmrun list` but is locked ({}): a VM process \
+                 may have it open, so it is not reported off",
+                lock.display()
+            );
+            return Ok((path.to_string(), PowerState::Unknown));
+        }
+        if let Some(uuid) = Self::read_vmx(Path::new(path)).and_then(|i| i.uuid) {
+            let twin = running.iter().find(|r| {
+                Self::read_vmx(Path::new(r)).and_then(|i| i.uuid).as_deref() == Some(&uuid)
+            });
+            if let Some(twin) = twin {
+                return Err(DriverError::Platform(format!(
+                    "{path} is not running, but {twin} has the same uuid.bios {uuid} and is: \
+                     cannot prove which one the request means is off"
+                )));
+            }
+        }
+        Ok((path.to_string(), PowerState::Off))
+    }
+}
+
+/// The file identity (device, inode) of a path, symlinks followed.
+fn identity(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The entry of `running` that is the same file as `path`, however either is spelled.
+fn running_spelling<'a>(running: &'a [String], path: &Path) -> Option<&'a String> {
+    let id = identity(path)?;
+    running
+        .iter()
+        .find(|r| Path::new(r.as_str()) == path || identity(Path::new(r.as_str())) == Some(id))
 }
 
 impl Driver for VmrunDriver {
@@ -473,8 +539,7 @@ impl Driver for VmrunDriver {
     }
 
     fn status(&self, vm: &VmRef) -> Result<PowerState, DriverError> {
-        let (_, on) = self.resolve(vm)?;
-        Ok(if on { PowerState::On } else { PowerState::Off })
+        Ok(self.resolve(vm)?.1)
     }
 
     fn power_off(&self, vm: &VmRef) -> Result<(), DriverError> {

@@ -13,7 +13,12 @@
 //! * `hang`: when present, every command named in it (every command if it is empty) sleeps
 //!   instead of answering, for timeout tests;
 //! * `stick`: VMs whose `stop` succeeds but which keep running (a VM that does not reach off);
-//! * `calls`: each run's argv appended, arguments separated by US (0x1f), one run a line.
+//! * `calls`: each run's argv appended, arguments separated by US (0x1f), one run a line;
+//! * `vmx-pids`: for the local types, `start` leaves a "VM process" behind, as Workstation's
+//!   `vmware-vmx` outlives `vmrun`: it stays in `vmrun`'s process group, holds a `<vmx>.lck`
+//!   directory beside the `.vmx` while it runs, and ends when `stop` takes the VM out of
+//!   `running`. Its pid is recorded here (`pid US vmx`), and `list` drops a VM whose VM process
+//!   died: a VM whose process was killed is off, as on a real host.
 //!
 //! Runs are serialised with a lock on `lock`.
 
@@ -66,9 +71,53 @@ fn help(dir: &Path) -> ExitCode {
     ExitCode::from(255)
 }
 
+/// Whether process `pid` is alive (exists and is not a zombie).
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The VM process of a started local VM: holds `<vmx>.lck` until `stop` removes the VM from
+/// `running` (polled; bounded to ten minutes so a forgotten test cannot leave it behind).
+fn vm_process(dir: &Path, vmx: &str) -> ExitCode {
+    let lck = PathBuf::from(format!("{vmx}.lck"));
+    let _ = std::fs::create_dir(&lck);
+    for _ in 0..12_000 {
+        if !lines(dir, "running").iter().any(|r| r == vmx) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir(&lck);
+    ExitCode::SUCCESS
+}
+
+/// Start the VM process of `vmx` in this process's group, without a terminal, and leave it
+/// running (not waited for: it outlives this vmrun, as the real one does).
+#[allow(clippy::zombie_processes)]
+fn start_vm_process(vmx: &str) -> u32 {
+    std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(["__vm_process", vmx])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the VM process")
+        .id()
+}
+
 fn main() -> ExitCode {
     let dir = PathBuf::from(std::env::var_os("FAKE_VMRUN_DIR").expect("FAKE_VMRUN_DIR"));
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, vmx] = &args[..] {
+        if mode == "__vm_process" {
+            return vm_process(&dir, vmx);
+        }
+    }
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -147,6 +196,20 @@ fn main() -> ExitCode {
         }
     };
     let mut running = lines(&dir, "running");
+    if !server {
+        // A VM whose process died is off.
+        let pids = lines(&dir, "vmx-pids");
+        let dead = |vmx: &String| {
+            pids.iter()
+                .rev()
+                .find_map(|l| l.split_once('\x1f').filter(|(_, v)| v == vmx))
+                .is_some_and(|(pid, _)| !alive(pid))
+        };
+        if running.iter().any(dead) {
+            running.retain(|v| !dead(v));
+            write_lines(&dir, "running", &running);
+        }
+    }
     match cmd.as_str() {
         "list" => {
             println!("Total running VMs: {}", running.len());
@@ -186,6 +249,12 @@ fn main() -> ExitCode {
                 if !on {
                     running.push(vmx.clone());
                     write_lines(&dir, "running", &running);
+                    if !server {
+                        let pid = start_vm_process(vmx);
+                        let mut pids = lines(&dir, "vmx-pids");
+                        pids.push(format!("{pid}\x1f{vmx}"));
+                        write_lines(&dir, "vmx-pids", &pids);
+                    }
                 }
             } else {
                 if !on {

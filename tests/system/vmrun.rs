@@ -541,6 +541,55 @@ fn driver_against_the_simulator_local() {
         "{calls:?}"
     );
     assert_eq!(d.status(&n(&b)).unwrap(), PowerState::On);
+    // The VM process `start` left behind survives vmrun's exit (it is in vmrun's process
+    // group): beta is still running once the start has long returned, and holds its lock.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sim.running().contains(&b), "{:?}", sim.running());
+    assert_eq!(d.status(&n(&b)).unwrap(), PowerState::On);
+    assert!(Path::new(&format!("{b}.lck")).is_dir());
+    fence::off(&d, &n(&b), &fast()).unwrap();
+    assert_eq!(d.status(&n(&b)).unwrap(), PowerState::Off);
+}
+
+/// Off is proven, not presumed from a `.vmx` missing in `vmrun list`: another spelling of a
+/// running VM's path is on; a locked `.vmx` (a VM process this user's list does not show) is
+/// not off and cannot be fenced to "off"; a `.vmx` sharing a running VM's `uuid.bios` is refused.
+#[test]
+fn local_off_needs_proof() {
+    let sim = Sim::new();
+    let a = sim.vmx("a", "alpha", 1);
+    let b = sim.vmx("b", "beta", 2);
+    sim.set("running", &[&a]);
+    let d = VmrunDriver::new(opts_of(&sim)).unwrap();
+    let n = |s: &str| VmRef::Name(s.into());
+    // Other spellings of a: through `..`, through a symlinked directory.
+    let dotdot = sim.vm_dir().join("b/../a/a.vmx");
+    std::os::unix::fs::symlink(sim.vm_dir().join("a"), sim.dir.path().join("alias")).unwrap();
+    let linked = sim.dir.path().join("alias/a.vmx");
+    for p in [&dotdot, &linked] {
+        let p = p.to_string_lossy();
+        assert_eq!(d.status(&n(&p)).unwrap(), PowerState::On, "{p}");
+        // Already on: nothing started.
+        fence::on(&d, &n(&p), &fast()).unwrap();
+    }
+    assert!(!sim.calls().iter().any(|c| c.contains(&"start".to_string())));
+    // Listed once.
+    assert_eq!(d.list().unwrap().len(), 2);
+    // b locked by a VM process we cannot see: not off, and a fence does not report it off.
+    std::fs::create_dir(format!("{b}.lck")).unwrap();
+    assert_eq!(d.status(&n(&b)).unwrap(), PowerState::Unknown);
+    assert_eq!(d.status(&n("beta")).unwrap(), PowerState::Unknown);
+    assert!(fence::off(&d, &n(&b), &fast()).is_err());
+    std::fs::remove_dir(format!("{b}.lck")).unwrap();
+    assert_eq!(d.status(&n(&b)).unwrap(), PowerState::Off);
+    // A copy with a's uuid.bios: which one is meant cannot be told, so no off.
+    let twin = sim.vmx("twin", "twin", 1);
+    assert!(matches!(
+        d.status(&n(&twin)),
+        Err(DriverError::Platform(m)) if m.contains("uuid.bios")
+    ));
+    assert!(fence::off(&d, &n(&twin), &fast()).is_err());
+    assert_eq!(sim.running(), [a]);
 }
 
 #[test]
@@ -657,7 +706,7 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
             let o = xvm(imp, &["-o", "status", "-H", &b]);
             assert_eq!(o.code, 2, "{imp:?}: {}", o.stderr);
             let o = xvm(imp, &["-o", "on", "-H", &b]);
-            assert_eq!(o.code, 0, "{imp:?}: {}", o.stderr);
+            assert_eq!(o.code, 0, "{imp:?}: {}\ndaemon: {}", o.stderr, log());
             assert!(sim.running().contains(&b));
             let o = xvm(imp, &["-o", "reboot", "-H", "alpha"]);
             assert_eq!(o.code, 0, "{imp:?}: {}\ndaemon: {}", o.stderr, log());

@@ -527,14 +527,15 @@ fn drive_daemon(tcp: bool) {
         assert_eq!(o.code, 2, "{imp:?}: {}", o.stderr);
         let o = xvm(imp, &["-o", "on", "-H", &u(2)]);
         assert_eq!(o.code, 0, "{imp:?}: {}", o.stderr);
+        // Unknown: the daemon answers failure (1), not a timeout and not off (2).
         let o = xvm(imp, &["-o", "status", "-H", "nosuchvm"]);
-        assert_ne!(o.code, 0, "{imp:?}");
-        // the control domain is never fenced
+        assert!(!o.timed_out && o.code == 1, "{imp:?}: {o:?}");
+        // the control domain is never fenced: refused with failure
         let o = xvm(
             imp,
             &["-o", "off", "-H", "00000000-0000-4000-8000-d00000000000"],
         );
-        assert_ne!(o.code, 0, "{imp:?}");
+        assert!(!o.timed_out && o.code == 1, "{imp:?}: {o:?}");
     }
     let o = xvm(Impl::Ours, &["-o", "list"]);
     assert_eq!(o.code, 0, "{}", o.stderr);

@@ -131,11 +131,26 @@ impl Backend {
         what: String,
         f: impl FnOnce(&dyn Driver) -> T + Send + 'static,
     ) -> Result<T, DriverError> {
+        self.blocking_holding(what, None, f).await
+    }
+
+    /// [`Backend::blocking`], holding `guard` (a VM's lock) until the driver call has really
+    /// returned: when the deadline or shutdown gives up on the call, the call itself cannot be
+    /// stopped and may still power the VM, so the next action on that VM must keep waiting.
+    async fn blocking_holding<T: Send + 'static>(
+        &self,
+        what: String,
+        guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+        f: impl FnOnce(&dyn Driver) -> T + Send + 'static,
+    ) -> Result<T, DriverError> {
         if self.stopping() {
             return Err(Self::shutting_down(&what));
         }
         let d = self.driver.clone();
-        let task = tokio::task::spawn_blocking(move || f(d.as_ref()));
+        let task = tokio::task::spawn_blocking(move || {
+            let _held = guard;
+            f(d.as_ref())
+        });
         tokio::select! {
             biased;
             // The blocking call cannot be interrupted; it makes no further power call (see
@@ -160,13 +175,13 @@ impl Backend {
     pub async fn power_report(&self, action: PowerAction, vm: &str) -> PowerReport {
         let vm = VmRef::parse(vm);
         let lock = self.vm_lock(&vm);
-        let _guard = tokio::select! {
+        let guard = tokio::select! {
             biased;
             _ = self.stopped() => {
                 tracing::error!(%vm, ?action, result = "failure", "not started: the daemon is shutting down");
                 return PowerReport { code: RESP_FAIL, polls: 0, detail: "not started: the daemon is shutting down".into() };
             }
-            g = lock.lock() => g,
+            g = lock.lock_owned() => g,
         };
         let opts = self.fence_opts;
         let v = vm.clone();
@@ -175,7 +190,7 @@ impl Backend {
         let counted = statuses.clone();
         let started = Instant::now();
         let r = self
-            .blocking(format!("{action:?} {vm}"), move |d| {
+            .blocking_holding(format!("{action:?} {vm}"), Some(guard), move |d| {
                 let d = CountStatus {
                     inner: d,
                     calls: &counted,
@@ -543,6 +558,42 @@ mod tests {
         fn check(&self) -> Result<(), DriverError> {
             Ok(())
         }
+    }
+
+    /// A power-off outlives its deadline (the request is answered failure) but still runs in
+    /// the driver: the VM's lock stays held until it returns, so no second action on that VM
+    /// starts beside it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_vm_lock_outlives_a_timed_out_driver_call() {
+        use std::sync::atomic::Ordering;
+        let gate = Arc::new(Gate {
+            inner: SimDriver::demo(),
+            off_calls: Default::default(),
+            entered: Default::default(),
+            returned: Default::default(),
+            open: Default::default(),
+            cv: Default::default(),
+        });
+        let b = Backend::new(
+            gate.clone(),
+            FenceOptions::default(),
+            Duration::from_millis(200),
+        );
+        assert_eq!(b.power(PowerAction::Off, "vm1").await, RESP_FAIL);
+        assert_eq!(gate.off_calls.load(Ordering::SeqCst), 1);
+        // The call is still inside the driver: the lock is held.
+        let lock = b.vm_lock(&VmRef::parse("vm1"));
+        assert!(lock.clone().try_lock_owned().is_err());
+        let returned = gate.returned.notified();
+        gate.release();
+        returned.await;
+        // Released once the driver call has returned (hang guard only).
+        let g = tokio::time::timeout(Duration::from_secs(10), lock.lock_owned())
+            .await
+            .expect("the lock is released when the driver call returns");
+        drop(g);
+        assert_eq!(b.power(PowerAction::Off, "vm1").await, RESP_SUCCESS);
+        assert_eq!(gate.off_calls.load(Ordering::SeqCst), 1);
     }
 
     /// A power-off hangs in the driver (libvirtd stuck); a second one for the same VM waits

@@ -7,7 +7,9 @@
 //!   migrated VM is usually defined on more than one host, shut off where it left): the VM is
 //!   on where any copy is active, off only when every URI answered and no copy is active; off
 //!   acts on the one active copy and refuses two; on is refused while any copy is active or a
-//!   URI did not answer. (C fence_virtd takes the first URI that knows the name, so a shut-off
+//!   URI did not answer. A name that names VMs with different UUIDs on different URIs (two VMs,
+//!   one name) is [`DriverError::Ambiguous`] for every action: which one the cluster means
+//!   cannot be told. (C fence_virtd takes the first URI that knows the name, so a shut-off
 //!   definition on the first host answers "off" for a VM running on the second.)
 //! * libvirtd restarts are survived, as by C since fence-virt commit 5e04644 (fence-virt issue
 //!   #9): before every operation each connection is probed with `virConnectIsAlive`, dead ones
@@ -105,6 +107,8 @@ struct DomainCopy {
     uri: String,
     dom: Domain,
     state: PowerState,
+    /// Lower-case UUID, when libvirt gave it.
+    uuid: Option<String>,
 }
 
 /// Every copy of a VM the reachable URIs know, and what could not be asked.
@@ -119,6 +123,24 @@ impl Found {
     /// active except `Off`).
     fn active(&self) -> Vec<&DomainCopy> {
         self.copies.iter().filter(|c| !c.state.is_off()).collect()
+    }
+
+    /// Refuse a name that names different VMs (different UUIDs) on different URIs.
+    fn one_vm(&self, vm: &VmRef) -> Result<(), DriverError> {
+        let mut uuids: Vec<&str> = self
+            .copies
+            .iter()
+            .filter_map(|c| c.uuid.as_deref())
+            .collect();
+        uuids.sort_unstable();
+        uuids.dedup();
+        if uuids.len() > 1 {
+            return Err(DriverError::Ambiguous {
+                name: vm.to_string(),
+                count: uuids.len(),
+            });
+        }
+        Ok(())
     }
 
     /// The first failure, if any URI could not be asked.
@@ -355,12 +377,16 @@ impl LibvirtDriver {
                 }
             };
             match power_state(&d) {
-                Ok(state) => found.copies.push(DomainCopy {
-                    slot: i,
-                    uri,
-                    dom: d,
-                    state,
-                }),
+                Ok(state) => {
+                    let uuid = d.uuid_string().ok().map(|u| u.to_ascii_lowercase());
+                    found.copies.push(DomainCopy {
+                        slot: i,
+                        uri,
+                        dom: d,
+                        state,
+                        uuid,
+                    })
+                }
                 Err(e) => found
                     .failures
                     .push(platform(&uri, &format!("state of {vm}"), &e)),
@@ -490,6 +516,7 @@ impl Driver for LibvirtDriver {
     /// run it did not answer.
     fn status(&self, vm: &VmRef) -> Result<PowerState, DriverError> {
         let mut found = self.find_all(vm);
+        found.one_vm(vm)?;
         if let Some(c) = found.active().first() {
             return Ok(c.state);
         }
@@ -508,6 +535,7 @@ impl Driver for LibvirtDriver {
 
     fn power_off(&self, vm: &VmRef) -> Result<(), DriverError> {
         let mut found = self.find_all(vm);
+        found.one_vm(vm)?;
         let active = found.active();
         if active.len() > 1 {
             return Err(several_active(vm, &active));
@@ -556,6 +584,7 @@ impl Driver for LibvirtDriver {
     /// URI that might run it did not answer; otherwise the first definition is started.
     fn power_on(&self, vm: &VmRef) -> Result<(), DriverError> {
         let mut found = self.find_all(vm);
+        found.one_vm(vm)?;
         let active = found.active();
         if !active.is_empty() {
             let uris: Vec<&str> = active.iter().map(|c| c.uri.as_str()).collect();

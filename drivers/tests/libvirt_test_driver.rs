@@ -368,22 +368,32 @@ fn two_uris_are_both_asked_and_list_is_merged() {
     uuids.dedup();
     assert_eq!(uuids.len(), 6, "no duplicate UUIDs: {list:?}");
 
-    // "alpha" by name runs on both URIs (two VMs, one name): refused, nothing destroyed
+    // "alpha" by name is two VMs (two UUIDs, one name): refused, nothing destroyed
+    let ambiguous =
+        |r: &Result<_, DriverError>| matches!(r, Err(DriverError::Ambiguous { count: 2, .. }));
     assert!(matches!(
         fence::off(&d, &name("alpha"), &opts()),
-        Err(FenceError::Driver(DriverError::Platform(ref m))) if m.contains("active on 2 URIs")
+        Err(FenceError::Driver(DriverError::Ambiguous { count: 2, .. }))
     ));
+    assert!(ambiguous(&d.status(&name("alpha"))));
     assert_eq!(d.status(&uuid(ALPHA)).unwrap(), PowerState::On);
     assert_eq!(d.status(&uuid(alpha2)).unwrap(), PowerState::On);
     // by UUID each is one VM
     fence::off(&d, &uuid(ALPHA), &opts()).unwrap();
     assert_eq!(d.status(&uuid(ALPHA)).unwrap(), PowerState::Off);
     assert_eq!(d.status(&uuid(alpha2)).unwrap(), PowerState::On);
-    // by name now only the second URI's copy is active: "alpha" is on, off acts on it
-    assert_eq!(d.status(&name("alpha")).unwrap(), PowerState::On);
-    fence::off(&d, &name("alpha"), &opts()).unwrap();
-    assert_eq!(d.status(&uuid(alpha2)).unwrap(), PowerState::Off);
-    assert_eq!(d.status(&name("alpha")).unwrap(), PowerState::Off);
+    // by name it stays two VMs, whatever their states: the off one does not make the name
+    // "off", and the running one is not destroyed in its place
+    assert!(ambiguous(&d.status(&name("alpha"))));
+    assert!(ambiguous(
+        &d.power_off(&name("alpha")).map(|_| PowerState::Off)
+    ));
+    assert!(ambiguous(
+        &d.power_on(&name("alpha")).map(|_| PowerState::On)
+    ));
+    assert_eq!(d.status(&uuid(alpha2)).unwrap(), PowerState::On);
+    fence::off(&d, &uuid(alpha2), &opts()).unwrap();
+    assert!(ambiguous(&d.status(&name("alpha"))));
     // only the second URI knows Zeta
     assert_eq!(d.status(&name("Zeta")).unwrap(), PowerState::On);
     assert_eq!(

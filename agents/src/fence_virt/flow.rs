@@ -302,18 +302,22 @@ pub fn run(
         std::thread::sleep(Duration::from_secs(args.delay as u64));
     }
 
-    let (mut hash, mut auth, mut key) = (args.hash, args.auth, None);
+    let (hash, auth, mut key) = (args.hash, args.auth, None);
     if args.mode != Mode::Serial && (auth != HashAlg::None || hash != HashAlg::None) {
+        // Fail closed: C carries on without authentication, which no authenticating host
+        // answers, so the guest waits out its whole timeout for nothing.
         match fence_drivers::secrets::read_key(std::path::Path::new(&args.key_file)) {
             Ok(k) => key = Some(k),
-            Err(_) => {
+            Err(e) => {
                 let _ = writeln!(
                     out,
-                    "Could not read {}; trying without authentication",
-                    args.key_file
+                    "Could not read the key file {}: {}; not sending an unauthenticated \
+                     request (if the host's fence_virtd runs without authentication, say so \
+                     with -C none -c none, or auth=none and hash=none on stdin)",
+                    args.key_file,
+                    fence_drivers::error_chain(&e)
                 );
-                hash = HashAlg::None;
-                auth = HashAlg::None;
+                return 1;
             }
         }
     }
@@ -358,7 +362,17 @@ mod tests {
             reply,
             seen: vec![],
         };
-        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let mut argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let mut stdin = stdin.to_string();
+        // A readable key unless the test names one (keys are read before anything is sent).
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), b"a test key").unwrap();
+        let key_path = key.path().to_str().unwrap().to_string();
+        if argv.len() > 1 && !argv.iter().any(|a| a == "-k") {
+            argv.extend(["-k".to_string(), key_path]);
+        } else if argv.len() == 1 && !stdin.contains("key_file=") {
+            stdin.push_str(&format!("key_file={key_path}\n"));
+        }
         let (mut o, mut e) = (Vec::new(), Vec::new());
         let rc = run(&argv, &mut stdin.as_bytes(), &mut o, &mut e, &mut t);
         (
@@ -371,25 +385,45 @@ mod tests {
 
     #[test]
     fn status_results_and_exit_codes() {
-        let k = "/nonexistent/key";
+        // A key path that exists but cannot be read as a key (a directory).
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().to_str().unwrap();
+        // No key file: refused before anything is sent (fail closed).
         let (rc, o, _, t) = go(
-            &["fence_xvm", "-o", "status", "-n", "vm1"],
+            &["fence_xvm", "-o", "status", "-n", "vm1", "-k", k],
             "",
             Ok(VirtReply::Code(2)),
         );
-        assert_eq!(rc, 2);
-        assert_eq!(
-            o,
-            format!(
-                "Could not read {}; trying without authentication\nStatus: OFF\n",
-                "/etc/cluster/fence_xvm.key"
-            )
+        assert_eq!(rc, 1);
+        assert!(
+            o.starts_with(&format!("Could not read the key file {k}: "))
+                && o.contains("-C none -c none"),
+            "{o}"
         );
+        assert!(t.seen.is_empty());
+        // Authentication off on purpose: no key needed.
+        let (rc, o, _, t) = go(
+            &[
+                "fence_xvm",
+                "-o",
+                "status",
+                "-n",
+                "vm1",
+                "-k",
+                k,
+                "-C",
+                "none",
+                "-c",
+                "none",
+            ],
+            "",
+            Ok(VirtReply::Code(2)),
+        );
+        assert_eq!((rc, o.as_str()), (2, "Status: OFF\n"));
         assert_eq!(
             t.seen,
             vec![(4, "vm1".to_string(), HashAlg::None, Mode::Multicast)]
         );
-        let _ = k;
         let (rc, o, _, _) = go(
             &["fence_virt", "-o", "off", "-n", "vm1"],
             "",

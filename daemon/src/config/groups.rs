@@ -6,7 +6,9 @@
 //! groups at the first `group` block (in storage order) that has neither `uuid` nor `ip`
 //! lines, silently ignoring every group written *before* it in the file — and if that leaves no
 //! group at all, the map is wide open. We skip only the empty group itself (and log it), which
-//! is what the manual describes.
+//! is what the manual describes. A `groups` section that ends up with no group at all (it
+//! holds no `group`, or only empty ones) is a configuration error here: the reference loads it
+//! as a wide-open map, so a section written to restrict requesters would allow everyone.
 //!
 //! Matching differs from the reference too: it compares every entry ASCII-case-insensitively,
 //! while libvirt (and every other platform) treats VM names case-sensitively, so a guest
@@ -14,6 +16,7 @@
 //! UUIDs (both sides in canonical form) and requester addresses case-insensitively.
 
 use super::tree::{Block, ConfigTree};
+use super::ConfigError;
 
 /// The reference copies entries into 128-byte buffers: 127 bytes survive.
 const MAX_ENTRY_LEN: usize = 127;
@@ -32,12 +35,14 @@ pub struct Group {
 impl Group {
     /// Read every `group` block of the effective (last) `groups` section, in the reference's
     /// storage order (last group in the file first). Groups with neither `uuid` nor `ip`
-    /// entries are dropped; entries are truncated to 127 bytes as in the reference.
-    pub fn from_tree(tree: &ConfigTree) -> Vec<Group> {
+    /// entries are dropped; entries are truncated to 127 bytes as in the reference. A `groups`
+    /// section that leaves no group is [`ConfigError::Unsafe`] (the reference would open the
+    /// map to everyone).
+    pub fn from_tree(tree: &ConfigTree) -> Result<Vec<Group>, ConfigError> {
         let Some(section) = tree.root().block("groups") else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        section
+        let groups: Vec<Group> = section
             .blocks_named("group")
             .filter_map(|b| {
                 let g = Group::from_block(b);
@@ -52,7 +57,18 @@ impl Group {
                     Some(g)
                 }
             })
-            .collect()
+            .collect();
+        if groups.is_empty() {
+            return Err(ConfigError::Unsafe {
+                file: tree.file().to_string(),
+                pos: section.pos,
+                message: "the groups section has no group with uuid or ip entries, which would \
+                          let every requester fence every VM; remove the section to mean that, \
+                          or list who may fence what"
+                    .into(),
+            });
+        }
+        Ok(groups)
     }
 
     fn from_block(b: &Block) -> Group {
@@ -202,7 +218,7 @@ mod tests {
             ),
         )
         .unwrap();
-        Groups::new(Group::from_tree(&t))
+        Groups::new(Group::from_tree(&t).unwrap())
     }
 
     #[test]
@@ -271,9 +287,29 @@ mod tests {
         assert!(open.is_open());
         assert!(open.allowed("anyone", "anything"));
         assert!(open.allowed_any("anyone", &[]));
-        // A groups section holding only empty groups loads no group: open, as the reference.
-        let t = ConfigTree::parse("t", "groups { group { name = \"x\"; } }").unwrap();
-        assert!(Groups::new(Group::from_tree(&t)).is_open());
+    }
+
+    /// The reference loads a groups section with no usable group as a wide-open map; we refuse
+    /// it, naming the section's line.
+    #[test]
+    fn a_groups_section_without_usable_groups_is_refused() {
+        for text in [
+            "groups { group { name = \"x\"; } }",
+            "groups {\n}",
+            "groups { group { name = \"x\"; } group { name = \"y\"; } }",
+        ] {
+            let t = ConfigTree::parse("t.conf", text).unwrap();
+            let e = Group::from_tree(&t).unwrap_err();
+            assert!(matches!(e, ConfigError::Unsafe { .. }), "{text}: {e:?}");
+            let m = e.to_string();
+            assert!(
+                m.starts_with("t.conf:1:") && m.contains("every requester"),
+                "{m}"
+            );
+        }
+        // No groups section at all: open, as the reference and the manual say.
+        let t = ConfigTree::parse("t.conf", "fence_virtd { }").unwrap();
+        assert!(Group::from_tree(&t).unwrap().is_empty());
     }
 
     #[test]
@@ -284,7 +320,7 @@ mod tests {
             "groups { group { ip = \"10.0.0.1\"; uuid = \"vm1\"; } group { name = \"e\"; } }",
         )
         .unwrap();
-        let m = Groups::new(Group::from_tree(&t));
+        let m = Groups::new(Group::from_tree(&t).unwrap());
         assert!(!m.is_open());
         assert!(m.allowed("10.0.0.1", "vm1"));
         assert!(!m.allowed("10.0.0.2", "vm1"));
@@ -298,7 +334,7 @@ mod tests {
              groups { group { ip = \"10.0.0.2\"; uuid = \"vm2\"; } }",
         )
         .unwrap();
-        let m = Groups::new(Group::from_tree(&t));
+        let m = Groups::new(Group::from_tree(&t).unwrap());
         assert!(!m.allowed("10.0.0.1", "vm1"));
         assert!(m.allowed("10.0.0.2", "vm2"));
     }
@@ -311,7 +347,7 @@ mod tests {
             &format!("groups {{ group {{ ip = \"{long}\"; uuid = \"é{long}\"; }} }}"),
         )
         .unwrap();
-        let g = Group::from_tree(&t);
+        let g = Group::from_tree(&t).unwrap();
         assert_eq!(g[0].ips[0].len(), 127);
         // Cut at a character boundary: 'é' is two bytes, then 125 x.
         assert_eq!(g[0].uuids[0].len(), 127);

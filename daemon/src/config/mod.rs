@@ -80,6 +80,16 @@ pub enum ConfigError {
         /// What would have been accepted.
         expected: String,
     },
+    /// A setting that would be read, but whose effect is unsafe enough to refuse.
+    #[error("{file}:{pos}: {message}")]
+    Unsafe {
+        /// The file name.
+        file: String,
+        /// Where the setting is.
+        pos: Pos,
+        /// What is wrong and how to say what was meant.
+        message: String,
+    },
     /// `fence_virtd/@backend` names a backend this build cannot run (the reference would look
     /// for a plugin of that name and fail the backend's init).
     #[error("{file}:{pos}: backend \"{name}\" {why} (this build has: {built})")]

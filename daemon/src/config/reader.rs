@@ -71,7 +71,7 @@ impl Config {
             listener,
             backend,
             host_status,
-            groups: Group::from_tree(tree),
+            groups: Group::from_tree(tree)?,
             telemetry: telemetry(tree)?,
         })
     }

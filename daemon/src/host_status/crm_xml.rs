@@ -36,18 +36,25 @@ pub struct Snapshot {
     pub attributes: HashMap<String, HashMap<String, String>>,
     /// `cluster_options/@maintenance-mode`.
     pub cluster_maintenance: bool,
+    /// `current_dc/@with_quorum` when a DC is present: whether this node's partition has
+    /// quorum. `None` without a DC (an election is under way).
+    pub quorum: Option<bool>,
 }
 
 impl Snapshot {
     /// The `#state` pseudo-attribute of `node`, or `None` if crm_mon does not list it. A node
-    /// that is unclean is `unclean` whatever else holds; then `offline`; then maintenance
-    /// (the node's or the whole cluster's); then standby.
+    /// that is unclean is `unclean` whatever else holds; then `offline`; then `noquorum` (its
+    /// partition has lost quorum: the quorate side may be about to fence it, and this side's
+    /// view of it cannot be trusted); then maintenance (the node's or the whole cluster's);
+    /// then standby.
     pub fn state(&self, node: &str) -> Option<&'static str> {
         let f = self.nodes.get(node)?;
         Some(if f.unclean {
             "unclean"
         } else if !f.online {
             "offline"
+        } else if self.quorum == Some(false) {
+            "noquorum"
         } else if f.maintenance || self.cluster_maintenance {
             "maintenance"
         } else if f.standby {
@@ -140,6 +147,13 @@ pub fn parse(xml: &str) -> Result<Snapshot, CrmXmlError> {
         match (path.len(), parent, name.as_slice()) {
             (0, _, b"pacemaker-result") => saw_root = true,
             (0, _, _) => return Err(CrmXmlError::Unexpected("root is not <pacemaker-result>")),
+            (2, b"summary", b"current_dc") => {
+                snap.quorum = if flag(&e, "present")? {
+                    Some(flag(&e, "with_quorum")?)
+                } else {
+                    None
+                };
+            }
             (2, b"summary", b"cluster_options") => {
                 snap.cluster_maintenance = flag(&e, "maintenance-mode")?;
             }

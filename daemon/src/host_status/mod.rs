@@ -454,6 +454,25 @@ pub(crate) mod tests {
             state_of(&cib(NO_STONITH, DOWN, &nv("standby", "on"), "")).await,
             ok("offline")
         );
+        // A partition without quorum: not "online" (nor standby/maintenance); offline and
+        // unclean still win.
+        let noq = |c: String| c.replace(r#"have-quorum="1""#, r#"have-quorum="0""#);
+        assert_eq!(
+            state_of(&noq(cib(NO_STONITH, ONLINE, "", ""))).await,
+            ok("noquorum")
+        );
+        assert_eq!(
+            state_of(&noq(cib(NO_STONITH, ONLINE, &nv("standby", "on"), ""))).await,
+            ok("noquorum")
+        );
+        assert_eq!(
+            state_of(&noq(cib(NO_STONITH, DOWN, "", ""))).await,
+            ok("offline")
+        );
+        assert_eq!(
+            state_of(&noq(cib(STONITH, LOST, "", ""))).await,
+            ok("unclean")
+        );
     }
 
     #[tokio::test]

@@ -48,7 +48,9 @@ fn launcher() -> &'static Path {
 
 struct Sim {
     child: Child,
-    _stdin: ChildStdin,
+    stdin: ChildStdin,
+    /// The launcher's stdout lines after the first (answers to [`Sim::command`]).
+    lines: mpsc::Receiver<String>,
     port: u16,
     ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
@@ -72,9 +74,18 @@ impl Sim {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(n) if n > 0 => {
+                        if tx.send(line).is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
         });
         let line = match rx.recv_timeout(Duration::from_secs(300)) {
             Ok(l) if !l.trim().is_empty() => l,
@@ -92,11 +103,25 @@ impl Sim {
             .unwrap_or_else(|| panic!("no port in {url:?}"));
         Sim {
             child,
-            _stdin: stdin,
+            stdin,
+            lines: rx,
             port,
             ca: tls.then_some(ca),
             _dir: dir,
         }
+    }
+
+    /// Change the inventory while serving ("rename OLD=NEW", "move NAME=FOLDER", …: see
+    /// tests/vcsim/main.go), through the SOAP API as another client would.
+    fn command(&mut self, line: &str) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let answer = self
+            .lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("vcsim launcher answers a command");
+        assert_eq!(answer.trim(), "ok", "vcsim launcher: {line}");
     }
 
     fn opts(&self, tls: Tls) -> VmwareSoapOptions {
@@ -651,28 +676,73 @@ fn find_all_by_uuid_restricted_to_the_datacenter() {
 }
 
 /// A server without `FindAllByUuid` (the simulator as shipped: `-no-find-all-by-uuid`) answers
-/// MethodNotFound; the driver falls back to `FindByUuid` once and remembers it.
+/// MethodNotFound once; the driver then looks UUIDs up with one pass over the VMs reading
+/// `config.uuid` (FindByUuid would pick one of two clones) and remembers the answer.
 #[test]
-fn find_by_uuid_fallback_without_find_all_by_uuid() {
-    let sim = Sim::start(&["-vms", "3", "-no-find-all-by-uuid"], false);
+fn uuid_lookup_without_find_all_by_uuid() {
+    let sim = Sim::start(
+        &[
+            "-vms",
+            "3",
+            "-no-find-all-by-uuid",
+            "-same-uuid",
+            "DC0_C0_RP0_VM2=DC0_C0_RP0_VM0",
+        ],
+        false,
+    );
     let d = sim.connect();
     let u1 = uuid_of(&d, "DC0_C0_RP0_VM1");
     let c0 = d.soap_calls();
     assert_eq!(d.status(&u1).unwrap(), PowerState::On);
-    assert_eq!(
-        d.soap_calls() - c0,
-        3,
-        "FindAllByUuid (MethodNotFound), FindByUuid, one read"
+    let first = d.soap_calls() - c0;
+    assert!(
+        (2..=3).contains(&first),
+        "FindAllByUuid (MethodNotFound), the pass (one page; a view made if none): {first}"
     );
-    let u2 = uuid_of(&d, "DC0_C0_RP0_VM2");
     let c0 = d.soap_calls();
-    assert_eq!(d.status(&u2).unwrap(), PowerState::On);
-    assert_eq!(d.soap_calls() - c0, 2, "FindByUuid remembered + one read");
-    d.power_off(&u2).unwrap();
-    assert_eq!(d.status(&name("DC0_C0_RP0_VM2")).unwrap(), PowerState::Off);
     assert_eq!(d.status(&u1).unwrap(), PowerState::On);
+    assert_eq!(d.soap_calls() - c0, 1, "remembered: one read");
+    // Clones sharing a UUID: refused, never one of them picked (even once one is off).
+    let u0 = uuid_of(&d, "DC0_C0_RP0_VM0");
+    assert_ambiguous(d.status(&u0), &u0, "status");
+    assert_ambiguous(d.power_off(&u0), &u0, "power_off");
+    d.power_off(&name("DC0_C0_RP0_VM0")).unwrap();
+    assert_ambiguous(d.status(&u0), &u0, "status, one off");
+    assert_eq!(d.status(&name("DC0_C0_RP0_VM2")).unwrap(), PowerState::On);
+    d.power_off(&u1).unwrap();
+    assert_eq!(d.status(&name("DC0_C0_RP0_VM1")).unwrap(), PowerState::Off);
+    assert_eq!(d.status(&u1).unwrap(), PowerState::Off);
     assert!(matches!(
         d.status(&VmRef::parse("01234567-89ab-cdef-0123-456789abcdef")),
         Err(DriverError::NotFound(_))
     ));
+}
+
+/// "Off" is never answered from memory: a VM remembered (its name or UUID proven unique) is off,
+/// then a running VM with the same name (renamed) or the same BIOS UUID (reconfigured) appears
+/// within the cache period. Status must then refuse the name/UUID as ambiguous; answering "off"
+/// from memory would end a fence while the newcomer runs.
+#[test]
+fn remembered_off_is_proven_again() {
+    let mut sim = Sim::start(&["-vms", "4"], false);
+    let d = sim.connect();
+    let vm0 = name("DC0_C0_RP0_VM0");
+    d.power_off(&vm0).unwrap();
+    assert_eq!(d.status(&vm0).unwrap(), PowerState::Off);
+    // vSphere refuses two names in one folder: the twin lives in a sub-folder.
+    sim.command("move DC0_C0_RP0_VM1=later");
+    sim.command("rename DC0_C0_RP0_VM1=DC0_C0_RP0_VM0");
+    assert_ambiguous(d.status(&vm0), &vm0, "name, a running twin appeared");
+
+    let u2 = uuid_of(&d, "DC0_C0_RP0_VM2");
+    d.power_off(&u2).unwrap();
+    assert_eq!(d.status(&u2).unwrap(), PowerState::Off);
+    sim.command("same-uuid DC0_C0_RP0_VM3=DC0_C0_RP0_VM2");
+    assert_ambiguous(d.status(&u2), &u2, "UUID, a running clone appeared");
+    // While on, the remembered answer still costs one read.
+    let vm3 = name("DC0_C0_RP0_VM3");
+    assert_eq!(d.status(&vm3).unwrap(), PowerState::On);
+    let c0 = d.soap_calls();
+    assert_eq!(d.status(&vm3).unwrap(), PowerState::On);
+    assert_eq!(d.soap_calls() - c0, 1);
 }

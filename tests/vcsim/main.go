@@ -403,16 +403,42 @@ func main() {
 	fmt.Printf("%s %s\n", u.String(), caPath)
 	os.Stdout.Sync()
 
+	// Stdin: end of file stops the simulator; each line is a change made while serving, through
+	// the SOAP API as a client would ("rename OLD=NEW", "move NAME=FOLDER", "suspend NAME",
+	// "same-uuid A=B"), answered on stdout with "ok" or "error: …".
 	done := make(chan struct{}, 2)
 	go func() {
-		r := bufio.NewReader(os.Stdin)
-		buf := make([]byte, 256)
-		for {
-			if _, err := r.Read(buf); err != nil {
-				done <- struct{}{}
-				return
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) != 2 {
+				fmt.Println("error: want COMMAND ARGUMENT")
+				os.Stdout.Sync()
+				continue
 			}
+			var su, mv, rn, sp []string
+			switch fields[0] {
+			case "rename":
+				rn = fields[1:]
+			case "move":
+				mv = fields[1:]
+			case "suspend":
+				sp = fields[1:]
+			case "same-uuid":
+				su = fields[1:]
+			default:
+				fmt.Printf("error: unknown command %q\n", fields[0])
+				os.Stdout.Sync()
+				continue
+			}
+			if err := prepare(s.URL, su, mv, rn, sp); err != nil {
+				fmt.Printf("error: %v\n", err)
+			} else {
+				fmt.Println("ok")
+			}
+			os.Stdout.Sync()
 		}
+		done <- struct{}{}
 	}()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

@@ -4,8 +4,10 @@
 //!   the datacenter if one is set): one call, server-side index. Two VMs with the same BIOS UUID
 //!   (clones with kept UUIDs) are reported as [`DriverError::Ambiguous`] instead of letting the
 //!   server pick one as the reference does. Servers without `FindAllByUuid` (the API has had it
-//!   since 5.0; govmomi's simulator 0.24 lacks it) fall back to `FindByUuid`. The result is
-//!   remembered like a name (below) and re-validated with one read of `config.uuid`.
+//!   since 5.0; govmomi's simulator 0.24 lacks it) get one paged pass over the inventory
+//!   reading `config.uuid` and `runtime.powerState` instead: `FindByUuid` returns one VM even
+//!   when clones share the UUID, so it cannot prove the answer unique. The result is remembered
+//!   like a name (below) and re-validated with one read of `config.uuid`.
 //! * VM by inventory path (a name starting with `/`, e.g. `/DC0/vm/web1`): `FindByInventoryPath`,
 //!   one call, as the reference does.
 //! * VM by plain name: the API has no name index for VMs, but every VM sits in a folder (or a
@@ -33,10 +35,12 @@
 //!   The driver remembers name → moref for [`NAME_CACHE_TTL`] (noting whether the name was
 //!   proven unique; a power operation on a name only looked up by status proves it first), and
 //!   re-validates a remembered moref with the single-object read, so the status polls of a
-//!   fence sequence cost one call each. Folder lists are remembered as long; a lookup that finds
-//!   nothing with a remembered list reads it again before answering "not found". Caveat: a
-//!   duplicate created after the name was remembered goes unnoticed for up to
-//!   [`NAME_CACHE_TTL`]; a rename or deletion of the remembered VM is noticed at once; a status
+//!   fence sequence cost one call each while the VM is on. An "off" answer, which can end a
+//!   fence, is never given from memory: the name (or UUID) is proven unique again first.
+//!   Folder lists are remembered as long for the fast path; a complete lookup (the proof of
+//!   uniqueness) reads the list afresh, so a folder made since is searched too. Caveat: a duplicate created after the name
+//!   was remembered goes unnoticed for up to [`NAME_CACHE_TTL`] by answers that say "on" and
+//!   by power operations; a rename or deletion of the remembered VM is noticed at once; a status
 //!   by name may answer "on" for the VM in a top folder when a VM of the same name sits in a
 //!   sub-folder of the same datacenter (use the UUID or the inventory path to be exact); it
 //!   never answers "off" for an unproven name, and a power operation refuses that name as
@@ -256,7 +260,10 @@ impl VmwareSoapDriver {
         if name.contains(['%', '/', '\\']) {
             return Ok(None);
         }
-        let mut fresh = false;
+        // A complete lookup proves a name unique (for a power operation, or for an answer that
+        // can end a fence): a remembered folder list would miss a folder made since, so it
+        // reads the list afresh. The fast path may use the remembered one.
+        let mut fresh = complete;
         for _ in 0..2 {
             let (folders, was_fresh) = if complete {
                 let (vf, was_fresh) = self.vm_folders(fresh)?;
@@ -319,7 +326,7 @@ impl VmwareSoapDriver {
         Ok((dc, folder))
     }
 
-    fn find_by_uuid(&self, uuid: &str) -> Result<Moref, CallError> {
+    fn find_by_uuid(&self, uuid: &str) -> Result<(Moref, Option<PowerState>), CallError> {
         let dc = self
             .scope
             .as_ref()
@@ -338,7 +345,7 @@ impl VmwareSoapDriver {
                         .collect();
                     return match found.len() {
                         0 => Err(not_found(uuid, "FindAllByUuid")),
-                        1 => Ok(found.into_iter().next().expect("one element")),
+                        1 => Ok((found.into_iter().next().expect("one element"), None)),
                         n => Err(CallError::Driver(DriverError::Ambiguous {
                             name: uuid.to_string(),
                             count: n,
@@ -346,26 +353,38 @@ impl VmwareSoapDriver {
                     };
                 }
                 Err(CallError::Fault(f)) if f.kind == "MethodNotFound" => {
-                    tracing::debug!("server lacks FindAllByUuid; using FindByUuid");
+                    tracing::debug!(
+                        "server lacks FindAllByUuid; looking UUIDs up by one pass over the VMs"
+                    );
                     self.find_all_by_uuid.store(false, Ordering::Relaxed);
                 }
                 Err(e) => return Err(e),
             }
         }
-        let args = format!(
-            "{dc}<uuid>{}</uuid><vmSearch>true</vmSearch><instanceUuid>false</instanceUuid>",
-            esc(uuid)
-        );
-        let resp = self.call("FindByUuid", &self.sc.search_index, &args)?;
-        resp.child("returnval")
-            .and_then(Moref::from_element)
-            .ok_or_else(|| not_found(uuid, "FindByUuid"))
+        // FindByUuid would name one of several clones sharing the UUID: count them all.
+        let key = uuid_cache_key(uuid);
+        let mut hits: Vec<(Moref, Option<PowerState>)> = Vec::new();
+        self.enumerate(&["config.uuid", "runtime.powerState"], |o| {
+            if o.text("config.uuid").map(uuid_cache_key).as_deref() == Some(key.as_str()) {
+                let st = o.text("runtime.powerState").map(power_state);
+                hits.push((o.obj, st));
+            }
+        })?;
+        match hits.len() {
+            0 => Err(not_found(uuid, "config.uuid pass")),
+            1 => Ok(hits.pop().expect("one element")),
+            n => Err(CallError::Driver(DriverError::Ambiguous {
+                name: uuid.to_string(),
+                count: n,
+            })),
+        }
     }
 
     /// [`Self::find_by_uuid`], remembered like names: a remembered VM is re-validated with one
     /// read of `config.uuid` + `runtime.powerState` (some servers search UUIDs linearly, the
-    /// simulator among them, so this keeps the daemon's polls flat). `FindAllByUuid` sees every
-    /// VM with that UUID, so a remembered UUID counts as proven unique.
+    /// simulator among them, so this keeps the daemon's polls flat). `FindAllByUuid` (or the
+    /// pass that replaces it) sees every VM with that UUID, so a remembered UUID counts as
+    /// proven unique.
     fn find_by_uuid_remembered(
         &self,
         uuid: &str,
@@ -380,19 +399,24 @@ impl VmwareSoapDriver {
         if let Some(e) = cached {
             if let Some(o) = self.retrieve_one(&e.vm, &["config.uuid", "runtime.powerState"])? {
                 if o.text("config.uuid").map(uuid_cache_key).as_deref() == Some(key.as_str()) {
-                    return Ok((e.vm, o.text("runtime.powerState").map(power_state)));
+                    let st = o.text("runtime.powerState").map(power_state);
+                    // Off can end a fence: look again for every VM with that UUID (a running
+                    // clone may have appeared since it was remembered).
+                    if !may_end_fence(st) {
+                        return Ok((e.vm, st));
+                    }
                 }
             }
             self.names.lock().remove(&key);
         }
-        let m = self.find_by_uuid(uuid)?;
+        let (m, st) = self.find_by_uuid(uuid)?;
         let entry = NameEntry {
             vm: m.clone(),
             at: Instant::now(),
             unique: true,
         };
         self.names.lock().insert(key, entry);
-        Ok((m, None))
+        Ok((m, st))
     }
 
     fn find_by_path(&self, path: &str) -> Result<Moref, CallError> {
@@ -421,10 +445,11 @@ impl VmwareSoapDriver {
             if let Some(o) = self.retrieve_one(&e.vm, &["name", "runtime.powerState"])? {
                 if o.text("name").map(decode_name).as_deref() == Some(name) {
                     let st = o.text("runtime.powerState").map(power_state);
-                    if e.unique || !may_end_fence(st) {
+                    if !may_end_fence(st) {
                         return Ok((e.vm, st));
                     }
-                    // Remembered by the fast path and now off: prove the name first.
+                    // Off can end a fence ("already off"): prove the name again, however it
+                    // was remembered (a running VM of that name may have appeared since).
                     return self.find_unique_name(name);
                 }
             }

@@ -192,7 +192,10 @@ impl Report {
                     v.cause
                 );
                 if !v.possible.is_empty() {
-                    let _ = writeln!(s, "  the guest cannot tell these apart:");
+                    let _ = writeln!(
+                        s,
+                        "  other possible causes (the guest cannot rule them out):"
+                    );
                     for p in &v.possible {
                         let _ = writeln!(s, "  - {p}");
                     }
@@ -685,6 +688,12 @@ impl Ctx {
                         if s.from.up { "" } else { " (down)" },
                         s.error.as_deref().unwrap_or("sent")
                     ));
+                }
+                if ok > 0 && p.sent.iter().all(|s| s.from.loopback) {
+                    run.detail(
+                        "only loopback addresses: only a fence_virtd on this machine (or in \
+                         this network namespace) can hear the request",
+                    );
                 }
                 match route {
                     Ok(()) => run.detail(format!("route for {group}: present")),

@@ -75,6 +75,37 @@ fn good_multicast_case(which: Impl) {
     assert!(r.render().contains("vm3 is known and off"));
 }
 
+fn good_multicast_v6_case(which: Impl) {
+    let ns = Netns::with_ipv6();
+    let d = Daemon::start(&ns, which, &DaemonConfig::multicast(Family::V6));
+    let key = d.key_path().display().to_string();
+    let r = run_check(
+        &ns,
+        &["fence_xvm", "-a", "ff05::3:1", "-k", &key, "-H", "vm1", "-t", "5"],
+    );
+    assert_eq!(r.failed_step(), None, "{which}: {}", r.render());
+    assert!(r.render().contains("v0 fd00:fb::1: sent"), "{}", r.render());
+}
+
+fn wrong_hash_tcp_case(which: Impl) {
+    let ns = Netns::new();
+    let mut cfg = tcp_config();
+    cfg.hash = Some("sha512".into());
+    let d = Daemon::start(&ns, which, &cfg);
+    let key = d.key_path().display().to_string();
+    let port = TCP_PORT.to_string();
+    let r = run_check(
+        &ns,
+        &["-T", "127.0.0.1", "-p", &port, "-k", &key, "-H", "vm1", "-t", "3"],
+    );
+    assert_fails_at(
+        &r,
+        StepName::Authentication,
+        &["hash sha256 is below fence_virtd's `hash` floor"],
+        &format!("{which} tcp hash below the floor"),
+    );
+}
+
 fn good_tcp_case(which: Impl) {
     let ns = Netns::new();
     let d = Daemon::start(&ns, which, &tcp_config());
@@ -338,7 +369,9 @@ macro_rules! both_daemons {
 
 both_daemons! {
     good_setup_multicast => good_multicast_case;
+    good_setup_multicast_ipv6 => good_multicast_v6_case;
     good_setup_tcp => good_tcp_case;
+    wrong_hash_tcp => wrong_hash_tcp_case;
     wrong_key_multicast => wrong_key_multicast_case;
     wrong_key_tcp => wrong_key_tcp_case;
     wrong_hash_multicast => wrong_hash_multicast_case;

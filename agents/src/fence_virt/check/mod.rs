@@ -902,6 +902,13 @@ impl Ctx {
                          than {group} port {port}"
                     ),
                 ];
+                if syns.is_ok() {
+                    possible.push(format!(
+                        "a firewall on the host or between it and this guest blocks the \
+                         connect-back (TCP from the host to port {} here): no SYN arrived",
+                        p.back_port.unwrap_or(0)
+                    ));
+                }
                 if syns.is_err() {
                     possible.push(
                         "this guest's firewall blocks the connect-back (run the check as root to \

@@ -2,11 +2,13 @@
 //! the reference C fence_virtd and ours, each in its own network namespace with the libvirt
 //! test driver: a good set-up passes; a wrong key, a hash below the daemon's floor, a different
 //! auth algorithm, multicast that is not routed, a connect-back dropped by an nftables or
-//! iptables rule, a `groups` denial and an unknown VM each fail at the step that names them.
+//! iptables rule, a `groups` denial and an unknown VM each fail at the step that names them;
+//! over serial and vmchannel (no key), a good set-up passes and an unknown VM is named.
 //!
 //! The check runs on a thread that joined the test's namespace ([`Netns::run_in`]), so its
 //! sockets, its view of the interfaces and its packet socket are the namespace's.
 
+use crate::channels::{Chan, World};
 use fence_agents::fence_virt::check::{check, Report, Status, StepName};
 use fence_system_tests::{Daemon, DaemonConfig, Family, Group, Impl, ListenerConfig, Netns};
 
@@ -81,7 +83,17 @@ fn good_multicast_v6_case(which: Impl) {
     let key = d.key_path().display().to_string();
     let r = run_check(
         &ns,
-        &["fence_xvm", "-a", "ff05::3:1", "-k", &key, "-H", "vm1", "-t", "5"],
+        &[
+            "fence_xvm",
+            "-a",
+            "ff05::3:1",
+            "-k",
+            &key,
+            "-H",
+            "vm1",
+            "-t",
+            "5",
+        ],
     );
     assert_eq!(r.failed_step(), None, "{which}: {}", r.render());
     assert!(r.render().contains("v0 fd00:fb::1: sent"), "{}", r.render());
@@ -96,7 +108,18 @@ fn wrong_hash_tcp_case(which: Impl) {
     let port = TCP_PORT.to_string();
     let r = run_check(
         &ns,
-        &["-T", "127.0.0.1", "-p", &port, "-k", &key, "-H", "vm1", "-t", "3"],
+        &[
+            "-T",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-k",
+            &key,
+            "-H",
+            "vm1",
+            "-t",
+            "3",
+        ],
     );
     assert_fails_at(
         &r,
@@ -354,6 +377,34 @@ fn unknown_vm_case(which: Impl) {
     assert_eq!(r.step(StepName::Access).unwrap().status, Status::Ok);
 }
 
+/// Serial (a pty bridged to vm1's socket) and vmchannel (a guestfwd-like relay): no key;
+/// the channel, backend and VM steps.
+fn guest_channel_case(which: Impl, chan: Chan) {
+    let w = World::start(chan, which, |_| {});
+    let argv = w.argv();
+    let mut args: Vec<&str> = vec!["fence_virt"];
+    args.extend(argv.iter().map(String::as_str));
+    let mut good = args.clone();
+    good.extend(["-H", "vm2"]);
+    let r = run_check(&w.ns, &good);
+    assert_eq!(r.failed_step(), None, "{which} {chan:?}: {}", r.render());
+    assert_eq!(r.step(StepName::Key).unwrap().status, Status::Skip);
+    assert_eq!(
+        r.step(StepName::Authentication).unwrap().status,
+        Status::Skip
+    );
+    assert_eq!(r.step(StepName::Connect).unwrap().status, Status::Ok);
+    let mut unknown = args.clone();
+    unknown.extend(["-H", "nosuchvm"]);
+    let r = run_check(&w.ns, &unknown);
+    assert_fails_at(
+        &r,
+        StepName::Vm,
+        &["nosuchvm is not in fence_virtd's host list"],
+        &format!("{which} {chan:?} unknown VM"),
+    );
+}
+
 macro_rules! both_daemons {
     ($($name:ident => $body:expr;)*) => {
         mod c_daemon {
@@ -380,5 +431,7 @@ both_daemons! {
     connect_back_blocked_nft => |w| connect_back_blocked_case(w, "nft");
     connect_back_blocked_iptables => |w| connect_back_blocked_case(w, "iptables");
     groups_denial => groups_denial_case;
+    serial_good_and_unknown_vm => |w| guest_channel_case(w, Chan::Serial);
+    vmchannel_good_and_unknown_vm => |w| guest_channel_case(w, Chan::VmChannel);
     unknown_vm => unknown_vm_case;
 }

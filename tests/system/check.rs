@@ -405,6 +405,46 @@ fn guest_channel_case(which: Impl, chan: Chan) {
     );
 }
 
+/// A backend slower than the agent's timeout: authenticated, then no result (our daemon's
+/// `sim` backend with latency; the C daemon has no such backend).
+#[test]
+fn slow_backend_fails_the_backend_step_our_daemon() {
+    let ns = Netns::new();
+    let mut cfg = tcp_config();
+    cfg.backend = Some((
+        "sim".into(),
+        "\t\tvms = \"vm1\";\n\t\tlatency_ms = \"4000\";".into(),
+    ));
+    let d = Daemon::start(&ns, Impl::Ours, &cfg);
+    let key = d.key_path().display().to_string();
+    let port = TCP_PORT.to_string();
+    let r = run_check(
+        &ns,
+        &[
+            "-T",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-k",
+            &key,
+            "-H",
+            "vm1",
+            "-t",
+            "2",
+        ],
+    );
+    assert_fails_at(
+        &r,
+        StepName::Backend,
+        &[
+            "authenticated, then no result",
+            "its backend is slow or stuck",
+        ],
+        "ours, slow backend",
+    );
+    assert_eq!(r.step(StepName::Authentication).unwrap().status, Status::Ok);
+}
+
 macro_rules! both_daemons {
     ($($name:ident => $body:expr;)*) => {
         mod c_daemon {

@@ -272,6 +272,17 @@ impl Run {
         });
     }
 
+    /// Records a step, replacing an earlier record of it (a later probe saw more).
+    fn set(&mut self, step: StepName, status: Status, summary: impl Into<String>) {
+        match self.report.steps.iter_mut().find(|s| s.step == step) {
+            Some(s) => {
+                s.status = status;
+                s.summary = summary.into();
+            }
+            None => self.step(step, status, summary),
+        }
+    }
+
     fn detail(&mut self, d: impl Into<String>) {
         if let Some(s) = self.report.steps.last_mut() {
             s.details.push(d.into());
@@ -757,6 +768,18 @@ impl Ctx {
                 if self.is_multicast()
                     || matches!(self.ch, Channel::Tcp { .. } | Channel::Vsock { .. })
                 {
+                    if let Some(peer) = p.peer {
+                        run.set(
+                            StepName::ConnectBack,
+                            Status::Ok,
+                            format!("from {peer} to port {}", p.back_port.unwrap_or(0)),
+                        );
+                    }
+                    run.set(
+                        StepName::Authentication,
+                        Status::Ok,
+                        "fence_virtd accepted the request and the challenge-response",
+                    );
                     run.fail(
                         StepName::Backend,
                         format!("authenticated, then no result: {e}"),
@@ -780,7 +803,7 @@ impl Ctx {
             }
             Outcome::AuthFailed(e) => {
                 if let Some(peer) = p.peer {
-                    run.step(
+                    run.set(
                         StepName::ConnectBack,
                         Status::Ok,
                         format!("from {peer} to port {}", p.back_port.unwrap_or(0)),
@@ -866,7 +889,7 @@ impl Ctx {
                     }
                     _ => {}
                 }
-                run.step(
+                run.set(
                     StepName::ConnectBack,
                     Status::Fail,
                     format!(

@@ -254,6 +254,9 @@ fn answer<S: Read>(sock: &mut S) -> Outcome {
              not accept our answer to its challenge"
                 .into(),
         ),
+        Err(ClientError::Timeout { .. }) => {
+            Outcome::NoResult("no result within the timeout (-t)".into())
+        }
         Err(e) => Outcome::NoResult(e.to_string()),
     }
 }

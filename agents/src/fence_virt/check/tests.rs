@@ -130,3 +130,68 @@ fn render_names_the_failing_step_and_the_possible_causes() {
     assert_eq!(r.exit_code(), 5);
     assert_eq!(Report::default().exit_code(), 0);
 }
+
+/// Without root the packet socket cannot be opened: the guest's own firewall then stays among
+/// the possible causes, and the report says how to rule it out.
+#[test]
+fn without_the_syn_watcher_the_guest_firewall_stays_a_possible_cause() {
+    let ctx = Ctx {
+        ch: Channel::Multicast {
+            group: "225.0.0.12".parse().unwrap(),
+            port: 1229,
+            retrans: Duration::from_secs(2),
+        },
+        // No key: no sha512 retry is sent.
+        cfg: ClientConfig {
+            hash: HashAlg::Sha256,
+            auth: HashAlg::Sha256,
+            key: None,
+            timeout: Duration::from_secs(1),
+        },
+        use_uuid: false,
+        later: vec![
+            StepName::ConnectBack,
+            StepName::Authentication,
+            StepName::Vm,
+        ],
+        channel_step: StepName::Multicast,
+    };
+    let p = Probe {
+        sent: vec![Sent {
+            from: LocalAddr {
+                iface: "eth0".into(),
+                ip: "192.0.2.10".parse().unwrap(),
+                loopback: false,
+                up: true,
+            },
+            error: None,
+        }],
+        back_port: Some(40000),
+        peer: None,
+        outcome: Outcome::NoConnectBack {
+            syns: Err(
+                "cannot watch for the host's SYNs (Operation not permitted; root needed)".into(),
+            ),
+        },
+    };
+    let r = ctx.diagnose(
+        Run {
+            report: Report::default(),
+        },
+        p,
+    );
+    let text = r.render();
+    assert!(
+        matches!(
+            r.failed_step(),
+            Some(StepName::Authentication | StepName::Multicast)
+        ),
+        "{text}"
+    );
+    assert!(text.contains("root needed"), "{text}");
+    assert!(
+        text.contains("this guest's firewall blocks the connect-back (run the check as root"),
+        "{text}"
+    );
+    assert_eq!(r.step(StepName::Vm).unwrap().status, Status::Skip);
+}

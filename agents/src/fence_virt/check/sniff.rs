@@ -137,6 +137,22 @@ mod tests {
         assert_eq!(syn_source(&[], 40000), None);
     }
 
+    /// Frames come from the network: no length or content makes the parser panic.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..80);
+            let mut p: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            if let Some(b) = p.first_mut() {
+                // Mostly IPv4/IPv6 version nibbles, any header length.
+                *b = (*b & 0x0f) | if rng.gen() { 0x40 } else { 0x60 };
+            }
+            let _ = syn_source(&p, 1229);
+        }
+    }
+
     #[test]
     fn ipv6_syn() {
         let mut p = vec![0u8; 60];

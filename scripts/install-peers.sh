@@ -22,6 +22,8 @@ resource-agents
 libxml2-utils
 socat
 iproute2
+nftables
+iptables
 coreutils
 util-linux
 mount

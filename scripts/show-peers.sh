@@ -10,7 +10,7 @@ for f in /usr/sbin/fence_xvm /usr/sbin/fence_virt /usr/sbin/fence_virtd \
     /usr/lib/pacemaker/pacemaker-fenced /usr/sbin/stonith_admin /usr/sbin/pacemakerd \
     /usr/sbin/crm_mon /usr/sbin/attrd_updater /usr/sbin/corosync /usr/sbin/ocf-tester \
     /usr/bin/openssl /usr/sbin/debootstrap /usr/bin/lintian /usr/bin/systemd-analyze \
-    /usr/bin/xmllint /usr/bin/go \
+    /usr/bin/xmllint /usr/bin/go /usr/sbin/nft /usr/sbin/iptables \
     /usr/share/gocode/src/github.com/vmware/govmomi/simulator/model.go; do
     if [ ! -e "$f" ]; then
         echo "show-peers.sh: MISSING $f" >&2

@@ -235,6 +235,13 @@ pub fn load_key(path: &Path) -> Result<Vec<u8>, RunError> {
             problem: KeyFileProblem::Empty,
         });
     }
+    // The same text the guests' `fence_virtctl check` prints for their key.
+    tracing::info!(
+        file = %path.display(),
+        bytes = key.len(),
+        fingerprint = %fence_proto::Key::from_bytes(&key).fingerprint_text(),
+        "key loaded"
+    );
     Ok(key)
 }
 

@@ -42,6 +42,12 @@ impl Key {
         let d = Sha256::digest(&self.0);
         d[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// The fingerprint as both ends print it (`fence_virtctl check` on a guest, the daemon's
+    /// `health` on the host): `SHA256:` and [`Key::fingerprint`].
+    pub fn fingerprint_text(&self) -> String {
+        format!("SHA256:{}", self.fingerprint())
+    }
 }
 
 impl fmt::Debug for Key {
@@ -258,6 +264,22 @@ mod tests {
         assert_ne!(fp, Key::from_bytes(b"other").fingerprint());
         assert!(!format!("{k:?}").contains("fence-virt"));
         assert!(Key::from_bytes(b"").is_empty());
+    }
+
+    #[test]
+    fn fingerprint_text_is_the_first_8_bytes_of_sha256_as_sha256sum_prints_them() {
+        // `printf 'fence-virt-test-key\n' | sha256sum` starts with aab7395bb04eac3e.
+        assert_eq!(
+            Key::from_bytes(KEY).fingerprint_text(),
+            "SHA256:aab7395bb04eac3e"
+        );
+        // Only the bytes fence-virt uses count: a key file longer than 4096 bytes has the
+        // fingerprint of its first 4096.
+        let big = vec![0x5au8; 6000];
+        assert_eq!(
+            Key::from_bytes(&big).fingerprint_text(),
+            Key::from_bytes(&big[..4096]).fingerprint_text()
+        );
     }
 
     #[test]

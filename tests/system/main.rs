@@ -4,6 +4,9 @@
 //! * [`agent_timeout`]: regression for `fence_xvm -t 1` never giving up.
 //! * [`channels`]: fence_virt over tcp, serial and vmchannel (and vsock where the kernel has a
 //!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
+//! * [`check`]: `fence_virtctl check` (the guest's set-up check) naming the failing step for a
+//!   wrong key, hash or auth, unrouted multicast, a blocked connect-back, a `groups` denial and
+//!   an unknown VM, against the C daemon and ours.
 //! * [`faults`]: the daemon stopped or killed and the hypervisor stopped mid-fence: no false
 //!   success, no late off behind a gone agent.
 //! * [`host_status`]: op 32 (`host_status = "pm-monitor"`) on every channel, the C daemon's
@@ -28,6 +31,7 @@
 mod agent_backend;
 mod agent_timeout;
 mod channels;
+mod check;
 mod faults;
 mod host_status;
 mod libvirt_reconnect;

@@ -68,6 +68,14 @@ impl AuthSettings {
         }
     }
 
+    /// The key's fingerprint as the guests' `fence_virtctl check` prints it
+    /// ([`fence_proto::Key::fingerprint_text`]); `None` without a key.
+    pub fn key_fingerprint(&self) -> Option<String> {
+        self.key
+            .as_deref()
+            .map(|k| fence_proto::Key::from_bytes(k).fingerprint_text())
+    }
+
     fn key_bytes(&self) -> &[u8] {
         self.key.as_deref().map(Vec::as_slice).unwrap_or(&[])
     }
@@ -438,5 +446,49 @@ mod tests {
         assert_eq!(n.load(Ordering::Relaxed), limits.per_key as usize);
         assert_eq!(ctx.rejects.stats().get(Reason::KeyMismatch), 10_000);
         assert_eq!(ctx.rejects.stats().logged(), u64::from(limits.per_key));
+        // Every one of them is in the sender's counts for `health`, whether it was logged or
+        // not; the ring holds the most recent.
+        let f = ctx.rejects.auth_failures().snapshot();
+        assert_eq!(f.total, 10_000);
+        assert_eq!(f.senders.len(), 1);
+        assert_eq!(f.senders[0].sender, "192.0.2.7");
+        assert_eq!(f.senders[0].by_reason, vec![("key_mismatch", 10_000)]);
+        assert_eq!(
+            f.recent.len(),
+            crate::telemetry::auth_failures::AuthFailures::RING
+        );
+    }
+
+    /// Issue 14 item 4: the host shows the key fingerprint the guest's check prints.
+    #[test]
+    fn key_fingerprint_is_the_one_the_guest_check_prints() {
+        let a = AuthSettings::new(
+            Some(b"fence-virt-test-key\n".to_vec()),
+            HashAlg::Sha256,
+            HashAlg::Sha256,
+        );
+        assert_eq!(
+            a.key_fingerprint().as_deref(),
+            Some("SHA256:aab7395bb04eac3e")
+        );
+        let none = AuthSettings::new(None, HashAlg::Sha256, HashAlg::Sha256);
+        assert_eq!(none.key_fingerprint(), None);
+    }
+
+    /// A rejection recorded while its log level is off still reaches the failure record.
+    #[test]
+    fn rejections_below_the_log_level_are_recorded_by_sender() {
+        let log = RejectLog::default();
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::ERROR);
+        tracing::subscriber::with_default(subscriber, || {
+            crate::reject!(log, Reason::GroupsDenied, "10.1.1.1", warn, "denied");
+            crate::reject!(log, Reason::Duplicate, "10.1.1.1", debug, "dup");
+        });
+        let f = log.auth_failures().snapshot();
+        assert_eq!(f.total, 1);
+        assert_eq!(f.recent[0].reason, "groups_denied");
+        assert_eq!(f.recent[0].sender, "10.1.1.1");
+        assert_eq!(log.stats().get(Reason::Duplicate), 1);
     }
 }

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::telemetry::auth_failures::AuthFailures;
+
 /// Why an input was rejected (or a connection dropped before it was served).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
@@ -313,6 +315,7 @@ impl Table {
 /// Rate-limited logging of rejections, with counts by reason.
 pub struct RejectLog {
     stats: RejectStats,
+    auth_failures: AuthFailures,
     limits: Limits,
     clock: Arc<dyn Clock>,
     table: Mutex<Table>,
@@ -339,6 +342,7 @@ impl RejectLog {
         let now = clock.now();
         RejectLog {
             stats: RejectStats::default(),
+            auth_failures: AuthFailures::default(),
             limits: Limits {
                 max_sources: limits.max_sources.max(1),
                 ..limits
@@ -368,6 +372,17 @@ impl RejectLog {
         self.stats.add(reason);
     }
 
+    /// [`count`](Self::count), and record it in [`auth_failures`](Self::auth_failures).
+    pub fn count_from(&self, reason: Reason, source: &str) {
+        self.stats.add(reason);
+        self.auth_failures.record(reason, source);
+    }
+
+    /// Recent authentication failures by sender (for the admin `health` command).
+    pub fn auth_failures(&self) -> &AuthFailures {
+        &self.auth_failures
+    }
+
     /// Count one rejection of `source` for `reason`; true if the caller should log it now.
     /// Summaries that fell due are logged first. Use through [`reject!`](crate::reject).
     pub fn admit(&self, reason: Reason, source: &str) -> bool {
@@ -381,6 +396,7 @@ impl RejectLog {
     /// [`admit`](Self::admit) without logging: the decision and the summaries due.
     pub fn check(&self, reason: Reason, source: &str) -> (bool, Vec<Summary>) {
         self.stats.add(reason);
+        self.auth_failures.record(reason, source);
         let now = self.clock.now();
         let limits = &self.limits;
         let mut out = Vec::new();
@@ -469,7 +485,7 @@ macro_rules! reject {
     };
     (@ $log:expr, $reason:expr, $source:expr, $level:ident, $mac:ident, $($arg:tt)+) => {
         if !::tracing::enabled!(::tracing::Level::$level) {
-            $log.count($reason);
+            $log.count_from($reason, $source);
         } else if $log.admit($reason, $source) {
             ::tracing::$mac!(reason = %$reason, $($arg)+);
         }

@@ -1,10 +1,12 @@
 //! What the daemon tells its operators beyond the log (our additions; the C daemon has
 //! neither): Prometheus [`metrics`] served on request by a minimal [`http`] responder, and the
-//! fence [`journal`] of every power action.
+//! fence [`journal`] of every power action, and the recent [`auth_failures`] by sender for the
+//! admin `health` command.
 //!
 //! [`Telemetry`] is handed to the dispatcher and the backend; both call its hooks, which cost
 //! little when the metrics are not served and there is no journal.
 
+pub mod auth_failures;
 pub mod http;
 pub mod journal;
 pub mod metrics;

@@ -14,9 +14,9 @@
 //!
 //! Exit codes are the agent binary's business; this module only reports [`ClientError`]s.
 
-mod multicast;
+pub(crate) mod multicast;
 mod serial;
-mod stream;
+pub(crate) mod stream;
 mod transport;
 
 use fence_proto::{
@@ -276,17 +276,17 @@ pub fn request(
 /// (op, seqno, domain) for 10 s and silently drop a repeat, so a burst of requests for one VM
 /// collides often (measured: ~2% of 200-request bursts). Any 32-bit value is valid on the wire
 /// (the daemon only compares it), so we draw a random one: collisions become ~4000x rarer.
-fn new_seqno() -> u32 {
+pub(crate) fn new_seqno() -> u32 {
     rand::thread_rng().next_u32()
 }
 
-fn random6() -> [u8; 6] {
+pub(crate) fn random6() -> [u8; 6] {
     let mut r = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut r);
     r
 }
 
-fn key_of(cfg: &ClientConfig) -> Key {
+pub(crate) fn key_of(cfg: &ClientConfig) -> Key {
     Key::from_bytes(cfg.key.as_deref().unwrap_or_default())
 }
 

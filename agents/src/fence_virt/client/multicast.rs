@@ -62,7 +62,12 @@ pub(crate) fn attempts(timeout: Duration, retrans: Duration) -> u32 {
 
 /// Sends one signed request from `local` to the group; errors are logged and skipped (an
 /// interface without multicast must not stop the others).
-fn send_one(group: IpAddr, port: u16, local: IpAddr, packet: &[u8]) -> std::io::Result<()> {
+pub(crate) fn send_one(
+    group: IpAddr,
+    port: u16,
+    local: IpAddr,
+    packet: &[u8],
+) -> std::io::Result<()> {
     let sock = Socket::new(
         Domain::for_address(SocketAddr::new(group, 0)),
         Type::DGRAM,

@@ -522,6 +522,17 @@ mod tests {
     }
 
     impl Gate {
+        fn new() -> Arc<Gate> {
+            Arc::new(Gate {
+                inner: SimDriver::demo(),
+                off_calls: Default::default(),
+                entered: Default::default(),
+                returned: Default::default(),
+                open: Default::default(),
+                cv: Default::default(),
+            })
+        }
+
         fn release(&self) {
             *self.open.lock().unwrap() = true;
             self.cv.notify_all();
@@ -566,14 +577,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_vm_lock_outlives_a_timed_out_driver_call() {
         use std::sync::atomic::Ordering;
-        let gate = Arc::new(Gate {
-            inner: SimDriver::demo(),
-            off_calls: Default::default(),
-            entered: Default::default(),
-            returned: Default::default(),
-            open: Default::default(),
-            cv: Default::default(),
-        });
+        let gate = Gate::new();
         let b = Backend::new(
             gate.clone(),
             FenceOptions::default(),
@@ -602,14 +606,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shutdown_fails_queued_and_running_actions_without_new_power_calls() {
         use std::sync::atomic::Ordering;
-        let gate = Arc::new(Gate {
-            inner: SimDriver::demo(),
-            off_calls: Default::default(),
-            entered: Default::default(),
-            returned: Default::default(),
-            open: Default::default(),
-            cv: Default::default(),
-        });
+        let gate = Gate::new();
         let (stop, stop_rx) = watch::channel(false);
         let b = Arc::new(
             Backend::new(

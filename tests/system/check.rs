@@ -19,6 +19,26 @@ fn run_check(ns: &Netns, args: &[&str]) -> Report {
     ns.run_in(move || check(&args))
 }
 
+/// `check` with fence_virt's tcp options against the daemon's port on the namespace's loopback.
+fn run_tcp_check(ns: &Netns, key: &str, vm: &str, timeout: &str) -> Report {
+    let port = TCP_PORT.to_string();
+    run_check(
+        ns,
+        &[
+            "-T",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-k",
+            key,
+            "-H",
+            vm,
+            "-t",
+            timeout,
+        ],
+    )
+}
+
 fn assert_fails_at(r: &Report, step: StepName, words: &[&str], what: &str) {
     let text = r.render();
     eprintln!("---- {what}\n{text}");
@@ -105,22 +125,7 @@ fn wrong_hash_tcp_case(which: Impl) {
     cfg.hash = Some("sha512".into());
     let d = Daemon::start(&ns, which, &cfg);
     let key = d.key_path().display().to_string();
-    let port = TCP_PORT.to_string();
-    let r = run_check(
-        &ns,
-        &[
-            "-T",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-k",
-            &key,
-            "-H",
-            "vm1",
-            "-t",
-            "3",
-        ],
-    );
+    let r = run_tcp_check(&ns, &key, "vm1", "3");
     assert_fails_at(
         &r,
         StepName::Authentication,
@@ -133,22 +138,7 @@ fn good_tcp_case(which: Impl) {
     let ns = Netns::new();
     let d = Daemon::start(&ns, which, &tcp_config());
     let key = d.key_path().display().to_string();
-    let port = TCP_PORT.to_string();
-    let r = run_check(
-        &ns,
-        &[
-            "-T",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-k",
-            &key,
-            "-H",
-            "vm2",
-            "-t",
-            "5",
-        ],
-    );
+    let r = run_tcp_check(&ns, &key, "vm2", "5");
     assert_eq!(r.failed_step(), None, "{which}: {}", r.render());
     assert_eq!(r.step(StepName::Connect).unwrap().status, Status::Ok);
 }
@@ -180,22 +170,7 @@ fn wrong_key_tcp_case(which: Impl) {
     let _d = Daemon::start(&ns, which, &tcp_config());
     let dir = tempfile::tempdir().unwrap();
     let key = write_key(&dir, b"some other key\n");
-    let port = TCP_PORT.to_string();
-    let r = run_check(
-        &ns,
-        &[
-            "-T",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-k",
-            &key,
-            "-H",
-            "vm1",
-            "-t",
-            "3",
-        ],
-    );
+    let r = run_tcp_check(&ns, &key, "vm1", "3");
     assert_fails_at(
         &r,
         StepName::Authentication,
@@ -417,22 +392,7 @@ fn slow_backend_fails_the_backend_step_our_daemon() {
     ));
     let d = Daemon::start(&ns, Impl::Ours, &cfg);
     let key = d.key_path().display().to_string();
-    let port = TCP_PORT.to_string();
-    let r = run_check(
-        &ns,
-        &[
-            "-T",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-k",
-            &key,
-            "-H",
-            "vm1",
-            "-t",
-            "2",
-        ],
-    );
+    let r = run_tcp_check(&ns, &key, "vm1", "2");
     assert_fails_at(
         &r,
         StepName::Backend,

@@ -194,7 +194,19 @@ fn esx_mode_logs_out_on_sigterm() {
             .as_bytes(),
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2000));
+    // Wait until the agent has logged in and powered the VM off (it then sits in its 30 s
+    // power_wait): another agent run sees the VM off. Bounded; no fixed sleep to race.
+    let status_input = input(&sim, PASS, &format!("action=status\nport={VM1}\n"));
+    let mut seen_off = false;
+    for _ in 0..300 {
+        let (_, out, _) = run(&ours(), &status_input, &ca);
+        if out.contains("Status: OFF") {
+            seen_off = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen_off, "the agent never powered the VM off");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

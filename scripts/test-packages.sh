@@ -194,6 +194,7 @@ key_sum=$(md5sum <"$root/etc/fence_virt.key")
 [ -n "$key_sum" ] || fail "Debian's fence-virtd made no key"
 python_agent=$(md5sum <"$root/usr/sbin/fence_vmware_soap")
 python_xenapi=$(md5sum <"$root/usr/sbin/fence_xenapi")
+python_vmware=$(md5sum <"$root/usr/sbin/fence_vmware")
 debian_set=$(installed_set)
 
 say "Debian's packages: install ours over them"
@@ -220,6 +221,12 @@ in_root /usr/sbin/fence_vmware_soap -o metadata | grep -q 'name="fence_vmware_so
     fail "our fence_vmware_soap does not run"
 [ "$(md5sum <"$root/usr/sbin/fence_xenapi.fence-agents")" = "$python_xenapi" ] ||
     fail "fence-agents' fence_xenapi was not moved aside"
+[ "$(md5sum <"$root/usr/sbin/fence_vmware.fence-agents")" = "$python_vmware" ] ||
+    fail "fence-agents' fence_vmware was not moved aside"
+in_root /usr/sbin/fence_vmware -o metadata | grep -q 'name="fence_vmware"' ||
+    fail "our fence_vmware does not run"
+[ "$(md5sum <"$root/usr/sbin/fence_vmware")" != "$python_vmware" ] ||
+    fail "/usr/sbin/fence_vmware is still fence-agents'"
 audit_clean "installing ours over Debian's"
 
 say "Debian's packages: remove ours"
@@ -232,6 +239,8 @@ removed=$(echo "$with_ours" | grep -vxF "$(installed_set)" | tr '\n' ' ')
     fail "fence-agents' fence_vmware_soap is not back"
 [ "$(md5sum <"$root/usr/sbin/fence_xenapi")" = "$python_xenapi" ] ||
     fail "fence-agents' fence_xenapi is not back"
+[ "$(md5sum <"$root/usr/sbin/fence_vmware")" = "$python_vmware" ] ||
+    fail "fence-agents' fence_vmware is not back"
 grep -q "edited by the administrator" "$root/etc/fence_virt.conf" || fail "the config went"
 [ "$(md5sum <"$root/etc/fence_virt.key")" = "$key_sum" ] || fail "the key went"
 audit_clean "removing ours"

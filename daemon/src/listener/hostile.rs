@@ -217,6 +217,14 @@ async fn hostile_inputs_do_not_crash_or_block_real_requests() {
     );
     assert!(d.ctx.admission.waiting() <= super::admission::PENDING_TOTAL);
     assert!(d.ctx.admission.waiting_from("127.0.6.1") <= super::admission::PENDING_PER_PEER);
+    // The caps did engage: far more connections were made than may wait, so idle ones were
+    // shed (counted), not merely never counted.
+    let shed = d.ctx.rejects.stats().get(Reason::IdleShed);
+    assert!(
+        shed as usize >= held.len() - super::admission::PENDING_TOTAL,
+        "{shed} shed of {} held",
+        held.len()
+    );
     drop(held);
 
     // 5. Counted by reason, and the log stayed bounded.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::agent::{Agent, AgentOutput};
 use crate::bins::{self, Impl};
 use crate::libvirt_test::TestNode;
 use crate::netns::Netns;
@@ -276,6 +277,7 @@ pub struct Daemon {
     key_path: PathBuf,
     conf_path: PathBuf,
     uri: String,
+    listener: ListenerConfig,
 }
 
 /// A `/proc/net/{udp,tcp}[6]` table contains a local socket on `port` in state `state` (hex).
@@ -341,6 +343,7 @@ impl Daemon {
             key_path,
             conf_path,
             uri,
+            listener: cfg.listener.clone(),
         };
         d.wait_ready(&cfg.listener);
         d
@@ -408,6 +411,31 @@ impl Daemon {
     /// Pid of the daemon process.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Run `which` agent in `ns` against this daemon with its key and `-t timeout_s`: fence_xvm
+    /// for a multicast listener, fence_virt `-T address -p port` for a tcp one. Bounded by the
+    /// agent's timeout plus 15 s.
+    pub fn agent(&self, ns: &Netns, which: Impl, args: &[&str], timeout_s: u32) -> AgentOutput {
+        let key = self.key_path.display().to_string();
+        let t = timeout_s.to_string();
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(["-k", &key, "-t", &t]);
+        let limit = Duration::from_secs(u64::from(timeout_s) + 15);
+        match &self.listener {
+            ListenerConfig::Tcp { address, port, .. } => {
+                let port = port.to_string();
+                v.extend(["-T", address, "-p", &port]);
+                Agent::fence_virt(which).run_args(ns, &v, limit)
+            }
+            ListenerConfig::Multicast { .. } => Agent::fence_xvm(which).run_args(ns, &v, limit),
+            other => panic!("Daemon::agent: no agent for {other:?}"),
+        }
+    }
+
+    /// Stop it (SIGTERM, then SIGKILL after `grace`) and say how it ended.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        crate::process::stop(&mut self.child, grace)
     }
 
     /// Whether the process is still running.

@@ -14,6 +14,7 @@ use fence_drivers::vmrun::{HostType, VmrunDriver, VmrunOptions};
 use fence_drivers::{Driver, DriverError, PowerState, VmRef};
 use fence_system_tests::agent::{Agent, AgentOutput};
 use fence_system_tests::bins::{our_bin_dir, Impl};
+use fence_system_tests::daemon::{Daemon, DaemonConfig, Family, ListenerConfig};
 use fence_system_tests::netns::Netns;
 
 const REFERENCE: &str = "/usr/sbin/fence_vmware";
@@ -632,64 +633,34 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
     sim.vmx("c", "twin", 3);
     sim.vmx("d", "twin", 4);
     sim.set("running", &[&a, &b]);
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("fence_xvm.key");
-    fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
-    let conf = dir.path().join("fence_virt.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "fence_virtd {{\n\tlistener = \"multicast\";\n\tbackend = \"vmrun\";\n}}\n\
-             listeners {{\n\tmulticast {{\n\t\tkey_file = \"{k}\";\n\t\tport = \"1229\";\n\t\t\
-             family = \"ipv4\";\n\t\taddress = \"225.0.0.12\";\n\t}}\n\ttcp {{\n\t\t\
-             key_file = \"{k}\";\n\t\taddress = \"127.0.0.1\";\n\t\tport = \"1239\";\n\t\t\
-             family = \"ipv4\";\n\t}}\n}}\n\
-             backends {{\n\tvmrun {{\n\t\tvmrun = \"{}\";\n\t\ttype = \"ws\";\n\t\t\
-             vm_dir = \"{}\";\n\t\ttimeout = \"5\";\n\t}}\n}}\n",
-            sim.exe().display(),
-            sim.vm_dir().display(),
-            k = key.display(),
-        ),
-    )
-    .unwrap();
-    for listener in ["multicast", "tcp"] {
-        let text = std::fs::read_to_string(&conf).unwrap().replace(
-            "listener = \"multicast\"",
-            &format!("listener = \"{listener}\""),
-        );
-        std::fs::write(&conf, text).unwrap();
-        let tcp = listener == "tcp";
-        let mut daemon = ns
-            .cmd(our_bin_dir().join("fence_virtd"))
-            .args(["-F", "-f"])
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.path().join("pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let log = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-        let key_s = key.to_str().unwrap().to_string();
-        let xvm = |imp: Impl, args: &[&str]| -> AgentOutput {
-            let mut v = args.to_vec();
-            v.extend(["-k", &key_s, "-t", "10"]);
-            if tcp {
-                v.extend(["-T", "127.0.0.1", "-p", "1239"]);
-                Agent::fence_virt(imp).run_args(&ns, &v, Duration::from_secs(30))
-            } else {
-                Agent::fence_xvm(imp).run_args(&ns, &v, Duration::from_secs(30))
+    let body = format!(
+        "\t\tvmrun = \"{}\";\n\t\ttype = \"ws\";\n\t\tvm_dir = \"{}\";\n\t\ttimeout = \"5\";",
+        sim.exe().display(),
+        sim.vm_dir().display(),
+    );
+    for tcp in [false, true] {
+        let listener = if tcp {
+            ListenerConfig::Tcp {
+                family: Family::V4,
+                address: "127.0.0.1".into(),
+                port: 1239,
             }
+        } else {
+            ListenerConfig::multicast(Family::V4)
         };
-        let mut o = xvm(Impl::Ours, &["-o", "status", "-H", "alpha"]);
-        for _ in 0..40 {
-            if o.code == 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-            o = xvm(Impl::Ours, &["-o", "status", "-H", "alpha"]);
-        }
+        let mut daemon = Daemon::start(
+            &ns,
+            Impl::Ours,
+            &DaemonConfig {
+                backend: Some(("vmrun".into(), body.clone())),
+                ..DaemonConfig::new(listener)
+            },
+        );
+        let key_s = daemon.key_path().display().to_string();
+        let log_path = daemon.dir().join("stderr.log");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let xvm = |imp: Impl, args: &[&str]| -> AgentOutput { daemon.agent(&ns, imp, args, 10) };
+        let o = xvm(Impl::Ours, &["-o", "status", "-H", "alpha"]);
         assert_eq!(
             (o.code, o.stdout.as_str()),
             (0, "Status: ON\n"),
@@ -767,26 +738,7 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
             assert!(sim.running().contains(&a));
         }
         if tcp {
-            let off_alpha = || {
-                Agent::fence_virt(Impl::Ours).run_args(
-                    &ns,
-                    &[
-                        "-o",
-                        "off",
-                        "-H",
-                        "alpha",
-                        "-k",
-                        &key_s,
-                        "-t",
-                        "60",
-                        "-T",
-                        "127.0.0.1",
-                        "-p",
-                        "1239",
-                    ],
-                    Duration::from_secs(90),
-                )
-            };
+            let off_alpha = || daemon.agent(&ns, Impl::Ours, &["-o", "off", "-H", "alpha"], 60);
             // A VM that ignores the power-off: the fence fails, no false success.
             sim.set("stick", &[&a]);
             let o = off_alpha();
@@ -802,12 +754,8 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
             let o = xvm(Impl::Ours, &["-o", "status", "-H", "alpha"]);
             assert_eq!(o.code, 0, "{}\ndaemon: {}", o.stderr, log());
         }
-        assert!(
-            daemon.try_wait().unwrap().is_none(),
-            "daemon died: {}",
-            log()
-        );
-        let st = fence_system_tests::process::stop(&mut daemon, Duration::from_secs(20));
+        assert!(daemon.is_running(), "daemon died: {}", log());
+        let st = daemon.stop(Duration::from_secs(20));
         assert!(st.is_some_and(|s| s.success()), "{st:?}: {}", log());
     }
 }

@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fence_system_tests::agent::{Agent, AgentOutput};
-use fence_system_tests::bins::{our_bin_dir, Impl};
+use fence_system_tests::bins::Impl;
+use fence_system_tests::daemon::{Daemon, DaemonConfig, Family, ListenerConfig};
 use fence_system_tests::netns::Netns;
 
 use fence_drivers::xenapi::{Tls, XenApiDriver, XenApiOptions};
@@ -453,64 +454,32 @@ fn daemon_backend_driven_by_fence_virt_over_tcp() {
 fn drive_daemon(tcp: bool) {
     let ns = Netns::new();
     let sim = SimProc::start(&ns, &["--vms", "5"]);
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("fence_xvm.key");
-    fence_system_tests::daemon::write_private(&key, fence_system_tests::daemon::TEST_KEY);
-    let conf = dir.path().join("fence_virt.conf");
-    let (listener, block) = if tcp {
-        (
-            "tcp",
-            "address = \"127.0.0.1\"; port = \"1239\"; family = \"ipv4\";",
-        )
+    let listener = if tcp {
+        ListenerConfig::Tcp {
+            family: Family::V4,
+            address: "127.0.0.1".into(),
+            port: 1239,
+        }
     } else {
-        (
-            "multicast",
-            "port = \"1229\"; family = \"ipv4\"; address = \"225.0.0.12\";",
-        )
+        ListenerConfig::multicast(Family::V4)
     };
-    std::fs::write(
-        &conf,
-        format!(
-            "fence_virtd {{\n\tlistener = \"{listener}\";\n\tbackend = \"xenapi\";\n}}\n\
-             listeners {{\n\t{listener} {{\n\t\tkey_file = \"{}\";\n\t\t{block}\n\t}}\n}}\n\
-             backends {{\n\txenapi {{\n\t\turl = \"http://127.0.0.1:{}/\";\n\t\tlogin = \"root\";\n\t\tpassword_script = \"echo secret\";\n\t}}\n}}\n",
-            key.display(),
-            sim.port
-        ),
-    )
-    .unwrap();
-    let mut daemon = ns
-        .cmd(our_bin_dir().join("fence_virtd"))
-        .args(["-F", "-f"])
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.path().join("pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-    let key_s = key.to_str().unwrap().to_string();
-    let xvm = |imp: Impl, args: &[&str]| -> AgentOutput {
-        let mut v = args.to_vec();
-        v.extend(["-k", &key_s, "-t", "5"]);
-        if tcp {
-            v.extend(["-T", "127.0.0.1", "-p", "1239"]);
-            Agent::fence_virt(imp).run_args(&ns, &v, Duration::from_secs(20))
-        } else {
-            Agent::fence_xvm(imp).run_args(&ns, &v, Duration::from_secs(20))
-        }
-    };
-    // Wait for the daemon (bounded).
-    let mut o = xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]);
-    for _ in 0..40 {
-        if o.code == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        o = xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]);
-    }
+    let body = format!(
+        "\t\turl = \"http://127.0.0.1:{}/\";\n\t\tlogin = \"root\";\n\t\tpassword_script = \"echo secret\";",
+        sim.port
+    );
+    let mut daemon = Daemon::start(
+        &ns,
+        Impl::Ours,
+        &DaemonConfig {
+            backend: Some(("xenapi".into(), body)),
+            ..DaemonConfig::new(listener)
+        },
+    );
+    let key_s = daemon.key_path().display().to_string();
+    let log_path = daemon.dir().join("stderr.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let xvm = |imp: Impl, args: &[&str]| -> AgentOutput { daemon.agent(&ns, imp, args, 5) };
+    let o = xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]);
     assert_eq!(
         (o.code, o.stdout.as_str()),
         (0, "Status: ON\n"),
@@ -582,24 +551,7 @@ fn drive_daemon(tcp: bool) {
         // A VM that ignores the hard shutdown: the daemon's confirmation fails, no false
         // success, and the VM is still on.
         sim.control(&ns, Some(&format!("stick/{}", u(4))));
-        let o = Agent::fence_virt(Impl::Ours).run_args(
-            &ns,
-            &[
-                "-o",
-                "off",
-                "-H",
-                "vm4",
-                "-k",
-                &key_s,
-                "-t",
-                "60",
-                "-T",
-                "127.0.0.1",
-                "-p",
-                "1239",
-            ],
-            Duration::from_secs(90),
-        );
+        let o = daemon.agent(&ns, Impl::Ours, &["-o", "off", "-H", "vm4"], 60);
         assert!(!o.timed_out && o.code == 1, "{o:?}\ndaemon: {}", log());
         assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm4"]).code, 0);
     }
@@ -620,13 +572,9 @@ fn drive_daemon(tcp: bool) {
         o.stderr
     );
     assert_eq!(sim.stat(&ns, "logins"), 2);
-    assert!(
-        daemon.try_wait().unwrap().is_none(),
-        "daemon died: {}",
-        log()
-    );
+    assert!(daemon.is_running(), "daemon died: {}", log());
     // SIGTERM: the daemon logs its session out on the way out.
-    let st = fence_system_tests::process::stop(&mut daemon, Duration::from_secs(20));
+    let st = daemon.stop(Duration::from_secs(20));
     assert!(st.is_some_and(|s| s.success()), "{st:?}: {}", log());
     assert_eq!(
         (sim.stat(&ns, "sessions"), sim.stat(&ns, "logouts")),

@@ -614,48 +614,73 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         self.set(path, Some(&mode))
     }
 
-    fn vmware_soap(&mut self) -> Result<(), WizardError> {
-        const S: &str = "backends/vmware_soap";
-        self.io.say(
-            "\nThe vmware_soap backend fences VMs through the SOAP API of a vCenter or\n\
-             ESXi host.\n\n",
-        )?;
-        for (key, question, what) in [
-            ("address", "vCenter or ESXi address", "an address"),
-            ("login", "Login", "a login"),
-        ] {
-            let path = format!("{S}/@{key}");
+    /// Ask for each `(key, question, what)` of `block`, none of which may be empty or `none`;
+    /// `refuse(key, answer)` may refuse an answer with a message.
+    fn required(
+        &mut self,
+        block: &str,
+        fields: &[(&str, &str, &str)],
+        refuse: impl Fn(&str, &str) -> Option<String>,
+    ) -> Result<(), WizardError> {
+        for &(key, question, what) in fields {
+            let path = format!("{block}/@{key}");
             let current = self.get(&path).unwrap_or_default();
             let v = self.io.ask_checked(question, &current, |_, a| {
                 Ok(if a.is_empty() || is_none(a) {
                     Err(format!("Please give {what}.\n"))
+                } else if let Some(msg) = refuse(key, a) {
+                    Err(msg)
                 } else {
                     Ok(a.to_string())
                 })
             })?;
             self.set(&path, Some(&v))?;
         }
+        Ok(())
+    }
 
+    /// Ask for one of `choices` (any case; stored lower-case) at `path`.
+    fn choice(
+        &mut self,
+        path: &str,
+        question: &str,
+        choices: &[&str],
+        what: &str,
+    ) -> Result<String, WizardError> {
+        let current = self.current(path);
+        let v = self.io.ask_checked(question, &current, |_, a| {
+            let a = a.to_ascii_lowercase();
+            Ok(if choices.contains(&a.as_str()) {
+                Ok(a)
+            } else {
+                Err(format!("Invalid {what}: {a}\n"))
+            })
+        })?;
+        self.set(path, Some(&v))?;
+        Ok(v)
+    }
+
+    fn vmware_soap(&mut self) -> Result<(), WizardError> {
+        const S: &str = "backends/vmware_soap";
+        self.io.say(
+            "\nThe vmware_soap backend fences VMs through the SOAP API of a vCenter or\n\
+             ESXi host.\n\n",
+        )?;
+        self.required(
+            S,
+            &[
+                ("address", "vCenter or ESXi address", "an address"),
+                ("login", "Login", "a login"),
+            ],
+            |_, _| None,
+        )?;
         self.password(S)?;
-
-        let path = format!("{S}/@ssl");
-        let current = self.current(&path);
-        let ssl =
-            self.io
-                .ask_checked("TLS mode (secure, insecure or none)", &current, |_, a| {
-                    Ok(
-                        if ["secure", "insecure", "none"]
-                            .iter()
-                            .any(|m| m.eq_ignore_ascii_case(a))
-                        {
-                            Ok(a.to_ascii_lowercase())
-                        } else {
-                            Err(format!("Invalid TLS mode: {a}\n"))
-                        },
-                    )
-                })?;
-        self.set(&path, Some(&ssl))?;
-
+        let ssl = self.choice(
+            &format!("{S}/@ssl"),
+            "TLS mode (secure, insecure or none)",
+            &["secure", "insecure", "none"],
+            "TLS mode",
+        )?;
         self.ca_file(S, &ssl)
     }
 
@@ -722,41 +747,24 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             "\nThe xenapi backend fences the VMs of a XenServer or XCP-ng pool through\n\
              XenAPI. Any pool host will do: the daemon finds the pool master.\n\n",
         )?;
-        for (key, question, what) in [
-            ("url", "Pool host URL (https://host)", "a URL"),
-            ("login", "Login", "a login"),
-        ] {
-            let path = format!("{S}/@{key}");
-            let current = self.get(&path).unwrap_or_default();
-            let v = self.io.ask_checked(question, &current, |_, a| {
-                Ok(if a.is_empty() || is_none(a) {
-                    Err(format!("Please give {what}.\n"))
-                } else if key == "url" && !(a.starts_with("http://") || a.starts_with("https://")) {
-                    Err("The URL starts with http:// or https://.\n".to_string())
-                } else {
-                    Ok(a.to_string())
-                })
-            })?;
-            self.set(&path, Some(&v))?;
-        }
+        self.required(
+            S,
+            &[
+                ("url", "Pool host URL (https://host)", "a URL"),
+                ("login", "Login", "a login"),
+            ],
+            |key, a| {
+                (key == "url" && !(a.starts_with("http://") || a.starts_with("https://")))
+                    .then(|| "The URL starts with http:// or https://.\n".to_string())
+            },
+        )?;
         self.password(S)?;
-        let path = format!("{S}/@ssl");
-        let current = self.current(&path);
-        let ssl = self
-            .io
-            .ask_checked("TLS mode (secure or insecure)", &current, |_, a| {
-                Ok(
-                    if ["secure", "insecure"]
-                        .iter()
-                        .any(|m| m.eq_ignore_ascii_case(a))
-                    {
-                        Ok(a.to_ascii_lowercase())
-                    } else {
-                        Err(format!("Invalid TLS mode: {a}\n"))
-                    },
-                )
-            })?;
-        self.set(&path, Some(&ssl))?;
+        let ssl = self.choice(
+            &format!("{S}/@ssl"),
+            "TLS mode (secure or insecure)",
+            &["secure", "insecure"],
+            "TLS mode",
+        )?;
         self.ca_file(S, &ssl)
     }
 
@@ -771,38 +779,22 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         let current = self.current(&path);
         let exe = self.io.ask("vmrun executable", &current)?;
         self.set(&path, Some(&exe))?;
-        let path = format!("{S}/@type");
-        let current = self.current(&path);
-        let ty = self.io.ask_checked(
+        let ty = self.choice(
+            &format!("{S}/@type"),
             "Type (ws, fusion, player, server, server1 or esx)",
-            &current,
-            |_, a| {
-                let a = a.to_ascii_lowercase();
-                Ok(if TYPES.contains(&a.as_str()) {
-                    Ok(a)
-                } else {
-                    Err(format!("Invalid vmrun type: {a}\n"))
-                })
-            },
+            &TYPES,
+            "vmrun type",
         )?;
-        self.set(&path, Some(&ty))?;
         if ["server", "server1", "esx"].contains(&ty.as_str()) {
             self.set(&format!("{S}/@vm_dir"), None)?;
-            for (key, question, what) in [
-                ("host", "Host (vmrun -h, e.g. https://esx1/sdk)", "a host"),
-                ("login", "Login", "a login"),
-            ] {
-                let path = format!("{S}/@{key}");
-                let current = self.get(&path).unwrap_or_default();
-                let v = self.io.ask_checked(question, &current, |_, a| {
-                    Ok(if a.is_empty() || is_none(a) {
-                        Err(format!("Please give {what}.\n"))
-                    } else {
-                        Ok(a.to_string())
-                    })
-                })?;
-                self.set(&path, Some(&v))?;
-            }
+            self.required(
+                S,
+                &[
+                    ("host", "Host (vmrun -h, e.g. https://esx1/sdk)", "a host"),
+                    ("login", "Login", "a login"),
+                ],
+                |_, _| None,
+            )?;
             self.password(S)?;
         } else {
             for key in ["host", "port", "login", "password", "password_script"] {

@@ -4,8 +4,8 @@
 //!
 //! * [`read_key`]: the key file, raw, at most [`fence_proto::MAX_KEY_LEN`] bytes (the rest is
 //!   ignored, as by fence-virt). Checks on what the file is (regular, non-empty, mode) are the
-//!   caller's: the daemon refuses unusable keys at start-up, the C-dialect agents fall back to
-//!   no authentication as the reference does.
+//!   caller's: the daemon refuses unusable keys at start-up, and the C-dialect agents exit
+//!   naming the file (the reference falls back to no authentication).
 //! * [`run_password_script`]: run through `/bin/sh -c` with no stdin, stderr passed through;
 //!   its stdout without trailing whitespace is the password, and its exit status is returned
 //!   for the caller to judge (the agents ignore it, as the reference agents do; the daemon

@@ -228,6 +228,8 @@ impl Summary {
 }
 
 struct Entry {
+    /// The source as given (kept only for its summary: the table is keyed by its hash).
+    source: Box<str>,
     start: Instant,
     last: Instant,
     logged: u32,
@@ -235,8 +237,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(now: Instant) -> Entry {
+    fn new(now: Instant, source: &str) -> Entry {
         Entry {
+            source: source.into(),
             start: now,
             last: now,
             logged: 0,
@@ -244,18 +247,23 @@ impl Entry {
         }
     }
 
-    fn summary(&self, key: &(Reason, Box<str>), now: Instant) -> Option<Summary> {
+    fn summary(&self, key: &Key, now: Instant) -> Option<Summary> {
         (self.suppressed > 0).then(|| Summary {
             reason: Some(key.0),
-            source: Some(key.1.to_string()),
+            source: Some(self.source.to_string()),
             suppressed: self.suppressed,
             over: now.saturating_duration_since(self.start),
         })
     }
 }
 
+/// A table key: the reason and the source's hash under a per-process random key, so a flood
+/// of rejections from a source already in the table allocates nothing.
+type Key = (Reason, u64);
+
 struct Table {
-    entries: HashMap<(Reason, Box<str>), Entry>,
+    entries: HashMap<Key, Entry>,
+    hasher: std::collections::hash_map::RandomState,
     /// Start of the total budget's window, lines logged and suppressed in it.
     start: Instant,
     logged: u32,
@@ -297,11 +305,8 @@ impl Table {
         if self.entries.len() < limits.max_sources {
             return;
         }
-        let mut by_age: Vec<(Instant, (Reason, Box<str>))> = self
-            .entries
-            .iter()
-            .map(|(k, e)| (e.last, k.clone()))
-            .collect();
+        let mut by_age: Vec<(Instant, Key)> =
+            self.entries.iter().map(|(k, e)| (e.last, *k)).collect();
         by_age.sort_by_key(|(last, _)| *last);
         let drop = (self.entries.len() / 2).max(1);
         for (_, k) in by_age.into_iter().take(drop) {
@@ -350,6 +355,7 @@ impl RejectLog {
             clock,
             table: Mutex::new(Table {
                 entries: HashMap::new(),
+                hasher: Default::default(),
                 start: now,
                 logged: 0,
                 suppressed: 0,
@@ -402,7 +408,7 @@ impl RejectLog {
         let mut out = Vec::new();
         let mut t = self.table.lock();
         t.roll_total(now, limits.window, &mut out);
-        let key = (reason, Box::<str>::from(source));
+        let key = (reason, std::hash::BuildHasher::hash_one(&t.hasher, source));
         if !t.entries.contains_key(&key) && t.entries.len() >= limits.max_sources {
             t.evict(now, limits, &mut out);
         }
@@ -416,11 +422,15 @@ impl RejectLog {
             Some(e) => {
                 if now.saturating_duration_since(e.start) >= limits.window {
                     out.extend(e.summary(&key, now));
-                    *e = Entry::new(now);
+                    e.start = now;
+                    e.logged = 0;
+                    e.suppressed = 0;
                 }
                 e
             }
-            None => entries.entry(key).or_insert_with(|| Entry::new(now)),
+            None => entries
+                .entry(key)
+                .or_insert_with(|| Entry::new(now, source)),
         };
         e.last = now;
         let log = if e.logged >= limits.per_key {

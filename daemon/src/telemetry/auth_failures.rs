@@ -168,16 +168,20 @@ impl AuthFailures {
                 inner.evicted += 1;
             }
         }
-        let c = inner
-            .senders
-            .entry(sender.into())
-            .or_insert_with(|| Counts {
-                by_reason: [0; Reason::ALL.len()],
-                total: 0,
-                first: at,
-                last: at,
-                last_reason: reason,
-            });
+        // Look up before inserting: a flood from a known sender allocates no key.
+        if !inner.senders.contains_key(sender) {
+            inner.senders.insert(
+                sender.into(),
+                Counts {
+                    by_reason: [0; Reason::ALL.len()],
+                    total: 0,
+                    first: at,
+                    last: at,
+                    last_reason: reason,
+                },
+            );
+        }
+        let c = inner.senders.get_mut(sender).expect("inserted above");
         c.by_reason[idx] += 1;
         c.total += 1;
         c.last = c.last.max(at);

@@ -16,27 +16,11 @@ use fence_proto::{Family, HashAlg, Op};
 use std::io::{Read, Write};
 use std::time::Duration;
 
-/// One VM of a host list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostLine {
-    /// VM name.
-    pub name: String,
-    /// VM UUID string.
-    pub uuid: String,
-    /// libvirt state number (1 = running).
-    pub state: u8,
-}
+/// One VM of a host list: the wire entry.
+pub use fence_proto::hostlist::HostEntry as HostLine;
 
-/// What the daemon answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VirtReply {
-    /// A one-byte result code.
-    Code(u8),
-    /// A host list (the reference prints it and exits 0).
-    HostList(Vec<HostLine>),
-    /// A host-status value (our addition).
-    HostStatus(String),
-}
+/// What the daemon answered: the client's reply (one type from the transports to the report).
+pub use super::client::Reply as VirtReply;
 
 /// A transport-level failure: the text the reference prints (stdout) and the internal result
 /// (1 for timeouts/connect/auth failures, -1 for "no answer"), which [`report`] then maps.

@@ -4,9 +4,9 @@
 //! network modes give 1 for timeouts waiting for the daemon, connect and authentication
 //! failures, -1 (exit 255) when the result byte never came; serial/vmchannel failures give -1.
 
-use super::{request, Channel, ClientConfig, ClientError, Reply};
+use super::{request, Channel, ClientConfig, ClientError};
 use crate::fence_virt::args::Mode;
-use crate::fence_virt::flow::{HostLine, TransportFailure, VirtCall, VirtReply, VirtTransport};
+use crate::fence_virt::flow::{TransportFailure, VirtCall, VirtReply, VirtTransport};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,17 +76,7 @@ impl VirtTransport for ClientTransport {
             timeout: Duration::from_secs(call.args.timeout.max(1) as u64),
         };
         match request(&ch, &cfg, call.args.op, &call.domain, call.args.use_uuid) {
-            Ok(Reply::Code(c)) => Ok(VirtReply::Code(c)),
-            Ok(Reply::HostStatus(v)) => Ok(VirtReply::HostStatus(v)),
-            Ok(Reply::HostList(l)) => Ok(VirtReply::HostList(
-                l.into_iter()
-                    .map(|h| HostLine {
-                        name: h.name,
-                        uuid: h.uuid,
-                        state: h.state,
-                    })
-                    .collect(),
-            )),
+            Ok(reply) => Ok(reply),
             Err(e) => Err(TransportFailure {
                 message: Some(e.to_string()),
                 result: failure_result(call.args.mode, &e),

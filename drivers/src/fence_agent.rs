@@ -40,8 +40,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
 
 use crate::vm::{normalize_uuid, sort_by_name};
 use crate::{Driver, DriverError, PowerState, VmInfo, VmRef};
@@ -155,95 +153,49 @@ pub fn parse_metadata(xml: &str) -> Result<AgentMetadata, MetadataError> {
     if xml.len() > MAX_OUTPUT {
         return Err(MetadataError(format!("longer than {MAX_OUTPUT} bytes")));
     }
-    let attr = |e: &BytesStart<'_>, key: &str| -> Result<Option<String>, MetadataError> {
-        for a in e.attributes() {
-            let a = a.map_err(|err| MetadataError(err.to_string()))?;
-            if a.key.local_name().as_ref() == key.as_bytes() {
-                let v = a
-                    .unescape_value()
-                    .map_err(|err| MetadataError(err.to_string()))?;
-                return Ok(Some(v.into_owned()));
-            }
-        }
-        Ok(None)
+    let root = crate::xml::parse_limited(xml, MAX_METADATA_ELEMENTS, MAX_METADATA_DEPTH)
+        .map_err(|e| MetadataError(e.0))?;
+    if root.name != "resource-agent" {
+        return Err(MetadataError(format!(
+            "root element is <{}>, not <resource-agent>",
+            root.name
+        )));
+    }
+    // Attributes by local name (the tree keeps them as written).
+    let attr = |e: &crate::xml::Element, key: &str| -> Option<String> {
+        e.attrs
+            .iter()
+            .find(|(k, _)| k.rsplit(':').next() == Some(key))
+            .map(|(_, v)| v.clone())
     };
-    let mut reader = Reader::from_str(xml);
-    let mut md = AgentMetadata::default();
-    // Local names of the open elements.
-    let mut path: Vec<String> = Vec::new();
-    let mut elements = 0usize;
-    let mut saw_root = false;
-    loop {
-        let ev = reader
-            .read_event()
-            .map_err(|e| MetadataError(e.to_string()))?;
-        let (e, empty) = match ev {
-            Event::Start(e) => (e, false),
-            Event::Empty(e) => (e, true),
-            Event::End(_) => {
-                path.pop()
-                    .ok_or_else(|| MetadataError("unbalanced end tag".into()))?;
-                continue;
-            }
-            Event::Eof => break,
-            _ => continue,
-        };
-        elements += 1;
-        if elements > MAX_METADATA_ELEMENTS {
-            return Err(MetadataError(format!(
-                "more than {MAX_METADATA_ELEMENTS} elements"
-            )));
+    let mut md = AgentMetadata {
+        name: attr(&root, "name").unwrap_or_default(),
+        ..AgentMetadata::default()
+    };
+    for p in root
+        .children_named("parameters")
+        .flat_map(|ps| ps.children_named("parameter"))
+    {
+        let pname = attr(p, "name")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| MetadataError("a <parameter> has no name".into()))?;
+        if let Some(old) = attr(p, "obsoletes").filter(|n| !n.is_empty()) {
+            md.parameters.insert(old.clone());
+            md.renamed.push((pname.clone(), old));
         }
-        if path.len() + 1 > MAX_METADATA_DEPTH {
-            return Err(MetadataError(format!(
-                "elements nested deeper than {MAX_METADATA_DEPTH} levels"
-            )));
+        if attr(p, "required").as_deref() == Some("1") {
+            md.required.insert(pname.clone());
         }
-        let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-        let parent: Vec<&str> = path.iter().map(String::as_str).collect();
-        match (parent.as_slice(), name.as_str()) {
-            ([], "resource-agent") => {
-                if saw_root {
-                    return Err(MetadataError("more than one root element".into()));
-                }
-                saw_root = true;
-                md.name = attr(&e, "name")?.unwrap_or_default();
-            }
-            ([], other) => {
-                return Err(MetadataError(format!(
-                    "root element is <{other}>, not <resource-agent>"
-                )))
-            }
-            (["resource-agent", "parameters"], "parameter") => {
-                let pname = attr(&e, "name")?
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| MetadataError("a <parameter> has no name".into()))?;
-                if let Some(old) = attr(&e, "obsoletes")?.filter(|n| !n.is_empty()) {
-                    md.parameters.insert(old.clone());
-                    md.renamed.push((pname.clone(), old));
-                }
-                if attr(&e, "required")?.as_deref() == Some("1") {
-                    md.required.insert(pname.clone());
-                }
-                md.parameters.insert(pname);
-            }
-            (["resource-agent", "actions"], "action") => {
-                let aname = attr(&e, "name")?
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| MetadataError("an <action> has no name".into()))?;
-                md.actions.insert(aname);
-            }
-            _ => {}
-        }
-        if !empty {
-            path.push(name);
-        }
+        md.parameters.insert(pname);
     }
-    if !path.is_empty() {
-        return Err(MetadataError("document ended inside an element".into()));
-    }
-    if !saw_root {
-        return Err(MetadataError("no <resource-agent> element".into()));
+    for a in root
+        .children_named("actions")
+        .flat_map(|acts| acts.children_named("action"))
+    {
+        let aname = attr(a, "name")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| MetadataError("an <action> has no name".into()))?;
+        md.actions.insert(aname);
     }
     Ok(md)
 }

@@ -4,7 +4,7 @@
 //! call carries its deadline.
 
 pub(crate) mod tls;
-pub(crate) mod xml;
+pub(crate) use crate::xml;
 
 use std::time::Duration;
 

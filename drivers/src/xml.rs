@@ -1,4 +1,5 @@
-//! A small owned XML tree for SOAP and XML-RPC responses, and escaping for the requests we write by hand.
+//! A small owned XML tree for SOAP and XML-RPC responses and fence agents' metadata, and
+//! escaping for the requests we write by hand.
 //! Element and attribute names are kept by local name (namespace prefixes differ between
 //! vCenter, ESXi and the simulator and carry no meaning for us).
 //!
@@ -73,6 +74,15 @@ pub(crate) fn parse(doc: &str) -> Result<Element, XmlError> {
 /// [`parse`] with another element bound (XenAPI's `VM.get_all_records` of a large pool is one
 /// document of a few hundred elements per VM).
 pub(crate) fn parse_bounded(doc: &str, max_elements: usize) -> Result<Element, XmlError> {
+    parse_limited(doc, max_elements, MAX_DEPTH)
+}
+
+/// [`parse`] with both bounds given. A second root element is an error.
+pub(crate) fn parse_limited(
+    doc: &str,
+    max_elements: usize,
+    max_depth: usize,
+) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(doc);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -102,9 +112,9 @@ pub(crate) fn parse_bounded(doc: &str, max_elements: usize) -> Result<Element, X
                 "more than {max_elements} elements in one answer"
             )));
         }
-        if depth > MAX_DEPTH {
+        if depth > max_depth {
             return Err(XmlError(format!(
-                "elements nested deeper than {MAX_DEPTH} levels"
+                "elements nested deeper than {max_depth} levels"
             )));
         }
         Ok(())
@@ -120,6 +130,9 @@ pub(crate) fn parse_bounded(doc: &str, max_elements: usize) -> Result<Element, X
                 let el = start(&e)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
+                    None if root.is_some() => {
+                        return Err(XmlError("more than one root element".into()))
+                    }
                     None => root = Some(el),
                 }
             }
@@ -129,6 +142,9 @@ pub(crate) fn parse_bounded(doc: &str, max_elements: usize) -> Result<Element, X
                     .ok_or_else(|| XmlError("unbalanced end tag".into()))?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
+                    None if root.is_some() => {
+                        return Err(XmlError("more than one root element".into()))
+                    }
                     None => root = Some(el),
                 }
             }

@@ -287,8 +287,7 @@ pub const PASSWORD_SCRIPT_TIMEOUT: Duration = fence_drivers::secrets::PASSWORD_S
 pub fn run_password_script(script: &str, timeout: Duration) -> Result<String, String> {
     use fence_drivers::secrets::{run_password_script, PasswordScriptError};
     let out = run_password_script(script, timeout).map_err(|e| match e {
-        PasswordScriptError::Spawn(e) => format!("cannot run it: {e}"),
-        PasswordScriptError::Wait(e) => format!("cannot wait for it: {e}"),
+        PasswordScriptError::Run(e) => e,
         PasswordScriptError::TimedOut(t) => format!("did not finish within {t:?}; killed"),
     })?;
     if !out.status.success() {
@@ -721,11 +720,14 @@ mod tests {
                 Duration::from_millis(500),
             ));
         });
-        // Hang guard only: the deadline above is what ends the run.
+        // Hang guard only: the leftover is killed with the script's group when the shell
+        // exits, so the output ends at once and is the password.
         let r = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("run_password_script hung on a leftover process");
-        let e = r.unwrap_err();
+        assert_eq!(r.unwrap(), "pw");
+        // A script that itself never ends is killed on the deadline.
+        let e = run_password_script("sleep 1000; echo pw", Duration::from_millis(500)).unwrap_err();
         assert!(e.contains("did not finish"), "{e}");
     }
 

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod fence;
+mod process;
 pub mod secrets;
 pub mod sim;
 pub mod vm;

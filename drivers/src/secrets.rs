@@ -6,28 +6,29 @@
 //!   ignored, as by fence-virt). Checks on what the file is (regular, non-empty, mode) are the
 //!   caller's: the daemon refuses unusable keys at start-up, and the C-dialect agents exit
 //!   naming the file (the reference falls back to no authentication).
-//! * [`run_password_script`]: run through `/bin/sh -c` with no stdin, stderr passed through;
+//! * [`run_password_script`]: run through `/bin/sh -c` with empty stdin, its stderr passed on;
 //!   its stdout without trailing whitespace is the password, and its exit status is returned
 //!   for the caller to judge (the agents ignore it, as the reference agents do; the daemon
 //!   refuses a failed script).
 //!
 //! Not like the references, which wait for the script without limit: the script gets a
 //! deadline ([`PASSWORD_SCRIPT_TIMEOUT`], 30 s, for agents and daemon alike). It runs in a
-//! process group of its own, and when the time is up, or when it exits but leaves a process
-//! holding its stdout open, the whole group is killed and the run fails: a script that never
-//! ends cannot make the agent or the daemon hang. For the agents the bound is fixed rather
+//! process group of its own (the shared runner of `crate::process`): when the time is up the
+//! whole group is killed and the run fails, and when the shell exits, what it left in its group
+//! (a background process holding its stdout) is killed and its output is the password: a
+//! script that never ends cannot make the agent or the daemon hang. For the agents the bound is fixed rather
 //! than `login_timeout`, which Pacemaker's `disable_timeout` turns off and whose 5 s default
 //! would cut off slow secret stores that work today.
 
-use std::io::{self, Read};
-use std::os::unix::process::CommandExt;
+use std::io::{self, Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
-use wait_timeout::ChildExt;
+
+use crate::process::{run_process, AfterExit, MAX_OUTPUT};
+use crate::DriverError;
 
 /// How long a password script may take.
 pub const PASSWORD_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,26 +36,12 @@ pub const PASSWORD_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why no password came from the script.
 #[derive(Debug, Error)]
 pub enum PasswordScriptError {
-    /// `/bin/sh` could not be started.
-    #[error("cannot run password script: {0}")]
-    Spawn(#[source] io::Error),
-    /// Waiting for the script failed.
-    #[error("cannot wait for password script: {0}")]
-    Wait(#[source] io::Error),
-    /// The script (or a process it left behind holding its output) was still running at the
-    /// deadline; its process group was killed.
+    /// `/bin/sh` could not be started or waited for, or its output was unusable.
+    #[error("password script: {0}")]
+    Run(String),
+    /// The script was still running at the deadline; its process group was killed.
     #[error("password script did not finish within {0:?}; killed")]
     TimedOut(Duration),
-}
-
-/// Kills every process of the script's group (its pgid is the shell's pid).
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
 }
 
 /// What a password script printed, and how it ended.
@@ -81,57 +68,46 @@ pub fn run_password_script(
     script: &str,
     timeout: Duration,
 ) -> Result<ScriptOutput, PasswordScriptError> {
-    let deadline = Instant::now() + timeout;
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .map_err(PasswordScriptError::Spawn)?;
-    let pid = child.id();
-    let mut out = child.stdout.take().expect("stdout is piped");
-    // Read on a thread so that a chatty script cannot block on a full pipe.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    let timed_out = || {
-        kill_group(pid);
-        PasswordScriptError::TimedOut(timeout)
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    let status = match child.wait_timeout(left) {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let e = timed_out();
-            let _ = child.wait();
-            return Err(e);
-        }
-        Err(e) => {
-            kill_group(pid);
-            let _ = child.wait();
-            return Err(PasswordScriptError::Wait(e));
-        }
-    };
-    // The shell is gone; its output ends when every process holding the pipe is gone too.
-    let left = deadline.saturating_duration_since(Instant::now());
-    match rx.recv_timeout(left) {
-        Ok(buf) => Ok(ScriptOutput {
-            password: String::from_utf8_lossy(&buf).trim_end().to_string(),
-            status,
-        }),
-        Err(_) => Err(timed_out()),
+    let run = run_process(
+        Path::new("/bin/sh"),
+        &["-c", script],
+        b"",
+        timeout,
+        "password script",
+        AfterExit::KillGroup,
+    )
+    .map_err(|e| match e {
+        DriverError::Timeout(_) => PasswordScriptError::TimedOut(timeout),
+        other => PasswordScriptError::Run(other.to_string()),
+    })?;
+    // Its complaints reach our stderr, as if it had inherited it.
+    if !run.stderr.is_empty() {
+        let _ = io::stderr().write_all(&run.stderr);
     }
+    if run.stdout_truncated {
+        return Err(PasswordScriptError::Run(format!(
+            "its output is longer than {MAX_OUTPUT} bytes"
+        )));
+    }
+    let status = match (run.code, run.signal) {
+        (Some(code), _) => ExitStatus::from_raw((code & 0xff) << 8),
+        (None, Some(signal)) => ExitStatus::from_raw(signal & 0x7f),
+        (None, None) => {
+            return Err(PasswordScriptError::Run(
+                "it ended without an exit status".into(),
+            ))
+        }
+    };
+    Ok(ScriptOutput {
+        password: String::from_utf8_lossy(&run.stdout).trim_end().to_string(),
+        status,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     const GUARD: Duration = Duration::from_secs(60);
 
@@ -192,13 +168,23 @@ mod tests {
 
     #[test]
     fn a_leftover_process_holding_stdout_is_killed() {
-        // The shell exits at once but leaves a background process with its stdout open:
-        // without the deadline the read would wait for it for 1000 s.
+        // The shell exits at once but leaves a background process with its stdout open: it is
+        // killed with the group when the shell exits, so the output ends and is the password
+        // (without that the read would wait 1000 s for the sleep).
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pgid");
         let script = format!("echo $$ > {}; sleep 1000 & echo pw", f.display());
-        let e = run_password_script(&script, Duration::from_millis(500)).unwrap_err();
-        assert!(matches!(e, PasswordScriptError::TimedOut(_)), "{e}");
+        let out = run_password_script(&script, GUARD).unwrap();
+        assert_eq!(out.password, "pw");
+        assert!(out.status.success());
         assert!(!group_alive(pgid_from(&f)), "the background sleep survived");
+    }
+
+    #[test]
+    fn killed_by_a_signal_is_reported_as_such() {
+        let out = run_password_script("echo pw; kill -9 $$", GUARD).unwrap();
+        assert_eq!(out.password, "pw");
+        assert!(!out.status.success());
+        assert_eq!(out.status.signal(), Some(9));
     }
 }

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::fence_agent::{run_agent, run_process, AfterExit};
+use crate::process::{run_agent, run_process, AfterExit};
 use crate::vm::{normalize_uuid, sort_by_name};
 use crate::{Driver, DriverError, PowerState, VmInfo, VmRef};
 

@@ -73,8 +73,55 @@ impl Config {
             host_status,
             groups: Group::from_tree(tree),
             telemetry: telemetry(tree)?,
+            fleet: fleet(tree)?,
         })
     }
+}
+
+/// `fence_virtd/@admin_socket` and `@hostmap_*`. The rename table is read here, so a file
+/// that cannot be read or parsed stops the start with its line.
+fn fleet(tree: &ConfigTree) -> Result<FleetConfig, ConfigError> {
+    use fence_drivers::hostmap::{Naming, Renames, Rules};
+    let s = Section::new(tree, "fence_virtd");
+    let path_or_none = |v: String| match v.trim() {
+        "" => None,
+        j if j.eq_ignore_ascii_case("none") => None,
+        j => Some(PathBuf::from(j)),
+    };
+    let admin_socket = path_or_none(s.text_or_default("admin_socket")?);
+    let hostmap_file = match s.entry("hostmap_file") {
+        None => None,
+        Some(e) => path_or_none(e.value.clone()),
+    };
+    let rules = s.text_or_default("hostmap_rules")?;
+    let rules = Rules::parse(&rules).map_err(|e| {
+        s.invalid(
+            "hostmap_rules",
+            s.entry("hostmap_rules")
+                .expect("only a written value can be wrong"),
+            &format!("lower, nofqdn or both comma-separated ({e})"),
+        )
+    })?;
+    let renames = match s.entry("hostmap_rename") {
+        None => Renames::default(),
+        Some(e) => {
+            let text =
+                std::fs::read_to_string(e.value.trim()).map_err(|source| ConfigError::Read {
+                    path: PathBuf::from(e.value.trim()),
+                    source,
+                })?;
+            Renames::parse(&text).map_err(|err| ConfigError::Read {
+                path: PathBuf::from(e.value.trim()),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+            })?
+        }
+    };
+    Ok(FleetConfig {
+        admin_socket,
+        hostmap_file,
+        naming: Naming { rules, renames },
+        interval_secs: s.int("hostmap_interval")? as u64,
+    })
 }
 
 /// `fence_virtd/@metrics`, `@journal` and `@journal_max_kb`.

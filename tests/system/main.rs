@@ -6,6 +6,8 @@
 //!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
 //! * [`faults`]: the daemon stopped or killed and the hypervisor stopped mid-fence: no false
 //!   success, no late off behind a gone agent.
+//! * [`fleet`]: the VM table of each backend against its peer, the Shinken host map, the
+//!   admin socket and `fence_virtctl` (issue 14).
 //! * [`host_status`]: op 32 (`host_status = "pm-monitor"`) on every channel, the C daemon's
 //!   refusal, 200 guests sharing one crm_mon run; [`host_status::live`] on live one-node
 //!   Pacemaker clusters (host and guest) with `vm-client` and `ocf-tester`.
@@ -29,6 +31,7 @@ mod agent_backend;
 mod agent_timeout;
 mod channels;
 mod faults;
+mod fleet;
 mod host_status;
 mod libvirt_reconnect;
 mod matrix;

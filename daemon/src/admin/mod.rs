@@ -31,6 +31,8 @@ use fleet::Fleet;
 pub const MAX_CONNECTIONS: usize = 8;
 /// How long a client has to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection refused as busy is read from before the refusal is sent.
+const BUSY_DRAIN: Duration = Duration::from_secs(1);
 /// How long a health answer waits for the backend's check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,6 +90,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let busy = Arc::new(Semaphore::new(MAX_CONNECTIONS * 4));
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -102,13 +105,20 @@ pub async fn serve(
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(async move {
-                let _ = answer(
-                    &mut stream,
-                    &Response::Error("busy: too many admin connections; try again".into()),
-                )
-                .await;
-            });
+            // Told "busy" (a bounded number at a time; beyond that simply closed).
+            if let Ok(p) = busy.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    let _p = p;
+                    // Take the request off the socket first: closing with unread data would
+                    // reset the connection and lose the answer.
+                    let _ = tokio::time::timeout(BUSY_DRAIN, read_request(&mut stream)).await;
+                    let _ = answer(
+                        &mut stream,
+                        &Response::Error("busy: too many admin connections; try again".into()),
+                    )
+                    .await;
+                });
+            }
             continue;
         };
         let ctx = ctx.clone();
@@ -163,6 +173,9 @@ async fn handle(mut stream: UnixStream, ctx: &AdminContext) {
             return;
         }
     };
+    // The request is read before anything is decided: closing with unread data would reset
+    // the connection and the client would never see the answer.
+    let request = read_request(&mut stream).await;
     if uid != 0 {
         tracing::warn!(uid, "admin socket: refused a non-root peer");
         let _ = answer(
@@ -174,7 +187,7 @@ async fn handle(mut stream: UnixStream, ctx: &AdminContext) {
         .await;
         return;
     }
-    let resp = match read_request(&mut stream).await {
+    let resp = match request {
         Err(e) => Response::Error(e),
         Ok(bytes) => match admin::decode_request(&bytes) {
             Err(e) => Response::Error(format!("bad request: {e}")),

@@ -294,6 +294,41 @@ mod tests {
         assert_eq!(render(&[]), "[]\n");
     }
 
+    /// A reader looping beside the writer only ever sees a whole map, the old or the new one.
+    #[test]
+    fn a_reader_never_sees_a_partial_map() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let big = |host: &str| {
+            let rows: Vec<VmRow> = (0..5000)
+                .map(|i| row(&format!("vm{i:05}"), Some(host)))
+                .collect();
+            render(&links(&rows, &Naming::default()))
+        };
+        let (a, b) = (big("esx-a"), big("esx-b"));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("map.json");
+        write_if_changed(&p, &a).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (p, a, b, stop) = (p.clone(), a.clone(), b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u32;
+                while !stop.load(Ordering::Relaxed) || reads == 0 {
+                    let t = std::fs::read_to_string(&p).unwrap();
+                    assert!(t == a || t == b, "a partial map ({} bytes)", t.len());
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 0..200 {
+            assert!(write_if_changed(&p, if i % 2 == 0 { &b } else { &a }).unwrap());
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().expect("reader saw only whole maps") > 0);
+    }
+
     #[test]
     fn unchanged_content_is_not_rewritten() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -32,7 +32,7 @@ pub enum Request {
         rules: Option<String>,
     },
     /// Listener, backend and session state.
-    Health,
+    Health {},
     /// The last `n` fence journal entries.
     Journal {
         /// How many.
@@ -205,7 +205,7 @@ mod tests {
             Request::Hostmap {
                 rules: Some("lower".into()),
             },
-            Request::Health,
+            Request::Health {},
             Request::Journal { n: 5 },
         ] {
             assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);

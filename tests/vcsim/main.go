@@ -410,9 +410,18 @@ func main() {
 
 	done := make(chan struct{}, 2)
 	go func() {
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
+		// ReadSlice keeps memory bounded: an overlong line (stdin from /dev/zero, as the
+		// benchmark scripts give it) is read and dropped piece by piece.
+		r := bufio.NewReaderSize(os.Stdin, 4096)
+		for {
+			line, err := r.ReadSlice('\n')
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil {
+				break
+			}
+			f := strings.Fields(string(line))
 			if len(f) == 3 && f[0] == "migrate" {
 				if err := migrate(s.URL, f[1], f[2]); err != nil {
 					fmt.Printf("error: %v\n", err)

@@ -17,7 +17,7 @@ pub fn main(args: &[String]) -> ExitCode {
         Ok(m) => m,
         Err(c) => return c,
     };
-    let h = match client::ask(&socket_of(&m), &Request::Health) {
+    let h = match client::ask(&socket_of(&m), &Request::Health {}) {
         Ok(Response::Health(h)) => h,
         Ok(other) => return fail("health", &format!("unexpected answer {other:?}")),
         Err(e) => return fail("health", &fence_drivers::error_chain(&e)),

@@ -230,7 +230,7 @@ pub async fn respond(req: Request, ctx: &AdminContext) -> Response {
             }
             Response::Hostmap(fleet.hostmap(&naming))
         }
-        Request::Health => Response::Health(health(ctx).await),
+        Request::Health {} => Response::Health(health(ctx).await),
         Request::Journal { n } => match ctx.telemetry.journal() {
             None => Response::Error("the fence journal is off (fence_virtd/journal)".into()),
             Some(j) => {

@@ -724,3 +724,71 @@ fn vsphere_table_over_hosts_migration_and_the_daemons_map() {
     assert_eq!(String::from_utf8(o.stdout).unwrap(), standalone);
     assert!(load_like_shinken(&standalone).contains(&link(&old)));
 }
+
+/// Through the harness's libvirt test node (the configuration every daemon test uses, which
+/// carries the admin socket and host-map keys): our daemon answers on the socket in its own
+/// directory and writes the map; the C daemon, given the same file, ignores those keys and
+/// fences as always.
+#[test]
+fn harness_config_our_table_and_map_and_the_c_daemon_ignores_the_keys() {
+    use fence_system_tests::bins::Impl;
+    use fence_system_tests::daemon::{Daemon as HarnessDaemon, DaemonConfig};
+    use fence_system_tests::libvirt_test::std_vms;
+    use fence_system_tests::netns::Netns;
+    use fence_system_tests::Family;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    for which in [Impl::Ours, Impl::C] {
+        let ns = Netns::new();
+        let mut d = HarnessDaemon::start(&ns, which, &DaemonConfig::multicast(Family::V4));
+        let sock = d.dir().join("admin.sock");
+        let map = d.dir().join("hostmap.json");
+        match which {
+            Impl::Ours => {
+                wait_until("admin socket bound", || UnixStream::connect(&sock).is_ok());
+                let o = ctl(&["vms", "--json", "--socket", sock.to_str().unwrap()]);
+                assert!(o.status.success(), "{o:?}");
+                let t: admin::VmTable = serde_json::from_slice(&o.stdout).unwrap();
+                let rows: Vec<_> = t
+                    .rows
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.state.as_str()))
+                    .collect();
+                assert_eq!(
+                    rows,
+                    [
+                        (std_vms::VM1.0, "on"),
+                        (std_vms::VM2.0, "on"),
+                        (std_vms::VM3.0, "off")
+                    ]
+                );
+                wait_until("map written", || map.exists());
+                let h = host.split('.').next().unwrap().to_lowercase();
+                assert_eq!(
+                    load_like_shinken(&std::fs::read_to_string(&map).unwrap()),
+                    links(&[(&h, "vm1"), (&h, "vm2"), (&h, "vm3")])
+                );
+            }
+            Impl::C => {
+                // Still running after reading the file, no socket and no map of ours.
+                std::thread::sleep(Duration::from_millis(500));
+                assert!(
+                    d.is_running(),
+                    "the C daemon refused our keys: {}",
+                    d.stderr()
+                );
+                assert!(!sock.exists() && !map.exists());
+            }
+        }
+        // Fencing works the same with the keys present.
+        let key = d.key_path().display().to_string();
+        let out = fence_system_tests::agent::Agent::fence_xvm(Impl::C).run_args(
+            &ns,
+            &["-o", "off", "-H", "vm1", "-k", &key, "-t", "5"],
+            GUARD,
+        );
+        assert_eq!(out.code, 0, "{which}: {out:?}");
+    }
+}

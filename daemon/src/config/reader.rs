@@ -690,6 +690,55 @@ mod tests {
         }
     }
 
+    fn fleet_conf(extra: &str) -> String {
+        format!(
+            "fence_virtd {{ listener = \"multicast\"; backend = \"sim\"; {extra} }}\n\
+             listeners {{ multicast {{ }} }}\n"
+        )
+    }
+
+    #[test]
+    fn fleet_keys_defaults_values_and_errors() {
+        let c = ok(&fleet_conf(""));
+        assert_eq!(
+            c.fleet.admin_socket.as_deref(),
+            Some(Path::new("/run/fence_virtd/admin.sock"))
+        );
+        assert_eq!(c.fleet.hostmap_file, None);
+        assert_eq!(c.fleet.interval_secs, 60);
+        assert_eq!(c.fleet.naming, Default::default());
+        let d = tempfile::tempdir().unwrap();
+        let rename = d.path().join("rename");
+        std::fs::write(&rename, "esx1 esx1-mon\n").unwrap();
+        let c = ok(&fleet_conf(&format!(
+            "admin_socket = \"none\"; hostmap_file = \"/var/lib/x/map.json\"; \
+             hostmap_rules = \"nofqdn,lower\"; hostmap_interval = \"5\"; hostmap_rename = \"{}\";",
+            rename.display()
+        )));
+        assert_eq!(c.fleet.admin_socket, None);
+        assert_eq!(
+            c.fleet.hostmap_file.as_deref(),
+            Some(Path::new("/var/lib/x/map.json"))
+        );
+        assert_eq!(c.fleet.interval_secs, 5);
+        assert_eq!(c.fleet.naming.name("ESX1.lab"), "esx1-mon");
+        let e = err(&fleet_conf("hostmap_rules = \"upper\";"));
+        assert_eq!(invalid_at(&e).0, "fence_virtd/@hostmap_rules");
+        let e = err(&fleet_conf("hostmap_interval = \"0\";"));
+        assert_eq!(invalid_at(&e).0, "fence_virtd/@hostmap_interval");
+        std::fs::write(&rename, "a b c\n").unwrap();
+        let e = err(&fleet_conf(&format!(
+            "hostmap_rename = \"{}\";",
+            rename.display()
+        )));
+        assert!(e.to_string().contains(&rename.display().to_string()), "{e}");
+        assert!(
+            crate::startup::error_chain(&e).contains("line 1"),
+            "{}",
+            crate::startup::error_chain(&e)
+        );
+    }
+
     fn invalid_at(e: &ConfigError) -> (String, Pos) {
         match e {
             ConfigError::Invalid { key, pos, .. } => (key.clone(), *pos),
@@ -987,7 +1036,9 @@ mod tests {
             b("sim", "sim { vms = \"vm1 vm2,vm3\"; latency_ms = \"25\"; }"),
             SimConfig {
                 vms: vec!["vm1".into(), "vm2".into(), "vm3".into()],
-                latency_ms: 25
+                latency_ms: 25,
+                host: "sim".into(),
+                inventory_gate: None,
             }
         );
         let other = b("pm-fence", "");

@@ -4,7 +4,7 @@
 //! host goes down, the monitoring then treats its VMs' alerts as consequences.
 //!
 //! Names go through [`Rules`] (`lower`, `nofqdn`, combinable, comma- or blank-separated: the
-//! rules Shinken users pass to its VMware mapping script) and then an optional [`Renames`]
+//! rules Shinken users pass to its VMware mapping script, `|` accepted as it writes them) and then an optional [`Renames`]
 //! table (monitoring host names rarely equal hypervisor names; Shinken needs the exact
 //! `host_name`). The output is sorted and free of duplicates, so the same fleet always gives
 //! the same bytes and [`write_if_changed`] can leave an unchanged file alone.
@@ -35,11 +35,11 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Parse `lower`, `nofqdn`, `lower,nofqdn` (commas and/or blanks; case-insensitive). An
-    /// empty string or `none` is no rule.
+    /// Parse `lower`, `nofqdn`, `lower,nofqdn` (commas, `|` as Shinken's VMware mapping script
+    /// documents it, and/or blanks; case-insensitive). An empty string or `none` is no rule.
     pub fn parse(s: &str) -> Result<Rules, RuleError> {
         let mut r = Rules::default();
-        for w in s.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
+        for w in s.split([',', '|', ' ', '\t']).filter(|w| !w.is_empty()) {
             match w.to_ascii_lowercase().as_str() {
                 "lower" => r.lower = true,
                 "nofqdn" => r.nofqdn = true,
@@ -230,6 +230,7 @@ mod tests {
         };
         assert_eq!(Rules::parse("lower,nofqdn").unwrap(), both);
         assert_eq!(Rules::parse("NOFQDN, lower").unwrap(), both);
+        assert_eq!(Rules::parse("lower|nofqdn").unwrap(), both);
         assert_eq!(both.to_string(), "lower,nofqdn");
         assert_eq!(Rules::default().to_string(), "none");
         assert_eq!(Rules::parse("lower,upper"), Err(RuleError("upper".into())));

@@ -36,7 +36,8 @@ comma-separated.";
 
 /// A usage error: message and usage on stderr, exit 2.
 pub fn usage_error(cmd: &str, msg: &str) -> ExitCode {
-    eprintln!("fence_virtctl {cmd}: {msg}\n{USAGE}");
+    let sep = if cmd.is_empty() { "" } else { " " };
+    eprintln!("fence_virtctl{sep}{cmd}: {msg}\n{USAGE}");
     ExitCode::from(USAGE_EXIT)
 }
 
@@ -46,8 +47,8 @@ pub fn fail(cmd: &str, msg: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Parse `args` with `opts` (and the common `--socket`, `-h`); `None` when the command is
-/// done (help printed or usage error, the code in the `Err`).
+/// Parse `args` with `opts` (and the common `--socket`, `-h`); `Err` with the exit code when
+/// the command is done (help printed, or a usage error).
 pub fn parse(
     cmd: &str,
     mut opts: getopts::Options,

@@ -204,12 +204,8 @@ pub async fn respond(req: Request, ctx: &AdminContext) -> Response {
     let fleet = &ctx.fleet;
     match req {
         Request::Vms { fresh } => {
-            let (when, _) = fleet.summary();
-            let age = now_unix().saturating_sub(when);
-            if fresh || when == 0 || age >= fleet.config().interval_secs {
-                // A failure is reported in the table's `error`, the last rows kept.
-                let _ = fleet.refresh().await;
-            }
+            // A failure is reported in the table's `error`, the last rows kept.
+            let _ = refresh_if_old(fleet, fresh).await;
             Response::Vms(fleet.table())
         }
         Request::Hostmap { rules } => {
@@ -220,8 +216,8 @@ pub async fn respond(req: Request, ctx: &AdminContext) -> Response {
                     Err(e) => return Response::Error(e.to_string()),
                 }
             }
-            if fleet.summary().0 == 0 {
-                if let Err(e) = fleet.refresh().await {
+            if let Err(e) = refresh_if_old(fleet, false).await {
+                if fleet.summary().0 == 0 {
                     return Response::Error(format!(
                         "no VM table yet: {}",
                         fence_drivers::error_chain(&e)
@@ -244,6 +240,18 @@ pub async fn respond(req: Request, ctx: &AdminContext) -> Response {
                 }
             }
         },
+    }
+}
+
+/// Refresh the table when asked to, when there is none, or when it is older than the refresh
+/// period.
+async fn refresh_if_old(fleet: &Fleet, fresh: bool) -> Result<(), fence_drivers::DriverError> {
+    let (when, _) = fleet.summary();
+    let age = now_unix().saturating_sub(when);
+    if fresh || when == 0 || age >= fleet.config().interval_secs {
+        fleet.refresh().await
+    } else {
+        Ok(())
     }
 }
 

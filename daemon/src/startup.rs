@@ -810,7 +810,7 @@ mod tests {
         fs::write(
             &p,
             format!(
-                "fence_virtd {{ listener = \"{listener}\"; backend = \"sim\"; }}\n\
+                "fence_virtd {{ listener = \"{listener}\"; backend = \"sim\"; admin_socket = \"none\"; }}\n\
                  listeners {{ {listener} {{ key_file = \"{}\"; {body} }} }}\n\
                  backends {{ sim {{ vms = \"vm1\"; }} }}\n",
                 key.display()

@@ -26,7 +26,7 @@ fn conf(dir: &Path, port: u16, metrics: u16) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; metrics = \"{metrics}\"; \
+            "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; admin_socket = \"none\"; metrics = \"{metrics}\"; \
              journal = \"{}\"; journal_max_kb = \"4\"; }}\n\
              listeners {{ tcp {{ key_file = \"{}\"; address = \"127.0.0.1\"; port = \"{port}\"; \
              hash = \"none\"; auth = \"none\"; }} }}\n\

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use fence_drivers::hostmap::{self, Naming, Renames, Rules};
+use fence_drivers::hostmap::{self, Rules};
 use fence_proto::admin::{Request, Response};
 
 use super::{client, fail, parse, socket_of, usage_error};
@@ -105,12 +105,14 @@ pub fn main(args: &[String]) -> ExitCode {
 }
 
 enum Failure {
+    #[cfg_attr(not(feature = "vmware_soap"), allow(dead_code))]
     Usage(String),
     Failed(String),
 }
 
 #[cfg(feature = "vmware_soap")]
 fn vsphere(m: &getopts::Matches, rules: Rules) -> Result<String, Failure> {
+    use fence_drivers::hostmap::{Naming, Renames};
     use fence_drivers::vmware_soap::{Tls, VmwareSoapDriver, VmwareSoapOptions};
     use fence_drivers::Driver;
     use std::time::Duration;

@@ -24,6 +24,9 @@ rm -f "$out"/fence-virtd-rs_*.deb "$out"/fence-virt-rs_*.deb "$out"/fence-vmware
     "$out"/fence-vmware-rs_*.deb "$out"/fence-xenapi-rs_*.deb
 
 # --strip: the release profile keeps line tables for backtraces; the packages do not.
+# fence_virtctl (the admin client) is built by fence-agents (the daemon never depends on the
+# agents crate) but ships in the host package fence-virtd-rs: build it before that package.
+cargo build --quiet --release -p fence-agents --bin fence_virtctl
 cargo deb --quiet --strip -p fence-virtd -o "$out"
 cargo deb --quiet --strip -p fence-agents --variant virt -o "$out"
 cargo deb --quiet --strip -p fence-agents --variant vmware-soap -o "$out"

@@ -7,6 +7,11 @@
 //!   metadata, front end, action runner, direct agents over a driver such as
 //!   `fence_vmware_soap`);
 //!
+//! the operator's client of the daemon:
+//!
+//! * [`admin`]: `fence_virtctl` (VM table, host map, health, journal over the daemon's admin
+//!   socket; the host map standalone from a vCenter);
+//!
 //! and what both share:
 //!
 //! * [`cli`]: argv as UTF-8 text, with a clear error instead of a panic;
@@ -19,6 +24,7 @@
 /// The fence-agents release both dialects follow and print (`-V`, man pages).
 pub const FENCE_RELEASE: &str = "4.12.1";
 
+pub mod admin;
 pub mod cli;
 pub mod fence_virt;
 pub mod fencing_py;

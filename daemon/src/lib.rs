@@ -6,6 +6,7 @@
 //! `main.rs` only parses flags and sets up logging; everything else is here.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod backend;
 pub mod backends;
 pub mod config;

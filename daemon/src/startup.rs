@@ -559,6 +559,28 @@ pub async fn run(
     };
     tracing::info!(backend = driver.kind(), "backend ready");
     let telemetry = telemetry(&cfg, driver.kind(), rx.clone()).await?;
+    let fleet = Arc::new(crate::admin::fleet::Fleet::new(
+        driver.clone(),
+        cfg.fleet.clone(),
+    ));
+    if cfg.fleet.hostmap_file.is_some() {
+        tokio::spawn(fleet.clone().run(rx.clone()));
+    }
+    // Like the journal, the admin socket is not worth refusing to fence for: a socket that
+    // cannot be bound (or that a running daemon serves) is logged and left out.
+    let admin = match &cfg.fleet.admin_socket {
+        None => None,
+        Some(path) => match crate::admin::bind(path) {
+            Ok(sock) => {
+                tracing::info!(socket = %path.display(), "admin socket ready");
+                Some(sock)
+            }
+            Err(e) => {
+                tracing::error!(socket = %path.display(), error = %e, "cannot bind the admin socket; fence_virtctl cannot reach this daemon");
+                None
+            }
+        },
+    };
     let backend = Arc::new(
         Backend::new(driver, FenceOptions::default(), ACTION_DEADLINE)
             .with_shutdown(rx.clone())
@@ -577,6 +599,17 @@ pub async fn run(
     telemetry
         .metrics()
         .watch_rejections(dispatcher.rejects().clone());
+    if let Some(sock) = admin {
+        let ctx = Arc::new(crate::admin::AdminContext {
+            fleet: fleet.clone(),
+            telemetry: telemetry.clone(),
+            listener: listener_summary(&cfg.listener),
+            started: std::time::Instant::now(),
+            key_fingerprint: auth.key_fingerprint(),
+            rejects: Some(dispatcher.rejects().clone()),
+        });
+        tokio::spawn(crate::admin::serve(sock, ctx, rx.clone()));
+    }
     let pending_total = match listener::raise_file_limit() {
         Ok(n) => {
             let total = listener::admission::total_for_file_limit(n);
@@ -611,6 +644,31 @@ pub async fn run(
         })?;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// The listener as `fence_virtctl health` shows it.
+fn listener_summary(l: &ListenerConfig) -> String {
+    match l {
+        ListenerConfig::Multicast(m) => format!(
+            "multicast {}:{}{}",
+            m.address,
+            m.port,
+            m.interface
+                .as_deref()
+                .map(|i| format!(" on {i}"))
+                .unwrap_or_default()
+        ),
+        ListenerConfig::Tcp(t) => format!("tcp {}:{}", t.address, t.port),
+        ListenerConfig::Vsock(v) => format!("vsock port {}", v.port),
+        ListenerConfig::Serial(s) => format!(
+            "serial ({:?}) {}",
+            s.mode,
+            s.path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(every unix chardev)".into())
+        ),
+    }
 }
 
 /// Re-read the pm-monitor rules on every SIGHUP (a bad file keeps the old rules). Only
@@ -763,7 +821,7 @@ mod tests {
         fs::write(
             &p,
             format!(
-                "fence_virtd {{ listener = \"{listener}\"; backend = \"sim\"; }}\n\
+                "fence_virtd {{ listener = \"{listener}\"; backend = \"sim\"; admin_socket = \"none\"; }}\n\
                  listeners {{ {listener} {{ key_file = \"{}\"; {body} }} }}\n\
                  backends {{ sim {{ vms = \"vm1\"; }} }}\n",
                 key.display()

@@ -27,7 +27,7 @@ fn conf(dir: &Path, port: u16) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; }}\n\
+            "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; admin_socket = \"none\"; }}\n\
              listeners {{ tcp {{ key_file = \"{}\"; address = \"127.0.0.1\"; port = \"{port}\"; \
              hash = \"none\"; auth = \"none\"; }} }}\n\
              backends {{ sim {{ }} }}\n",

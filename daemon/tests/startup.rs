@@ -26,7 +26,7 @@ fn tcp_conf(dir: &Path, key: &Path, port: u16, backend: &str) -> PathBuf {
     write_conf(
         dir,
         &format!(
-            "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; }}\n\
+            "fence_virtd {{ listener = \"tcp\"; backend = \"sim\"; admin_socket = \"none\"; }}\n\
              listeners {{ tcp {{ key_file = \"{}\"; address = \"127.0.0.1\"; port = \"{port}\"; \
              hash = \"none\"; auth = \"none\"; }} }}\n\
              backends {{ sim {{ {backend} }} }}\n",
@@ -222,7 +222,7 @@ fn serial_starts_with_a_key_path_that_is_a_directory() {
     let conf = write_conf(
         d.path(),
         &format!(
-            "fence_virtd {{ listener = \"serial\"; backend = \"sim\"; }}\n\
+            "fence_virtd {{ listener = \"serial\"; backend = \"sim\"; admin_socket = \"none\"; }}\n\
              listeners {{ serial {{ key_file = \"{}\"; uri = \"test:///default\"; \
              path = \"{}\"; }} }}\n",
             keydir.display(),

@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 pub mod fence;
+pub mod hostmap;
+pub mod inventory;
 mod process;
 pub mod secrets;
 pub mod sim;
@@ -32,6 +34,7 @@ pub mod xenapi;
 )]
 mod xml;
 
+pub use inventory::{CpuUse, VmRow};
 pub use vm::{PowerState, VmInfo, VmRef};
 
 /// What went wrong talking to a platform.
@@ -91,6 +94,14 @@ pub trait Driver: Send + Sync {
     fn list(&self) -> Result<Vec<VmInfo>, DriverError>;
     /// Cheap health check: the platform is reachable and our session is valid.
     fn check(&self) -> Result<(), DriverError>;
+    /// The VM table: every VM with the host it runs on and what the platform gives cheaply
+    /// (see [`inventory`]), sorted like [`Driver::list`]. One bounded platform call (or one
+    /// paged collection) per use. The default is [`Driver::list`] without hosts or figures;
+    /// a backend that knows where its VMs run (every platform driver, the cluster-wide cpg
+    /// map) overrides it.
+    fn inventory(&self) -> Result<Vec<VmRow>, DriverError> {
+        Ok(self.list()?.into_iter().map(VmRow::from_info).collect())
+    }
 }
 
 /// Render an error with its causes, once each: `a: b: c` (for logs and agent messages; the

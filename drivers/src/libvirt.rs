@@ -57,6 +57,7 @@ use virt::error::{Error as VirtError, ErrorNumber};
 
 pub use sockets::{is_directly_in, parse_domain_sockets, SocketKind, SocketXmlError};
 
+use crate::inventory::{sort_rows, CpuUse, VmRow};
 use crate::{vm, Driver, DriverError, PowerState, VmInfo, VmRef};
 
 /// How hard to try reopening a connection that died (libvirtd restarted).
@@ -658,5 +659,47 @@ impl Driver for LibvirtDriver {
             c?;
         }
         Ok(())
+    }
+
+    /// Per connection: its host name (`virConnectGetHostname`), every domain and its
+    /// `virDomainGetInfo` (vCPUs, memory, CPU time). A VM defined on several hosts is listed
+    /// where it runs, as in `list`.
+    fn inventory(&self) -> Result<Vec<VmRow>, DriverError> {
+        let mut out: Vec<VmRow> = Vec::new();
+        for (i, uri, c) in self.connections() {
+            let c = c?;
+            let (host, doms) = self
+                .call(i, &uri, &c, |c| {
+                    c.list_all_domains(0).map(|d| (c.hostname().ok(), d))
+                })?
+                .map_err(|e| platform(&uri, "listing domains", &e))?;
+            for d in doms {
+                let (Ok(name), Ok(uuid), Ok(state)) = (d.name(), d.uuid_string(), power_state(&d))
+                else {
+                    continue; // vanished between listing and asking
+                };
+                let info = d.info().ok();
+                let row = VmRow {
+                    name,
+                    uuid: uuid.to_ascii_lowercase(),
+                    host: host.clone(),
+                    state,
+                    uptime_secs: None,
+                    vcpus: info.as_ref().map(|i| i.nr_virt_cpu),
+                    memory_mib: info.as_ref().map(|i| i.max_mem / 1024),
+                    cpu: info
+                        .as_ref()
+                        .filter(|_| !state.is_off())
+                        .map(|i| CpuUse::Seconds(i.cpu_time / 1_000_000_000)),
+                };
+                match out.iter_mut().find(|v| v.uuid == row.uuid) {
+                    None => out.push(row),
+                    Some(prev) if prev.state.is_off() && !row.state.is_off() => *prev = row,
+                    Some(_) => {}
+                }
+            }
+        }
+        sort_rows(&mut out);
+        Ok(out)
     }
 }

@@ -3,10 +3,12 @@
 //! behaviour; it models the things fencing depends on: names, UUIDs, power state, latency, and
 //! VMs that refuse to power off.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::inventory::{sort_rows, VmRow};
 use crate::vm::{sort_by_name, VmInfo};
 use crate::{Driver, DriverError, PowerState, VmRef};
 
@@ -21,6 +23,8 @@ pub struct SimVm {
     pub state: PowerState,
     /// If set, power-off calls are accepted but have no effect (a stuck VM).
     pub ignores_power_off: bool,
+    /// The simulated host it runs on (`None`: the driver's default host).
+    pub host: Option<String>,
 }
 
 impl SimVm {
@@ -31,6 +35,7 @@ impl SimVm {
             uuid: format!("5e5e5e5e-0000-4000-8000-{index:012x}"),
             state: PowerState::On,
             ignores_power_off: false,
+            host: None,
         }
     }
 }
@@ -40,7 +45,12 @@ impl SimVm {
 pub struct SimDriver {
     vms: Mutex<Vec<SimVm>>,
     latency: Duration,
+    host: String,
+    inventory_gate: Option<PathBuf>,
 }
+
+/// The longest an inventory waits for its gate file ([`SimDriver::with_inventory_gate`]).
+pub const INVENTORY_GATE_LIMIT: Duration = Duration::from_secs(120);
 
 impl SimDriver {
     /// A simulator holding `vms`.
@@ -48,6 +58,8 @@ impl SimDriver {
         SimDriver {
             vms: Mutex::new(vms),
             latency: Duration::ZERO,
+            host: "sim".into(),
+            inventory_gate: None,
         }
     }
 
@@ -64,6 +76,27 @@ impl SimDriver {
     pub fn with_latency(mut self, latency: Duration) -> SimDriver {
         self.latency = latency;
         self
+    }
+
+    /// The host VMs without a host of their own run on (default `sim`).
+    pub fn with_host(mut self, host: &str) -> SimDriver {
+        self.host = host.to_string();
+        self
+    }
+
+    /// A deliberately slow inventory (tests): [`Driver::inventory`] first creates
+    /// `<gate>.waiting`, then waits until `gate` exists (at most [`INVENTORY_GATE_LIMIT`]).
+    pub fn with_inventory_gate(mut self, gate: PathBuf) -> SimDriver {
+        self.inventory_gate = Some(gate);
+        self
+    }
+
+    /// Move a VM to another simulated host (a migration).
+    pub fn set_host(&self, vm: &VmRef, host: &str) -> Result<(), DriverError> {
+        let mut vms = self.vms.lock();
+        let i = find(&vms, vm)?;
+        vms[i].host = Some(host.to_string());
+        Ok(())
     }
 
     /// Change a VM's state from outside (tests).
@@ -154,6 +187,39 @@ impl Driver for SimDriver {
     fn check(&self) -> Result<(), DriverError> {
         Ok(())
     }
+
+    fn inventory(&self) -> Result<Vec<VmRow>, DriverError> {
+        self.pause();
+        if let Some(gate) = &self.inventory_gate {
+            let mut waiting = gate.as_os_str().to_owned();
+            waiting.push(".waiting");
+            let _ = std::fs::write(&waiting, b"");
+            let start = std::time::Instant::now();
+            while !gate.exists() {
+                if start.elapsed() > INVENTORY_GATE_LIMIT {
+                    return Err(DriverError::Timeout("inventory gate".into()));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let mut out: Vec<VmRow> = self
+            .vms
+            .lock()
+            .iter()
+            .map(|v| VmRow {
+                name: v.name.clone(),
+                uuid: v.uuid.clone(),
+                host: Some(v.host.clone().unwrap_or_else(|| self.host.clone())),
+                state: v.state,
+                uptime_secs: None,
+                vcpus: Some(1),
+                memory_mib: Some(512),
+                cpu: None,
+            })
+            .collect();
+        sort_rows(&mut out);
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -214,6 +280,27 @@ mod tests {
             FenceOutcome::Done
         );
         assert_eq!(d.status(&vm1).unwrap(), PowerState::On);
+    }
+
+    #[test]
+    fn inventory_puts_vms_on_their_hosts() {
+        let d = SimDriver::demo().with_host("hv1");
+        d.set_host(&VmRef::parse("vm2"), "hv2").unwrap();
+        let rows = d.inventory().unwrap();
+        let hosts: Vec<_> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.host.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("vm1", "hv1"),
+                ("vm2", "hv2"),
+                ("vm3", "hv1"),
+                ("vm4", "hv1")
+            ]
+        );
+        assert_eq!(rows[3].state, PowerState::Off);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! * [`hostlist`]: host list entries and stream (`host_state_t` in `include/xvm.h`).
 //! * [`hoststatus`]: the HOSTSTATUS answer (our host-status wire extension).
 //! * [`serial`]: serial / vmchannel frames and the agent's resynchronising magic scanner.
+//! * [`admin`]: the admin protocol between `fence_virtctl` and `fence_virtd` (ours, JSON).
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod hostlist;

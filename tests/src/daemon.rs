@@ -160,14 +160,19 @@ impl DaemonConfig {
         let mut s = String::new();
         let l = &self.listener;
         let backend = self.backend.as_ref().map_or("libvirt", |(n, _)| n.as_str());
-        // Our daemon keeps a fence journal (default under /var/lib): keep it in the test's own
-        // directory, beside the key. The C daemon ignores the key.
+        // Our daemon keeps a fence journal (default under /var/lib) and an admin socket
+        // (default under /run), and here writes a host map: all in the test's own directory,
+        // beside the key. The C daemon ignores these keys (every C-daemon test reads them).
         let journal = key_path.with_file_name("journal.jsonl");
         let _ = writeln!(
             s,
-            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"{backend}\";\n\tjournal = \"{}\";\n{}}}\n",
+            "fence_virtd {{\n\tlistener = \"{}\";\n\tbackend = \"{backend}\";\n\tjournal = \"{}\";\n\
+             \tadmin_socket = \"{}\";\n\thostmap_file = \"{}\";\n\thostmap_rules = \"lower,nofqdn\";\n\
+             \thostmap_interval = \"60\";\n{}}}\n",
             l.name(),
             journal.display(),
+            key_path.with_file_name("admin.sock").display(),
+            key_path.with_file_name("hostmap.json").display(),
             if self.host_status.is_some() {
                 "\thost_status = \"pm-monitor\";\n"
             } else {

@@ -39,8 +39,7 @@ use std::time::{Duration, Instant};
 
 use fence_drivers::xenapi::xmlrpc::{self, Value, XenResult};
 
-/// The control domain's and host's fixed references.
-const HOST_REF: &str = "OpaqueRef:host-0";
+/// The reference of nothing (`resident_on` of a halted VM).
 const NULL_REF: &str = "OpaqueRef:NULL";
 
 /// One VM (or template, or control domain) of the simulated pool.
@@ -56,6 +55,8 @@ pub struct SimVm {
     pub template: bool,
     /// `is_control_domain`.
     pub control_domain: bool,
+    /// `name_label` of the host it is resident on (while not halted).
+    pub host: String,
 }
 
 impl SimVm {
@@ -67,6 +68,7 @@ impl SimVm {
             power_state: power_state.into(),
             template: false,
             control_domain: false,
+            host: "xen1".into(),
         }
     }
 
@@ -178,6 +180,14 @@ fn vm_ref(uuid: &str) -> String {
     format!("OpaqueRef:vm-{uuid}")
 }
 
+fn host_ref(name: &str) -> String {
+    format!("OpaqueRef:host-{name}")
+}
+
+fn metrics_ref(uuid: &str) -> String {
+    format!("OpaqueRef:metrics-{uuid}")
+}
+
 type Answer = Result<Value, Vec<String>>;
 
 fn fail(parts: &[&str]) -> Answer {
@@ -197,7 +207,15 @@ impl State {
             b("is_a_template", vm.template),
             b("is_a_snapshot", false),
             b("is_control_domain", vm.control_domain),
-            s("resident_on", if running { HOST_REF } else { NULL_REF }),
+            s(
+                "resident_on",
+                &if running {
+                    host_ref(&vm.host)
+                } else {
+                    NULL_REF.to_string()
+                },
+            ),
+            s("metrics", &metrics_ref(&vm.uuid)),
             s("domid", if running { "1" } else { "-1" }),
             s("VCPUs_max", "2"),
             s("memory_static_max", "2147483648"),
@@ -287,6 +305,8 @@ impl State {
             "VM.get_record",
             "VM.hard_shutdown",
             "VM.start",
+            "host.get_all_records",
+            "VM_metrics.get_all_records",
         ];
         if !known.contains(&method) {
             return fail(&["MESSAGE_METHOD_UNKNOWN", method]);
@@ -327,6 +347,53 @@ impl State {
                         .vms
                         .iter()
                         .map(|v| (vm_ref(&v.uuid), self.record(v)))
+                        .collect(),
+                ))
+            }
+            "host.get_all_records" => {
+                want(1)?;
+                let mut names: Vec<&str> = self.cfg.vms.iter().map(|v| v.host.as_str()).collect();
+                names.sort();
+                names.dedup();
+                Ok(Value::Struct(
+                    names
+                        .into_iter()
+                        .map(|n| {
+                            (
+                                host_ref(n),
+                                Value::Struct(vec![
+                                    ("name_label".into(), Value::str(n)),
+                                    ("hostname".into(), Value::str(n)),
+                                ]),
+                            )
+                        })
+                        .collect(),
+                ))
+            }
+            "VM_metrics.get_all_records" => {
+                want(1)?;
+                Ok(Value::Struct(
+                    self.cfg
+                        .vms
+                        .iter()
+                        .map(|v| {
+                            (
+                                metrics_ref(&v.uuid),
+                                Value::Struct(vec![
+                                    (
+                                        "start_time".into(),
+                                        Value::DateTime("20260101T00:00:00Z".into()),
+                                    ),
+                                    (
+                                        "VCPUs_utilisation".into(),
+                                        Value::Struct(vec![
+                                            ("0".into(), Value::Double(0.25)),
+                                            ("1".into(), Value::Double(0.75)),
+                                        ]),
+                                    ),
+                                ]),
+                            )
+                        })
                         .collect(),
                 ))
             }
@@ -527,6 +594,14 @@ impl XenSim {
         let mut s = self.state.lock().unwrap();
         if let Some(v) = s.cfg.vms.iter_mut().find(|v| v.uuid == uuid) {
             v.power_state = power_state.into();
+        }
+    }
+
+    /// Move a VM to the host named `host` (a live migration), as the pool would.
+    pub fn migrate(&self, uuid: &str, host: &str) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(v) = st.cfg.vms.iter_mut().find(|v| v.uuid == uuid) {
+            v.host = host.to_string();
         }
     }
 

@@ -9,6 +9,8 @@
 //!   an unknown VM, against the C daemon and ours.
 //! * [`faults`]: the daemon stopped or killed and the hypervisor stopped mid-fence: no false
 //!   success, no late off behind a gone agent.
+//! * [`fleet`]: the VM table of each backend against its peer, the Shinken host map, the
+//!   admin socket and `fence_virtctl` (issue 14).
 //! * [`host_status`]: op 32 (`host_status = "pm-monitor"`) on every channel, the C daemon's
 //!   refusal, 200 guests sharing one crm_mon run; [`host_status::live`] on live one-node
 //!   Pacemaker clusters (host and guest) with `vm-client` and `ocf-tester`.
@@ -33,6 +35,7 @@ mod agent_timeout;
 mod channels;
 mod check;
 mod faults;
+mod fleet;
 mod host_status;
 mod libvirt_reconnect;
 mod matrix;

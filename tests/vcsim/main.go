@@ -18,7 +18,11 @@
 //     it missing, the simulator then answers the MethodNotFound fault a pre-5.0 server would);
 //   - VMs sharing a BIOS UUID (-same-uuid A=B), as clones that kept their UUID;
 //   - optional static files (VMware's WSDL) for the reference Python agent;
-//   - an idle session timeout (-session-idle-timeout), to test re-login after expiry.
+//   - an idle session timeout (-session-idle-timeout), to test re-login after expiry;
+//   - several hosts in the cluster (-hosts N; VMs are placed at random among them) and
+//     migrations on request: a line "migrate VM HOST" on stdin relocates VM to host HOST
+//     through the SOAP API (RelocateVM_Task) and answers "migrated VM HOST" (or "error: ...")
+//     on stdout.
 //
 // Build in GOPATH mode: GOPATH=/usr/share/gocode GO111MODULE=off go build -o BIN .
 package main
@@ -322,6 +326,7 @@ func main() {
 	pass := flag.String("password", "fencepw", "accepted password")
 	wsdlDir := flag.String("wsdl-dir", "", "serve the files of this directory under /sdk/")
 	idle := flag.Duration("session-idle-timeout", 0, "expire sessions idle for longer than this (0: never)")
+	hosts := flag.Int("hosts", 1, "hosts in the cluster (VMs are spread over them at random)")
 	noFindAll := flag.Bool("no-find-all-by-uuid", false, "leave SearchIndex.FindAllByUuid unimplemented (MethodNotFound), as 0.24's simulator has it")
 	var moves, renames, suspends, sameUUIDs multiFlag
 	flag.Var(&sameUUIDs, "same-uuid", "A=B: give VM A the BIOS UUID (config.uuid) of VM B, names as created, applied first (repeatable)")
@@ -340,7 +345,7 @@ func main() {
 	m.Datacenter = *dcs
 	m.Host = 0
 	m.Cluster = 1
-	m.ClusterHost = 1
+	m.ClusterHost = *hosts
 	m.Pool = 0
 	m.Portgroup = 0
 	m.Machine = *vms
@@ -404,13 +409,32 @@ func main() {
 	os.Stdout.Sync()
 
 	// Stdin: end of file stops the simulator; each line is a change made while serving, through
-	// the SOAP API as a client would ("rename OLD=NEW", "move NAME=FOLDER", "suspend NAME",
-	// "same-uuid A=B"), answered on stdout with "ok" or "error: …".
+	// the SOAP API as a client would: "migrate VM HOST" (answered "migrated VM HOST"), "rename
+	// OLD=NEW", "move NAME=FOLDER", "suspend NAME", "same-uuid A=B" (answered "ok"); failures
+	// are answered "error: …".
 	done := make(chan struct{}, 2)
 	go func() {
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
+		// ReadSlice keeps memory bounded: an overlong line (stdin from /dev/zero, as the
+		// benchmark scripts give it) is read and dropped piece by piece.
+		r := bufio.NewReaderSize(os.Stdin, 4096)
+		for {
+			line, err := r.ReadSlice('\n')
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil {
+				break
+			}
+			fields := strings.Fields(string(line))
+			if len(fields) == 3 && fields[0] == "migrate" {
+				if err := migrate(s.URL, fields[1], fields[2]); err != nil {
+					fmt.Printf("error: %v\n", err)
+				} else {
+					fmt.Printf("migrated %s %s\n", fields[1], fields[2])
+				}
+				os.Stdout.Sync()
+				continue
+			}
 			if len(fields) != 2 {
 				fmt.Println("error: want COMMAND ARGUMENT")
 				os.Stdout.Sync()
@@ -446,6 +470,37 @@ func main() {
 	case <-done:
 	case <-sig:
 	}
+}
+
+// migrate relocates VM name to host hostName through the SOAP API, as vMotion would.
+func migrate(u *url.URL, name, hostName string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := govmomi.NewClient(ctx, u, true)
+	if err != nil {
+		return err
+	}
+	defer c.Logout(ctx)
+	f := find.NewFinder(c.Client, true)
+	dc, err := f.DefaultDatacenter(ctx)
+	if err != nil {
+		return err
+	}
+	f.SetDatacenter(dc)
+	vm, err := f.VirtualMachine(ctx, name)
+	if err != nil {
+		return err
+	}
+	host, err := f.HostSystem(ctx, hostName)
+	if err != nil {
+		return err
+	}
+	ref := host.Reference()
+	task, err := vm.Relocate(ctx, types.VirtualMachineRelocateSpec{Host: &ref}, types.VirtualMachineMovePriorityDefaultPriority)
+	if err != nil {
+		return err
+	}
+	return task.Wait(ctx)
 }
 
 // prepare applies UUID copies, moves, renames and suspends (in that order) through the SOAP API,

@@ -39,6 +39,21 @@ const KEYS: &[KeySpec] = &[
     )
     .default("0")
     .ours(),
+    KeySpec::new(
+        "backends/sim",
+        "host",
+        KeyType::NonEmpty,
+        "the host name the simulated VMs run on, in the VM table and host map",
+    )
+    .default("sim")
+    .ours(),
+    KeySpec::new(
+        "backends/sim",
+        "inventory_gate",
+        KeyType::Path,
+        "tests: the VM table waits until this file exists (and creates <file>.waiting first)",
+    )
+    .ours(),
 ];
 
 /// `backends { sim { … } }`.
@@ -48,6 +63,10 @@ pub struct SimConfig {
     pub vms: Vec<String>,
     /// Delay of every driver call (`latency_ms`).
     pub latency_ms: u64,
+    /// The simulated host (`host`).
+    pub host: String,
+    /// A deliberately slow VM table (`inventory_gate`, tests).
+    pub inventory_gate: Option<std::path::PathBuf>,
 }
 
 impl SimConfig {
@@ -56,6 +75,8 @@ impl SimConfig {
         Ok(SimConfig {
             vms: s.list("vms"),
             latency_ms: s.int("latency_ms")? as u64,
+            host: s.text_or_default("host")?.trim().to_string(),
+            inventory_gate: s.text("inventory_gate")?.map(|p| p.trim().into()),
         })
     }
 }
@@ -73,8 +94,12 @@ impl BackendSpec for SimConfig {
                     .collect(),
             )
         };
-        Ok(Arc::new(
-            d.with_latency(Duration::from_millis(self.latency_ms)),
-        ))
+        let mut d = d
+            .with_latency(Duration::from_millis(self.latency_ms))
+            .with_host(&self.host);
+        if let Some(g) = &self.inventory_gate {
+            d = d.with_inventory_gate(g.clone());
+        }
+        Ok(Arc::new(d))
     }
 }

@@ -27,8 +27,8 @@ pub use reader::{parse_int, Section};
 pub use schema::{KeySpec, KeyType, DEFAULT_JOURNAL, DEFAULT_KEY_FILE};
 pub use tree::{Block, ConfigTree, Entry, Pos, SetError};
 pub use types::{
-    Config, DaemonSection, Family, ListenerConfig, MetricsAddr, MulticastConfig, PmMonitorConfig,
-    SerialConfig, SerialMode, TcpConfig, TelemetryConfig, VsockConfig,
+    Config, DaemonSection, Family, FleetConfig, ListenerConfig, MetricsAddr, MulticastConfig,
+    PmMonitorConfig, SerialConfig, SerialMode, TcpConfig, TelemetryConfig, VsockConfig,
 };
 
 /// The configuration file the daemon reads when `-f` is not given.

@@ -73,8 +73,55 @@ impl Config {
             host_status,
             groups: Group::from_tree(tree)?,
             telemetry: telemetry(tree)?,
+            fleet: fleet(tree)?,
         })
     }
+}
+
+/// `fence_virtd/@admin_socket` and `@hostmap_*`. The rename table is read here, so a file
+/// that cannot be read or parsed stops the start with its line.
+fn fleet(tree: &ConfigTree) -> Result<FleetConfig, ConfigError> {
+    use fence_drivers::hostmap::{Naming, Renames, Rules};
+    let s = Section::new(tree, "fence_virtd");
+    let path_or_none = |v: String| match v.trim() {
+        "" => None,
+        j if j.eq_ignore_ascii_case("none") => None,
+        j => Some(PathBuf::from(j)),
+    };
+    let admin_socket = path_or_none(s.text_or_default("admin_socket")?);
+    let hostmap_file = match s.entry("hostmap_file") {
+        None => None,
+        Some(e) => path_or_none(e.value.clone()),
+    };
+    let rules = s.text_or_default("hostmap_rules")?;
+    let rules = Rules::parse(&rules).map_err(|e| {
+        s.invalid(
+            "hostmap_rules",
+            s.entry("hostmap_rules")
+                .expect("only a written value can be wrong"),
+            &format!("lower, nofqdn or both comma-separated ({e})"),
+        )
+    })?;
+    let renames = match s.entry("hostmap_rename") {
+        None => Renames::default(),
+        Some(e) => {
+            let text =
+                std::fs::read_to_string(e.value.trim()).map_err(|source| ConfigError::Read {
+                    path: PathBuf::from(e.value.trim()),
+                    source,
+                })?;
+            Renames::parse(&text).map_err(|err| ConfigError::Read {
+                path: PathBuf::from(e.value.trim()),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+            })?
+        }
+    };
+    Ok(FleetConfig {
+        admin_socket,
+        hostmap_file,
+        naming: Naming { rules, renames },
+        interval_secs: s.int("hostmap_interval")? as u64,
+    })
 }
 
 /// `fence_virtd/@metrics`, `@journal` and `@journal_max_kb`.
@@ -643,6 +690,55 @@ mod tests {
         }
     }
 
+    fn fleet_conf(extra: &str) -> String {
+        format!(
+            "fence_virtd {{ listener = \"multicast\"; backend = \"sim\"; {extra} }}\n\
+             listeners {{ multicast {{ }} }}\n"
+        )
+    }
+
+    #[test]
+    fn fleet_keys_defaults_values_and_errors() {
+        let c = ok(&fleet_conf(""));
+        assert_eq!(
+            c.fleet.admin_socket.as_deref(),
+            Some(Path::new("/run/fence_virtd/admin.sock"))
+        );
+        assert_eq!(c.fleet.hostmap_file, None);
+        assert_eq!(c.fleet.interval_secs, 60);
+        assert_eq!(c.fleet.naming, Default::default());
+        let d = tempfile::tempdir().unwrap();
+        let rename = d.path().join("rename");
+        std::fs::write(&rename, "esx1 esx1-mon\n").unwrap();
+        let c = ok(&fleet_conf(&format!(
+            "admin_socket = \"none\"; hostmap_file = \"/var/lib/x/map.json\"; \
+             hostmap_rules = \"nofqdn,lower\"; hostmap_interval = \"5\"; hostmap_rename = \"{}\";",
+            rename.display()
+        )));
+        assert_eq!(c.fleet.admin_socket, None);
+        assert_eq!(
+            c.fleet.hostmap_file.as_deref(),
+            Some(Path::new("/var/lib/x/map.json"))
+        );
+        assert_eq!(c.fleet.interval_secs, 5);
+        assert_eq!(c.fleet.naming.name("ESX1.lab"), "esx1-mon");
+        let e = err(&fleet_conf("hostmap_rules = \"upper\";"));
+        assert_eq!(invalid_at(&e).0, "fence_virtd/@hostmap_rules");
+        let e = err(&fleet_conf("hostmap_interval = \"0\";"));
+        assert_eq!(invalid_at(&e).0, "fence_virtd/@hostmap_interval");
+        std::fs::write(&rename, "a b c\n").unwrap();
+        let e = err(&fleet_conf(&format!(
+            "hostmap_rename = \"{}\";",
+            rename.display()
+        )));
+        assert!(e.to_string().contains(&rename.display().to_string()), "{e}");
+        assert!(
+            crate::startup::error_chain(&e).contains("line 1"),
+            "{}",
+            crate::startup::error_chain(&e)
+        );
+    }
+
     fn invalid_at(e: &ConfigError) -> (String, Pos) {
         match e {
             ConfigError::Invalid { key, pos, .. } => (key.clone(), *pos),
@@ -940,7 +1036,9 @@ mod tests {
             b("sim", "sim { vms = \"vm1 vm2,vm3\"; latency_ms = \"25\"; }"),
             SimConfig {
                 vms: vec!["vm1".into(), "vm2".into(), "vm3".into()],
-                latency_ms: 25
+                latency_ms: 25,
+                host: "sim".into(),
+                inventory_gate: None,
             }
         );
         let other = b("pm-fence", "");

@@ -233,6 +233,9 @@ pub const DEFAULT_KEY_FILE: &str = "/etc/cluster/fence_xvm.key";
 /// Where the fence journal is kept unless `fence_virtd/@journal` says otherwise.
 pub const DEFAULT_JOURNAL: &str = "/var/lib/fence_virtd/journal.jsonl";
 
+/// Where the admin socket is bound unless `fence_virtd/@admin_socket` says otherwise.
+pub const DEFAULT_ADMIN_SOCKET: &str = fence_proto::admin::DEFAULT_SOCKET;
+
 const KEY_FILE_DOC: &str = "the key shared with the agents";
 const HASH_DOC: &str = "the weakest request signature accepted";
 const AUTH_DOC: &str = "the challenge-response algorithm";
@@ -335,6 +338,47 @@ pub const KEYS: &[KeySpec] = &[
     )
     .ours()
     .default("1024"),
+    KeySpec::new(
+        "fence_virtd",
+        "admin_socket",
+        KeyType::Path,
+        "the root-only unix socket fence_virtctl asks (\"none\": no admin socket)",
+    )
+    .ours()
+    .default(DEFAULT_ADMIN_SOCKET),
+    KeySpec::new(
+        "fence_virtd",
+        "hostmap_file",
+        KeyType::Path,
+        "write the monitoring host map (Shinken hot_dependencies JSON) to this file; off when absent",
+    )
+    .ours(),
+    KeySpec::new(
+        "fence_virtd",
+        "hostmap_rules",
+        KeyType::Text,
+        "name rules of the host map: lower, nofqdn, or both comma-separated",
+    )
+    .ours()
+    .default("none"),
+    KeySpec::new(
+        "fence_virtd",
+        "hostmap_rename",
+        KeyType::Path,
+        "a file of \"FROM TO\" lines renaming hosts and VMs in the host map",
+    )
+    .ours(),
+    KeySpec::new(
+        "fence_virtd",
+        "hostmap_interval",
+        KeyType::Int {
+            min: 1,
+            max: 86400,
+        },
+        "seconds between VM table refreshes (and at most one host map write per period)",
+    )
+    .ours()
+    .default("60"),
     // listeners/multicast
     KeySpec::new(
         "listeners/multicast",

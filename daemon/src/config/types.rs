@@ -34,6 +34,32 @@ pub struct Config {
     pub groups: Vec<Group>,
     /// Metrics and fence journal (`fence_virtd/@metrics`, `@journal`, `@journal_max_kb`).
     pub telemetry: TelemetryConfig,
+    /// Admin socket, VM table and host map (`fence_virtd/@admin_socket`, `@hostmap_*`).
+    pub fleet: FleetConfig,
+}
+
+/// The admin socket, the VM table's refresh and the host map (our additions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The admin socket; `None`: none is bound.
+    pub admin_socket: Option<PathBuf>,
+    /// The host map file; `None`: no map is written.
+    pub hostmap_file: Option<PathBuf>,
+    /// How names go into the map (rules and the rename table, read at load time).
+    pub naming: fence_drivers::hostmap::Naming,
+    /// Seconds between table refreshes (and between map writes at most).
+    pub interval_secs: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            admin_socket: None,
+            hostmap_file: None,
+            naming: Default::default(),
+            interval_secs: 60,
+        }
+    }
 }
 
 /// Where the metrics are served and the fence journal is kept (our additions).

@@ -180,6 +180,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Requests of `listener` in dispatch now.
+    pub fn in_flight_now(&self, listener: &str) -> i64 {
+        self.in_flight
+            .get_or_create(&ListenerLabels {
+                listener: listener.into(),
+            })
+            .get()
+    }
+
     /// A request left dispatch (answered or abandoned).
     pub fn request_finished(&self, listener: &str) {
         self.in_flight

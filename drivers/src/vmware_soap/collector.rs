@@ -20,6 +20,7 @@ use super::session::not_authenticated;
 use super::soap::{retrieve_result, CallError, Moref, ObjectContent};
 use super::xml::esc;
 use super::VmwareSoapDriver;
+use crate::inventory::{sort_rows, CpuUse, VmRow};
 use crate::vm::sort_by_name;
 use crate::{DriverError, PowerState, VmInfo};
 
@@ -178,6 +179,117 @@ impl VmwareSoapDriver {
                 }
                 r => return r,
             }
+        }
+        Err(CallError::Driver(DriverError::Platform(
+            "CreateContainerView: view vanished twice".into(),
+        )))
+    }
+
+    /// The container view of every VM and host in scope (the datacenter, or the root folder),
+    /// made once per session.
+    fn fleet_view(&self) -> Result<Moref, CallError> {
+        if let Some(v) = self.session.lock().fleet_view.clone() {
+            return Ok(v);
+        }
+        let container = self
+            .scope
+            .as_ref()
+            .map(|(dc, _)| dc.clone())
+            .unwrap_or_else(|| self.sc.root_folder.clone());
+        let args = format!(
+            "{}<type>VirtualMachine</type><type>HostSystem</type><recursive>true</recursive>",
+            container.xml("container")
+        );
+        let resp = self.call("CreateContainerView", &self.sc.view_manager, &args)?;
+        let view = resp
+            .child("returnval")
+            .and_then(Moref::from_element)
+            .ok_or_else(|| {
+                CallError::Driver(DriverError::Platform(
+                    "CreateContainerView: no view in answer".into(),
+                ))
+            })?;
+        self.session.lock().fleet_view = Some(view.clone());
+        Ok(view)
+    }
+
+    /// The VM table in one paged property collection over [`Self::fleet_view`]: VMs with
+    /// their host reference and figures, hosts with their names, joined here.
+    pub(super) fn inventory_inner(&self) -> Result<Vec<VmRow>, CallError> {
+        const VM_PATHS: &[&str] = &[
+            "name",
+            "config.uuid",
+            "runtime.powerState",
+            "runtime.host",
+            "summary.config.numCpu",
+            "summary.config.memorySizeMB",
+            "summary.quickStats.overallCpuUsage",
+            "summary.quickStats.uptimeSeconds",
+        ];
+        for attempt in 0..2 {
+            let view = self.fleet_view()?;
+            let object_set = format!(
+                concat!(
+                    "<objectSet>{}<skip>true</skip>",
+                    r#"<selectSet xsi:type="TraversalSpec"><name>traverseEntities</name>"#,
+                    "<type>ContainerView</type><path>view</path><skip>false</skip></selectSet>",
+                    "</objectSet>"
+                ),
+                view.xml("obj")
+            );
+            let mut spec = spec_xml("VirtualMachine", VM_PATHS, &object_set);
+            // A second propSet for the hosts, in the same specSet.
+            let hosts = "<propSet><type>HostSystem</type><pathSet>name</pathSet></propSet>";
+            spec.insert_str("<specSet>".len(), hosts);
+            let mut vms = Vec::new();
+            let mut host_names = std::collections::HashMap::new();
+            let r = self.retrieve_all(&spec, &mut |o| {
+                if o.obj.ty == "HostSystem" {
+                    if let Some(n) = o.text("name") {
+                        host_names.insert(o.obj.id.clone(), decode_name(n));
+                    }
+                } else {
+                    vms.push(o);
+                }
+            });
+            match r {
+                Err(CallError::Fault(f)) if f.kind == "ManagedObjectNotFound" && attempt == 0 => {
+                    self.session.lock().fleet_view = None;
+                    continue;
+                }
+                r => r?,
+            }
+            let num =
+                |o: &ObjectContent, p: &str| o.text(p).and_then(|t| t.trim().parse::<u64>().ok());
+            let mut out = Vec::with_capacity(vms.len());
+            for o in vms {
+                let (Some(name), Some(uuid)) = (o.text("name"), o.text("config.uuid")) else {
+                    tracing::debug!(obj = %o.obj, "VM without name or config.uuid left out");
+                    continue;
+                };
+                let state = o
+                    .text("runtime.powerState")
+                    .map(power_state)
+                    .unwrap_or(PowerState::Unknown);
+                let on = !state.is_off();
+                out.push(VmRow {
+                    name: decode_name(name),
+                    uuid: crate::vm::normalize_uuid(uuid)
+                        .unwrap_or_else(|| uuid.trim().to_lowercase()),
+                    host: o
+                        .text("runtime.host")
+                        .and_then(|id| host_names.get(id.trim()).cloned()),
+                    state,
+                    uptime_secs: num(&o, "summary.quickStats.uptimeSeconds").filter(|_| on),
+                    vcpus: num(&o, "summary.config.numCpu").map(|n| n as u32),
+                    memory_mib: num(&o, "summary.config.memorySizeMB"),
+                    cpu: num(&o, "summary.quickStats.overallCpuUsage")
+                        .filter(|_| on)
+                        .map(CpuUse::Mhz),
+                });
+            }
+            sort_rows(&mut out);
+            return Ok(out);
         }
         Err(CallError::Driver(DriverError::Platform(
             "CreateContainerView: view vanished twice".into(),

@@ -31,6 +31,9 @@
 //!   caller's status polls.
 //! * list: paged `RetrievePropertiesEx` + `ContinueRetrievePropertiesEx` of `name`,
 //!   `config.uuid`, `runtime.powerState` over a container view.
+//! * inventory (the VM table): one paged `RetrievePropertiesEx` over a container view of VMs
+//!   and hosts: each VM's name, UUID, power state, `runtime.host`, vCPUs, memory and quick
+//!   stats (uptime, CPU MHz), and each host's name, joined here.
 //! * check: one property read of `SessionManager.currentSession`. It does not enumerate VMs.
 //!
 //! # Layout
@@ -124,6 +127,8 @@ struct Session {
     cookie: Option<String>,
     generation: u64,
     view: Option<Moref>,
+    /// The container view of VMs and hosts the VM table reads (`collector::inventory_inner`).
+    fleet_view: Option<Moref>,
 }
 
 /// A logged-in vSphere session. Send + Sync; calls from several threads share the session.
@@ -189,6 +194,10 @@ impl Driver for VmwareSoapDriver {
 
     fn check(&self) -> Result<(), DriverError> {
         self.run("check", || self.check_inner())
+    }
+
+    fn inventory(&self) -> Result<Vec<crate::VmRow>, DriverError> {
+        self.run("inventory", || self.inventory_inner())
     }
 }
 

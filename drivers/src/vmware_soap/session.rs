@@ -113,6 +113,7 @@ impl VmwareSoapDriver {
         let cookie = {
             let mut s = self.session.lock();
             s.view = None;
+            s.fleet_view = None;
             s.cookie.take()
         };
         self.logged_out.store(true, Ordering::Relaxed);
@@ -150,6 +151,7 @@ impl VmwareSoapDriver {
         // Never send the old cookie: servers refuse Login on a live session.
         s.cookie = None;
         s.view = None;
+        s.fleet_view = None;
         let args = format!(
             "<userName>{}</userName><password>{}</password>",
             esc(&self.login),

@@ -43,6 +43,7 @@ use parking_lot::Mutex;
 
 use self::xmlrpc::{Response, Value, XenResult};
 use crate::http::{is_timeout, tls};
+use crate::inventory::{sort_rows, CpuUse, VmRow};
 use crate::{Driver, DriverError, PowerState, VmInfo, VmRef};
 
 /// Most `HOST_IS_SLAVE` answers followed in a row before giving up (a pool has one master;
@@ -645,6 +646,87 @@ impl XenApiDriver {
         Ok(vms)
     }
 
+    /// The VM table: `VM.get_all_records`, `host.get_all_records` (host names for
+    /// `resident_on`) and `VM_metrics.get_all_records` (start time, vCPU use; left out if the
+    /// pool refuses it). Three calls whatever the pool size.
+    fn inventory_inner(&self) -> Result<Vec<VmRow>, DriverError> {
+        let all = self
+            .call("VM.get_all_records", &[])
+            .map_err(|e| e.into_driver("VM.get_all_records"))?;
+        let all = all.as_struct().ok_or_else(|| {
+            DriverError::Platform("VM.get_all_records: not a map of records".into())
+        })?;
+        let hosts = self
+            .call("host.get_all_records", &[])
+            .map_err(|e| e.into_driver("host.get_all_records"))?;
+        let host_name = |r: &str| -> Option<String> {
+            hosts
+                .member(r)?
+                .member("name_label")?
+                .as_str()
+                .map(str::to_string)
+        };
+        let metrics = match self.call("VM_metrics.get_all_records", &[]) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::debug!(error = %e.into_driver("VM_metrics.get_all_records"), "no VM metrics");
+                None
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let text = |v: &Value, k: &str| v.member(k).and_then(Value::as_str).map(str::to_string);
+        let num = |v: &Value, k: &str| text(v, k).and_then(|t| t.trim().parse::<u64>().ok());
+        let mut out = Vec::with_capacity(all.len());
+        for (_, v) in all {
+            let rec = Record::from_value(v)?;
+            if rec.excluded {
+                continue;
+            }
+            let state = rec.state();
+            let on = !state.is_off();
+            let m = text(v, "metrics").and_then(|r| metrics.as_ref()?.member(&r).cloned());
+            let uptime = m
+                .as_ref()
+                .and_then(|m| m.member("start_time"))
+                .and_then(|t| match t {
+                    Value::DateTime(s) | Value::Str(s) => xmlrpc_time(s),
+                    _ => None,
+                })
+                .filter(|&t| t > 0 && t <= now && on)
+                .map(|t| now - t);
+            let util = m
+                .as_ref()
+                .and_then(|m| m.member("VCPUs_utilisation"))
+                .and_then(|u| {
+                    let vals: Vec<f64> = u
+                        .as_struct()?
+                        .iter()
+                        .filter_map(|(_, x)| match x {
+                            Value::Double(d) => Some(*d),
+                            Value::Str(s) => s.parse().ok(),
+                            _ => None,
+                        })
+                        .collect();
+                    (!vals.is_empty()).then(|| 100.0 * vals.iter().sum::<f64>() / vals.len() as f64)
+                });
+            out.push(VmRow {
+                host: text(v, "resident_on").and_then(|r| host_name(&r)),
+                state,
+                uptime_secs: uptime,
+                vcpus: num(v, "VCPUs_max").map(|n| n as u32),
+                memory_mib: num(v, "memory_static_max").map(|b| b / (1024 * 1024)),
+                cpu: util.filter(|_| on).map(CpuUse::Percent),
+                name: rec.name,
+                uuid: rec.uuid,
+            });
+        }
+        sort_rows(&mut out);
+        Ok(out)
+    }
+
     fn check_inner(&self) -> Result<(), DriverError> {
         // A call whose only argument is the session (one pool object to read), so a re-login
         // inside `call` leaves no stale argument behind.
@@ -678,6 +760,34 @@ impl Driver for XenApiDriver {
     fn check(&self) -> Result<(), DriverError> {
         self.check_inner()
     }
+
+    fn inventory(&self) -> Result<Vec<VmRow>, DriverError> {
+        self.inventory_inner()
+    }
+}
+
+/// Seconds since the epoch of an XML-RPC time as XenAPI writes it (`20260102T03:04:05Z`,
+/// UTC); `None` for anything else.
+fn xmlrpc_time(s: &str) -> Option<u64> {
+    let s = s.trim().trim_end_matches('Z');
+    let (date, time) = s.split_once('T')?;
+    let date: String = date.chars().filter(|c| *c != '-').collect();
+    if date.len() != 8 {
+        return None;
+    }
+    let y: i64 = date[0..4].parse().ok()?;
+    let mo: i64 = date[4..6].parse().ok()?;
+    let d: i64 = date[6..8].parse().ok()?;
+    let mut hms = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    u64::try_from(days * 86400 + h * 3600 + mi * 60 + se).ok()
 }
 
 impl Drop for XenApiDriver {
@@ -739,5 +849,16 @@ mod tests {
         for p in ["Running", "Paused", "Suspended", "Crashed", ""] {
             assert!(!rec(p).state().is_off(), "{p}");
         }
+    }
+}
+
+#[cfg(test)]
+mod inventory_tests {
+    #[test]
+    fn xenapi_times_are_read_as_utc() {
+        assert_eq!(super::xmlrpc_time("19700101T00:00:00Z"), Some(0));
+        assert_eq!(super::xmlrpc_time("20260102T03:04:05Z"), Some(1767323045));
+        assert_eq!(super::xmlrpc_time("2026-01-02T03:04:05Z"), Some(1767323045));
+        assert_eq!(super::xmlrpc_time("yesterday"), None);
     }
 }

@@ -303,7 +303,10 @@ mod tests {
     fn request_bytes() {
         let b = encode_request(7, &req("vm1", CpgOp::Off)).unwrap();
         assert_eq!(b.len(), 156);
-        assert_eq!(&b[0..16], &[0, 0, 0, 0, 7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[0..16],
+            &[0, 0, 0, 0, 7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
+        );
         assert_eq!(&b[16..20], b"vm1\0");
         assert!(b[20..144].iter().all(|&c| c == 0));
         assert_eq!(&b[144..156], &[1, 0, 0, 0, 4, 3, 2, 1, 0, 0, 0, 0]);
@@ -340,11 +343,20 @@ mod tests {
             state: 1,
         };
         let b = encode_store_vm(&vm);
-        assert_eq!(&b[0..16], &[2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[0..16],
+            &[2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
+        );
         assert_eq!(&b[16..21], b"vm-a\0");
-        assert!(b[21..81].iter().all(|&c| c == 0), "name field and its byte 64 zero");
+        assert!(
+            b[21..81].iter().all(|&c| c == 0),
+            "name field and its byte 64 zero"
+        );
         assert_eq!(&b[81..117], vm.uuid.as_bytes());
-        assert!(b[117..148].iter().all(|&c| c == 0), "uuid tail and pad zero");
+        assert!(
+            b[117..148].iter().all(|&c| c == 0),
+            "uuid tail and pad zero"
+        );
         assert_eq!(&b[148..156], &[3, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(decode(&b).unwrap(), CpgMessage::StoreVm(vm));
     }

@@ -430,7 +430,8 @@ impl Core {
                     r.lost.get_or_insert(lost);
                 }
             }
-            self.watchdogs.retain(|(requester, _), _| *requester != node);
+            self.watchdogs
+                .retain(|(requester, _), _| *requester != node);
             let failing: Vec<u32> = self
                 .outstanding
                 .iter()
@@ -774,7 +775,11 @@ impl Core {
             && !o.replies.contains_key(&sender);
         if !valid {
             self.dropped.unmatched_replies += 1;
-            tracing::debug!(sender, seqno, "cpg: ignored a reply (payload or sender not expected)");
+            tracing::debug!(
+                sender,
+                seqno,
+                "cpg: ignored a reply (payload or sender not expected)"
+            );
             return;
         }
         let code = match req.response {

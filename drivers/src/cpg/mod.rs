@@ -97,7 +97,13 @@ pub enum CpgError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The CPG group was not joined in time (corosync not running?).
+    #[error("not a member of the corosync CPG group {0:?} after {1:?} (is corosync running?)")]
+    NotJoined(String, Duration),
 }
+
+/// How long [`CpgDriver::start`] waits for the first membership of the group.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
 
 /// The cpg [`Driver`]. See the module docs.
 pub struct CpgDriver {
@@ -300,10 +306,23 @@ impl CpgDriver {
         let poller = std::thread::Builder::new()
             .name("cpg-poll".into())
             .spawn(move || p.poll_loop())?;
-        Ok(CpgDriver {
+        let driver = CpgDriver {
             shared,
             threads: Mutex::new(vec![dispatch, poller]),
-        })
+        };
+        // As the C backend, start only once the group is joined (under `-w` the daemon
+        // retries); dropping the driver stops its threads.
+        let until = Instant::now() + JOIN_WAIT;
+        while !driver.shared.core.lock().is_joined() {
+            if Instant::now() >= until {
+                return Err(CpgError::NotJoined(
+                    driver.shared.opts.group.clone(),
+                    JOIN_WAIT,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(driver)
     }
 
     /// The cluster-wide VM→host map (every announced VM of every member, lost ones flagged).

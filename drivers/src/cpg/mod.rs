@@ -56,6 +56,9 @@ pub struct CpgOptions {
     pub poll: Duration,
     /// What a host list shows.
     pub list: ListScope,
+    /// `name_mode = "uuid"`: requests carry the VM's UUID (else its name), so that C
+    /// responders, which match only that form, find it.
+    pub send_uuid: bool,
 }
 
 impl CpgOptions {
@@ -67,6 +70,7 @@ impl CpgOptions {
             timeout: Duration::from_secs(20),
             poll: Duration::from_secs(2),
             list: ListScope::Local,
+            send_uuid: false,
         }
     }
 }
@@ -100,6 +104,42 @@ pub enum CpgError {
     /// The CPG group was not joined in time (corosync not running?).
     #[error("not a member of the corosync CPG group {0:?} after {1:?} (is corosync running?)")]
     NotJoined(String, Duration),
+}
+
+/// What this node knows of the cluster, for the fleet view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Our CPG nodeid.
+    pub me: u32,
+    /// Whether we are in the group now.
+    pub joined: bool,
+    /// Whether corosync says the cluster is quorate.
+    pub quorate: bool,
+    /// Members of the group (nodeids).
+    pub members: Vec<u32>,
+    /// Every announced VM with its host; lost ones flagged.
+    pub vms: Vec<MapEntry>,
+}
+
+/// The running driver of this process (one per process), for [`cluster_view`].
+static CURRENT: std::sync::Mutex<Option<std::sync::Weak<Shared>>> = std::sync::Mutex::new(None);
+
+/// The cluster-wide VM→host map of the cpg driver running in this process, if any (the daemon
+/// holds its driver as `dyn Driver`; this reaches it without a downcast).
+pub fn cluster_view() -> Option<ClusterView> {
+    let shared = CURRENT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()?
+        .upgrade()?;
+    let c = shared.core.lock();
+    Some(ClusterView {
+        me: c.me(),
+        joined: c.is_joined(),
+        quorate: c.is_quorate(),
+        members: c.members(),
+        vms: c.map(),
+    })
 }
 
 /// How long [`CpgDriver::start`] waits for the first membership of the group.
@@ -283,6 +323,7 @@ impl CpgDriver {
         let cfg = CoreConfig {
             request_timeout: opts.timeout,
             watchdog: opts.timeout + Duration::from_secs(2),
+            send_uuid: opts.send_uuid,
             ..CoreConfig::default()
         };
         let mut core = Core::new(cfg, rand::random());
@@ -306,6 +347,7 @@ impl CpgDriver {
         let poller = std::thread::Builder::new()
             .name("cpg-poll".into())
             .spawn(move || p.poll_loop())?;
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&shared));
         let driver = CpgDriver {
             shared,
             threads: Mutex::new(vec![dispatch, poller]),
@@ -334,6 +376,11 @@ impl CpgDriver {
     pub fn membership(&self) -> (u32, Vec<u32>, bool) {
         let c = self.shared.core.lock();
         (c.me(), c.members(), c.is_quorate())
+    }
+
+    /// Messages dropped so far (malformed, unmatched replies).
+    pub fn dropped(&self) -> self::core::Dropped {
+        self.shared.core.lock().dropped()
     }
 
     fn ask(&self, op: CpgOp, vm: &VmRef) -> Result<u32, DriverError> {

@@ -401,6 +401,29 @@ impl Core {
         }
     }
 
+    fn withdraw_stale(&self, out: &mut Vec<Action>) {
+        let Some(recs) = self.nodes.get(&self.me) else {
+            return;
+        };
+        for r in recs {
+            let here = self.local.values().any(|v| {
+                if !r.uuid.is_empty() || !v.uuid.is_empty() {
+                    r.uuid.eq_ignore_ascii_case(&v.uuid)
+                } else {
+                    r.name == v.name
+                }
+            });
+            if !here {
+                let gone = LocalVm {
+                    name: r.name.clone(),
+                    uuid: r.uuid.clone(),
+                    state: r.state,
+                };
+                out.push(Action::Send(self.store(&gone, STATE_TOMBSTONE)));
+            }
+        }
+    }
+
     fn store(&self, vm: &LocalVm, state: i32) -> [u8; CPG_MSG_LEN] {
         encode_store_vm(&VmState {
             name: vm.name.clone(),
@@ -469,6 +492,11 @@ impl Core {
             }
         }
         if self.joined && (!left.is_empty() || !joined.is_empty()) {
+            if joined.contains(&self.me) {
+                // (Re)joined: what the group still holds for us but this host no longer has
+                // (gone while we were disconnected) is withdrawn.
+                self.withdraw_stale(&mut out);
+            }
             self.announce_all(&mut out);
             out.push(Action::Refresh);
         }

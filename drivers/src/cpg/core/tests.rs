@@ -613,3 +613,29 @@ fn requests_carry_the_form_name_mode_says() {
     // Unknown: as given.
     assert_eq!(by(true, "nosuch"), "nosuch");
 }
+
+#[test]
+fn rejoining_withdraws_what_vanished_while_disconnected() {
+    let vm = |n: &str, u: &str| LocalVm {
+        name: n.into(),
+        uuid: u.into(),
+        state: RUN,
+    };
+    let mut c = node(1, &[1, 2]);
+    let _ = c.local_list(vec![vm("a", U1), vm("b", U2)]);
+    // Our own announcements come back to us.
+    let _ = c.deliver(1, &store("a", U1, RUN), t0());
+    let _ = c.deliver(1, &store("b", U2, RUN), t0());
+    let _ = c.disconnected(t0());
+    // "b" goes away while corosync is down.
+    let _ = c.local_list(vec![vm("a", U1)]);
+    let a = c.confchg(&[1, 2], &[], &[1], t0());
+    let s = sends(&a);
+    assert!(s.contains(&CpgMessage::StoreVm(VmState {
+        name: "b".into(),
+        uuid: U2.into(),
+        owner: 1,
+        state: STATE_TOMBSTONE
+    })));
+    assert_eq!(s.len(), 2, "one tombstone and one announcement: {s:?}");
+}

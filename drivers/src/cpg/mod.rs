@@ -87,7 +87,14 @@ struct Shared {
     refresh_cv: Condvar,
     stop: AtomicBool,
     vm_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Node names from corosync's nodelist, read at each connection.
+    names: Mutex<std::collections::BTreeMap<u32, String>>,
+    /// Local jobs running now (bounded by [`MAX_JOBS`]).
+    jobs: std::sync::atomic::AtomicUsize,
 }
+
+/// Most local actions run at once; beyond that a request is answered failure at once.
+const MAX_JOBS: usize = 64;
 
 /// Errors of [`CpgDriver::start`].
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +124,8 @@ pub struct ClusterView {
     pub quorate: bool,
     /// Members of the group (nodeids).
     pub members: Vec<u32>,
+    /// Node names from corosync's nodelist (`name`, else `ring0_addr`), by nodeid.
+    pub names: std::collections::BTreeMap<u32, String>,
     /// Every announced VM with its host; lost ones flagged.
     pub vms: Vec<MapEntry>,
 }
@@ -132,8 +141,10 @@ pub fn cluster_view() -> Option<ClusterView> {
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()?
         .upgrade()?;
+    let names = shared.names.lock().clone();
     let c = shared.core.lock();
     Some(ClusterView {
+        names,
         me: c.me(),
         joined: c.is_joined(),
         quorate: c.is_quorate(),
@@ -167,12 +178,27 @@ impl Shared {
             match a {
                 Action::Send(b) => self.send(&b),
                 Action::Execute(job) => {
+                    if self.jobs.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS {
+                        self.jobs.fetch_sub(1, Ordering::SeqCst);
+                        tracing::error!(vm = %job.name, "cpg: too many local actions running; answering failure");
+                        let actions = self.core.lock().local_result(&job, 1);
+                        self.run(actions);
+                        continue;
+                    }
                     let s = self.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("cpg-job".into())
-                        .spawn(move || s.execute(job));
+                    let failed = job.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("cpg-job".into())
+                            .spawn(move || {
+                                s.clone().execute(job);
+                                s.jobs.fetch_sub(1, Ordering::SeqCst);
+                            });
                     if let Err(e) = spawned {
-                        tracing::error!(error = %e, "cpg: cannot start a worker thread");
+                        self.jobs.fetch_sub(1, Ordering::SeqCst);
+                        tracing::error!(error = %e, "cpg: cannot start a worker thread; answering failure");
+                        let actions = self.core.lock().local_result(&failed, 1);
+                        self.run(actions);
                     }
                 }
                 Action::Complete { seqno, outcome } => {
@@ -338,6 +364,8 @@ impl CpgDriver {
             refresh_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             vm_locks: Mutex::new(HashMap::new()),
+            names: Mutex::new(std::collections::BTreeMap::new()),
+            jobs: std::sync::atomic::AtomicUsize::new(0),
         });
         let d = shared.clone();
         let dispatch = std::thread::Builder::new()

@@ -11,10 +11,12 @@
 //! * [`hoststatus`]: the HOSTSTATUS answer (our host-status wire extension).
 //! * [`serial`]: serial / vmchannel frames and the agent's resynchronising magic scanner.
 //! * [`admin`]: the admin protocol between `fence_virtctl` and `fence_virtd` (ours, JSON).
+//! * [`cpg`]: the corosync CPG messages of fence_virtd's `cpg` backend (`server/cpg.c`).
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod auth;
+pub mod cpg;
 pub mod error;
 pub mod hostlist;
 pub mod hoststatus;

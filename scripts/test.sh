@@ -32,7 +32,16 @@ step peers sh scripts/show-peers.sh
 step build cargo build --workspace --all-targets
 # The system tests mostly wait on daemons and agents, so more threads than cores is fine.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
-step test cargo test --workspace --no-fail-fast
+test_log=$(mktemp)
+test_status=$(mktemp)
+trap 'rm -f "$test_log" "$test_status"' EXIT
+run_tests() {
+    # The output goes to the terminal and to a log, for the failure summary at the end; the
+    # pipeline's status is tee's, so cargo's own goes through a file.
+    { cargo test --workspace --no-fail-fast 2>&1; echo $? >"$test_status"; } | tee "$test_log"
+    [ "$(cat "$test_status")" = 0 ]
+}
+step test run_tests
 # Debian packages: build, lintian, install into a clean Debian 12 root (cached under
 # /var/cache/fence-rs), run the demo there, swap with Debian's packages and back.
 step packages sh scripts/test-packages.sh
@@ -43,6 +52,10 @@ step clippy cargo clippy --workspace --all-targets -- -D warnings
 
 if [ -n "$failed" ]; then
     echo "test.sh: FAILED:$failed" >&2
+    if grep -q '^test .* FAILED$' "$test_log" 2>/dev/null; then
+        echo "failed tests:" >&2
+        grep '^test .* FAILED$' "$test_log" | sed 's/^test /  /; s/ \.\.\. FAILED$//' | sort -u >&2
+    fi
     exit 1
 fi
 echo "test.sh: all steps passed"

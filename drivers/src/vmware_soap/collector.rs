@@ -88,16 +88,28 @@ impl VmwareSoapDriver {
     }
 
     fn container_view(&self) -> Result<Moref, CallError> {
-        if let Some(v) = self.session.lock().view.clone() {
-            return Ok(v);
-        }
         let container = self
             .scope
             .as_ref()
             .map(|(_, f)| f.clone())
             .unwrap_or_else(|| self.sc.root_folder.clone());
+        self.cached_view(&container, &["VirtualMachine"], |s| &mut s.view)
+    }
+
+    /// A recursive container view of `types` under `container`, made once per session and
+    /// kept in the session's `slot`.
+    fn cached_view(
+        &self,
+        container: &Moref,
+        types: &[&str],
+        slot: fn(&mut super::Session) -> &mut Option<Moref>,
+    ) -> Result<Moref, CallError> {
+        if let Some(v) = slot(&mut self.session.lock()).clone() {
+            return Ok(v);
+        }
+        let types: String = types.iter().map(|t| format!("<type>{t}</type>")).collect();
         let args = format!(
-            "{}<type>VirtualMachine</type><recursive>true</recursive>",
+            "{}{types}<recursive>true</recursive>",
             container.xml("container")
         );
         let resp = self.call("CreateContainerView", &self.sc.view_manager, &args)?;
@@ -109,7 +121,7 @@ impl VmwareSoapDriver {
                     "CreateContainerView: no view in answer".into(),
                 ))
             })?;
-        self.session.lock().view = Some(view.clone());
+        *slot(&mut self.session.lock()) = Some(view.clone());
         Ok(view)
     }
 
@@ -188,29 +200,14 @@ impl VmwareSoapDriver {
     /// The container view of every VM and host in scope (the datacenter, or the root folder),
     /// made once per session.
     fn fleet_view(&self) -> Result<Moref, CallError> {
-        if let Some(v) = self.session.lock().fleet_view.clone() {
-            return Ok(v);
-        }
         let container = self
             .scope
             .as_ref()
             .map(|(dc, _)| dc.clone())
             .unwrap_or_else(|| self.sc.root_folder.clone());
-        let args = format!(
-            "{}<type>VirtualMachine</type><type>HostSystem</type><recursive>true</recursive>",
-            container.xml("container")
-        );
-        let resp = self.call("CreateContainerView", &self.sc.view_manager, &args)?;
-        let view = resp
-            .child("returnval")
-            .and_then(Moref::from_element)
-            .ok_or_else(|| {
-                CallError::Driver(DriverError::Platform(
-                    "CreateContainerView: no view in answer".into(),
-                ))
-            })?;
-        self.session.lock().fleet_view = Some(view.clone());
-        Ok(view)
+        self.cached_view(&container, &["VirtualMachine", "HostSystem"], |s| {
+            &mut s.fleet_view
+        })
     }
 
     /// The VM table in one paged property collection over [`Self::fleet_view`]: VMs with

@@ -4,6 +4,8 @@
 //! * [`agent_timeout`]: regression for `fence_xvm -t 1` never giving up.
 //! * [`channels`]: fence_virt over tcp, serial and vmchannel (and vsock where the kernel has a
 //!   loopback transport), the tcp `auth` decision, late-starting VMs, 200 tcp clients.
+//! * [`cpg`]: the cpg backend on live 3-node corosync clusters (C reference, ours, mixed,
+//!   pacemaker-fenced).
 //! * [`faults`]: the daemon stopped or killed and the hypervisor stopped mid-fence: no false
 //!   success, no late off behind a gone agent.
 //! * [`host_status`]: op 32 (`host_status = "pm-monitor"`) on every channel, the C daemon's
@@ -28,6 +30,7 @@
 mod agent_backend;
 mod agent_timeout;
 mod channels;
+mod cpg;
 mod faults;
 mod host_status;
 mod libvirt_reconnect;

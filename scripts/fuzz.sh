@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../fuzz"
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"request_decode serial_decode hostlist_decode host_status_decode config_parse virt_agent_input fencing_agent_input soap_answer pm_monitor_input xenapi_answer"}
+targets=${*:-"request_decode serial_decode hostlist_decode host_status_decode config_parse virt_agent_input fencing_agent_input soap_answer pm_monitor_input xenapi_answer cpg_decode"}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: installing cargo-fuzz from crates.io"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs every peer the test suite needs (reference C fence-virt, Python fence-agents,
-# libvirt test driver, Pacemaker fencer and CLI, govmomi's simulator, tools used by the harness
+# libvirt test driver, Pacemaker fencer and CLI, the corosync -dev libraries the `cpg` cargo
+# feature links (rust-corosync links cpg, cfg, cmap, quorum and votequorum), govmomi's simulator, tools used by the harness
 # and by scripts/vcsim-wsdl.sh; debootstrap, lintian and systemd-analyze for the package
 # test), and the XenAPI Python SDK from PyPI into its own directory. Idempotent: only missing
 # packages are installed, and `apt-get update` runs only when one of them, or a package
@@ -18,6 +19,12 @@ libvirt-clients
 pacemaker
 pacemaker-cli-utils
 corosync
+libcpg-dev
+libcfg-dev
+libcmap-dev
+libquorum-dev
+libvotequorum-dev
+libcorosync-common-dev
 resource-agents
 libxml2-utils
 socat

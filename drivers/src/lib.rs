@@ -11,6 +11,8 @@ pub mod secrets;
 pub mod sim;
 pub mod vm;
 
+#[cfg(feature = "cpg")]
+pub mod cpg;
 #[cfg(feature = "fence_agent")]
 pub mod fence_agent;
 #[cfg(any(feature = "vmware_soap", feature = "xenapi"))]

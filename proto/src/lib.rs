@@ -10,9 +10,11 @@
 //! * [`hostlist`]: host list entries and stream (`host_state_t` in `include/xvm.h`).
 //! * [`hoststatus`]: the HOSTSTATUS answer (our host-status wire extension).
 //! * [`serial`]: serial / vmchannel frames and the agent's resynchronising magic scanner.
+//! * [`cpg`]: the corosync CPG messages of fence_virtd's `cpg` backend (`server/cpg.c`).
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cpg;
 pub mod error;
 pub mod hostlist;
 pub mod hoststatus;

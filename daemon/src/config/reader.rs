@@ -926,14 +926,16 @@ mod tests {
             ),
             CpgConfig {
                 uris: vec!["qemu:///system".into()],
-                name_mode: NameMode::Uuid
+                name_mode: NameMode::Uuid,
+                ..cpg_defaults()
             }
         );
         assert_eq!(
             b("cpg", ""),
             CpgConfig {
                 uris: vec![],
-                name_mode: NameMode::Name
+                name_mode: NameMode::Name,
+                ..cpg_defaults()
             }
         );
         assert_eq!(
@@ -967,6 +969,41 @@ mod tests {
         );
     }
 
+    fn cpg_defaults() -> CpgConfig {
+        CpgConfig {
+            uris: vec![],
+            name_mode: NameMode::Name,
+            group: "fence-agents".into(),
+            timeout_secs: 20,
+            poll_secs: 2,
+            list_cluster: false,
+        }
+    }
+
+    #[test]
+    fn cpg_keys_of_ours() {
+        let c = ok("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
+                    backends { cpg { uri = \"test:///default\"; group = \"fence-virt\"; \
+                    timeout = \"7\"; poll = \"1\"; list = \"cluster\"; } }");
+        assert_eq!(
+            c.backend,
+            CpgConfig {
+                uris: vec!["test:///default".into()],
+                group: "fence-virt".into(),
+                timeout_secs: 7,
+                poll_secs: 1,
+                list_cluster: true,
+                ..cpg_defaults()
+            }
+        );
+        let e = err("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
+                     backends { cpg { list = \"everything\"; } }");
+        assert_eq!(invalid_at(&e).0, "backends/cpg/@list");
+        let e = err("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
+                     backends { cpg { timeout = \"0\"; } }");
+        assert_eq!(invalid_at(&e).0, "backends/cpg/@timeout");
+    }
+
     #[test]
     fn cpg_legacy_name_mode() {
         let c = ok(
@@ -977,7 +1014,8 @@ mod tests {
             c.backend,
             CpgConfig {
                 uris: vec![],
-                name_mode: NameMode::Uuid
+                name_mode: NameMode::Uuid,
+                ..cpg_defaults()
             }
         );
         let c = ok(
@@ -988,7 +1026,8 @@ mod tests {
             c.backend,
             CpgConfig {
                 uris: vec![],
-                name_mode: NameMode::Name
+                name_mode: NameMode::Name,
+                ..cpg_defaults()
             }
         );
         let e = err(

@@ -1,0 +1,815 @@
+//! The sans-io heart of the cpg driver: what one fence_virtd does with the events of its CPG
+//! group. Events in (membership change, delivered message, the local libvirt list, quorum,
+//! clock ticks, our own requests and the results of local actions); [`Action`]s out (multicast
+//! these bytes, run this local action, complete that request, re-list libvirt).
+//!
+//! # Semantics (each a deliberate difference from C fence_virtd 4.12.1's `cpg-virt.c`)
+//! * **Per-node map.** For every member the VMs it announced, keyed by the CPG sender (not the
+//!   `s_owner` field). Our own STORE_VMs are stored too, when delivered, so every member
+//!   decides from the same data at the same position of the total order.
+//! * **Lost, not unknown.** A member that leaves (any reason) keeps its entries, marked lost
+//!   with reason and time; they become fresh again when that node re-announces them. Requests
+//!   for a VM that only a lost member has fail (1).
+//! * **Owner = live member announcing the VM active** (state ≠ 5 shutoff). All owners act
+//!   and reply. If nobody has it active and no lost member has it, the lowest-nodeid live
+//!   member holding a shut-off definition answers, but only while quorate: status 2, off 0
+//!   (after confirming off), on/reboot start it only if exactly one live member defines it
+//!   (otherwise on fails and reboot only confirms off).
+//! * **Unknown VM** (or no quorum when the answer would depend on the map being complete): the
+//!   highest-nodeid member replies 1 (C: status 2 / off 0).
+//! * **Matching**: a request string of UUID form matches UUIDs (case-insensitively), anything
+//!   else matches names exactly.
+//! * **Requester**: random non-zero seqno start, wraps skipping 0; at the delivery of its own
+//!   REQUEST it computes the expected responders; none ⇒ fails at once. A REPLY counts only if
+//!   its target is us, its seqno is outstanding, its payload's name and request equal ours and
+//!   its sender is an expected responder that has not answered yet. STATUS: any 0 (on) wins,
+//!   2 only when every expected responder said 2; OFF/ON/REBOOT: success only when every
+//!   expected responder said 0. An expected responder that leaves fails the request; every
+//!   request has a deadline.
+//! * **Watchdog** (C requesters would otherwise hang): a member that is not a designated
+//!   responder of another member's REQUEST replies 1 if no REPLY for it is seen within the
+//!   watchdog time, later by one stagger step per rank so duplicates are rare.
+//! * **Announcements**: changed domains only, a vanished domain once as a tombstone
+//!   (state -1); everything again after each membership change with joins or leaves.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use fence_proto::cpg::{
+    decode, encode_reply, encode_request, encode_store_vm, CpgMessage, CpgOp, FenceReq, VmState,
+    CPG_MSG_LEN, STATE_SHUTOFF, STATE_TOMBSTONE,
+};
+
+use crate::vm::normalize_uuid;
+use crate::VmRef;
+
+/// Response codes on the wire.
+const CODE_SUCCESS: u32 = 0;
+const CODE_FAIL: u32 = 1;
+const CODE_OFF: u32 = 2;
+
+/// Timing of the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// How long our own request waits for its replies.
+    pub request_timeout: Duration,
+    /// How long a non-responder waits for somebody's REPLY before answering 1 itself.
+    pub watchdog: Duration,
+    /// Extra wait per rank among the members that arm a watchdog.
+    pub watchdog_stagger: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            request_timeout: Duration::from_secs(20),
+            // Past our own requests' deadline (so our requesters give up first) and with up to
+            // seven ranks of stagger still below the C client's 30 s default.
+            watchdog: Duration::from_secs(22),
+            watchdog_stagger: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One domain of this host as libvirt lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalVm {
+    /// Domain name.
+    pub name: String,
+    /// Lower-case UUID text.
+    pub uuid: String,
+    /// libvirt `virDomainState`.
+    pub state: i32,
+}
+
+/// Why a member's entries are lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// The process left the group (e.g. a clean daemon stop).
+    Leave,
+    /// The node left the corosync membership (crash, partition).
+    NodeDown,
+    /// The process died but the node is alive.
+    ProcDown,
+    /// Our own connection to corosync was lost.
+    Disconnected,
+    /// Any other reason code.
+    Other(u32),
+}
+
+impl LeaveReason {
+    /// From the CPG reason code (`cpg_reason_t`).
+    pub fn from_code(c: u32) -> LeaveReason {
+        match c {
+            2 => LeaveReason::Leave,
+            3 => LeaveReason::NodeDown,
+            5 => LeaveReason::ProcDown,
+            n => LeaveReason::Other(n),
+        }
+    }
+}
+
+/// Since when and why an entry is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    /// Why its owner left.
+    pub reason: LeaveReason,
+    /// When we saw it leave.
+    pub since: Instant,
+}
+
+/// One row of the cluster-wide VM→host map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    /// CPG nodeid of the host that announced it.
+    pub nodeid: u32,
+    /// Domain name.
+    pub name: String,
+    /// UUID text as announced.
+    pub uuid: String,
+    /// libvirt domain state as announced.
+    pub state: i32,
+    /// Whether the host is a member of the group now.
+    pub live: bool,
+    /// Set when the host left the group and has not re-announced the VM since.
+    pub lost: Option<Lost>,
+}
+
+/// Why a request did not get a usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// No live or lost member has the VM.
+    #[error("no cluster member has this VM")]
+    Unknown,
+    /// Only members that left the group had it: its state cannot be known.
+    #[error("the VM's host left the cluster group; its state is unknown")]
+    Lost,
+    /// The answer would need a complete map and the cluster is not quorate.
+    #[error("the cluster is not quorate")]
+    NoQuorum,
+    /// Not connected to corosync.
+    #[error("not connected to the corosync CPG group")]
+    Disconnected,
+    /// No (complete) answer within the deadline.
+    #[error("no answer from the VM's host in time")]
+    Timeout,
+    /// A responder answered failure.
+    #[error("the VM's host answered failure")]
+    Refused,
+    /// An expected responder left the group before answering.
+    #[error("the VM's host left the cluster group before answering")]
+    ResponderLeft,
+    /// The name does not fit a request.
+    #[error("the VM name does not fit a cpg request")]
+    BadName,
+}
+
+/// A successful answer: the wire code 0 (on / done) or 2 (off).
+pub type Outcome = Result<u32, Failure>;
+
+/// Work this node must do on its own libvirt for a REQUEST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Requester's nodeid (the REPLY's target).
+    pub requester: u32,
+    /// The REQUEST's seqno.
+    pub seqno: u32,
+    /// The REQUEST's payload (copied into the REPLY).
+    pub req: FenceReq,
+    /// The local domain's UUID (what to act on).
+    pub uuid: String,
+    /// The local domain's name (for logs).
+    pub name: String,
+    /// Whether powering on is allowed (false for a shut-off copy defined on several hosts).
+    pub may_start: bool,
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Multicast these bytes (AGREED) in the group.
+    Send([u8; CPG_MSG_LEN]),
+    /// Run a local libvirt action and hand the code to [`Core::local_result`].
+    Execute(Job),
+    /// Our request `seqno` is finished.
+    Complete {
+        /// The id [`Core::submit`] returned.
+        seqno: u32,
+        /// Its result.
+        outcome: Outcome,
+    },
+    /// Re-list the local domains soon (and feed [`Core::local_list`]).
+    Refresh,
+}
+
+/// Counters of messages we dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Bytes that do not decode (length, type).
+    pub malformed: u64,
+    /// REPLYs for us that match no outstanding request, or whose payload or sender is wrong.
+    pub unmatched_replies: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    name: String,
+    uuid: String,
+    state: i32,
+    lost: Option<Lost>,
+}
+
+impl Record {
+    fn matches(&self, key: &VmRef) -> bool {
+        match key {
+            VmRef::Name(n) => &self.name == n,
+            VmRef::Uuid(u) => normalize_uuid(&self.uuid).as_deref() == Some(u.as_str()),
+        }
+    }
+
+    fn same_vm(&self, vm: &VmState) -> bool {
+        if !self.uuid.is_empty() || !vm.uuid.is_empty() {
+            self.uuid.eq_ignore_ascii_case(&vm.uuid)
+        } else {
+            self.name == vm.name
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// These live members have it active: each acts.
+    Owners(BTreeSet<u32>),
+    /// Nobody has it active; this live member holds a shut-off copy (of `holders`).
+    Inactive { holder: u32, holders: usize },
+    /// Nobody can act: the highest member answers 1.
+    Fail(Failure),
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    req: FenceReq,
+    deadline: Instant,
+    /// Set when our REQUEST is delivered.
+    expected: Option<BTreeSet<u32>>,
+    replies: BTreeMap<u32, u32>,
+}
+
+#[derive(Debug)]
+struct Watchdog {
+    req: FenceReq,
+    deadline: Instant,
+}
+
+/// The state machine. See the module docs.
+#[derive(Debug)]
+pub struct Core {
+    cfg: CoreConfig,
+    me: u32,
+    joined: bool,
+    quorate: bool,
+    members: BTreeSet<u32>,
+    nodes: BTreeMap<u32, Vec<Record>>,
+    local: BTreeMap<String, LocalVm>,
+    next_seqno: u32,
+    outstanding: HashMap<u32, Outstanding>,
+    watchdogs: HashMap<(u32, u32), Watchdog>,
+    dropped: Dropped,
+}
+
+fn local_key(vm: &LocalVm) -> String {
+    if vm.uuid.is_empty() {
+        format!("name:{}", vm.name)
+    } else {
+        vm.uuid.to_ascii_lowercase()
+    }
+}
+
+impl Core {
+    /// A node not yet connected. `seqno_start` should be random (B18); 0 is skipped.
+    pub fn new(cfg: CoreConfig, seqno_start: u32) -> Core {
+        Core {
+            cfg,
+            me: 0,
+            joined: false,
+            quorate: false,
+            members: BTreeSet::new(),
+            nodes: BTreeMap::new(),
+            local: BTreeMap::new(),
+            next_seqno: seqno_start.max(1),
+            outstanding: HashMap::new(),
+            watchdogs: HashMap::new(),
+            dropped: Dropped::default(),
+        }
+    }
+
+    /// Our nodeid (0 before the first connection).
+    pub fn me(&self) -> u32 {
+        self.me
+    }
+
+    /// Whether we are a member of the group.
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// Whether corosync says the cluster is quorate.
+    pub fn is_quorate(&self) -> bool {
+        self.quorate
+    }
+
+    /// The members of the last membership change.
+    pub fn members(&self) -> Vec<u32> {
+        self.members.iter().copied().collect()
+    }
+
+    /// The highest nodeid of the membership (ourselves included).
+    pub fn highest(&self) -> u32 {
+        self.members.iter().copied().max().unwrap_or(0).max(self.me)
+    }
+
+    /// Counters of dropped messages.
+    pub fn dropped(&self) -> Dropped {
+        self.dropped
+    }
+
+    /// The local domains last fed in.
+    pub fn local(&self) -> Vec<LocalVm> {
+        self.local.values().cloned().collect()
+    }
+
+    /// The cluster-wide VM→host map, by nodeid then name.
+    pub fn map(&self) -> Vec<MapEntry> {
+        let mut out = Vec::new();
+        for (&nodeid, recs) in &self.nodes {
+            let live = self.members.contains(&nodeid);
+            for r in recs {
+                out.push(MapEntry {
+                    nodeid,
+                    name: r.name.clone(),
+                    uuid: r.uuid.clone(),
+                    state: r.state,
+                    live,
+                    lost: r.lost,
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.nodeid, &a.name).cmp(&(b.nodeid, &b.name)));
+        out
+    }
+
+    /// We are connected as `me` (group joined; the membership follows as a confchg).
+    pub fn connected(&mut self, me: u32) {
+        self.me = me;
+    }
+
+    /// The connection to corosync is gone: every entry is lost, every request fails.
+    pub fn disconnected(&mut self, now: Instant) -> Vec<Action> {
+        self.joined = false;
+        self.members.clear();
+        for recs in self.nodes.values_mut() {
+            for r in recs.iter_mut() {
+                r.lost.get_or_insert(Lost {
+                    reason: LeaveReason::Disconnected,
+                    since: now,
+                });
+            }
+        }
+        self.watchdogs.clear();
+        let mut out = Vec::new();
+        for seqno in self.outstanding.keys().copied().collect::<Vec<_>>() {
+            self.complete(seqno, Err(Failure::Disconnected), &mut out);
+        }
+        out
+    }
+
+    /// Quorum changed.
+    pub fn set_quorate(&mut self, quorate: bool) {
+        self.quorate = quorate;
+    }
+
+    fn announce_all(&self, out: &mut Vec<Action>) {
+        for vm in self.local.values() {
+            out.push(Action::Send(self.store(vm, vm.state)));
+        }
+    }
+
+    fn store(&self, vm: &LocalVm, state: i32) -> [u8; CPG_MSG_LEN] {
+        encode_store_vm(&VmState {
+            name: vm.name.clone(),
+            uuid: vm.uuid.clone(),
+            owner: self.me,
+            state,
+        })
+    }
+
+    /// A membership change of the group: `members` after it, `left` with CPG reason codes,
+    /// `joined`. Several processes on one nodeid count as one member (B17).
+    pub fn confchg(
+        &mut self,
+        members: &[u32],
+        left: &[(u32, u32)],
+        joined: &[u32],
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.members = members.iter().copied().collect();
+        if self.members.contains(&self.me) {
+            self.joined = true;
+        }
+        for &(node, reason) in left {
+            if self.members.contains(&node) {
+                continue;
+            }
+            let lost = Lost {
+                reason: LeaveReason::from_code(reason),
+                since: now,
+            };
+            if let Some(recs) = self.nodes.get_mut(&node) {
+                for r in recs.iter_mut() {
+                    r.lost.get_or_insert(lost);
+                }
+            }
+            self.watchdogs
+                .retain(|(requester, _), _| *requester != node);
+            let failing: Vec<u32> = self
+                .outstanding
+                .iter()
+                .filter(|(_, o)| {
+                    o.expected
+                        .as_ref()
+                        .is_some_and(|e| e.contains(&node) && !o.replies.contains_key(&node))
+                })
+                .map(|(&s, _)| s)
+                .collect();
+            for seqno in failing {
+                self.complete(seqno, Err(Failure::ResponderLeft), &mut out);
+            }
+        }
+        if self.joined && (!left.is_empty() || !joined.is_empty()) {
+            self.announce_all(&mut out);
+            out.push(Action::Refresh);
+        }
+        out
+    }
+
+    /// The local libvirt list (a successful listing; never feed a failed one). Announces what
+    /// changed and a tombstone for what vanished; `Domain-0` is never announced.
+    pub fn local_list(&mut self, vms: Vec<LocalVm>) -> Vec<Action> {
+        let mut out = Vec::new();
+        let new: BTreeMap<String, LocalVm> = vms
+            .into_iter()
+            .filter(|v| v.name != "Domain-0")
+            .map(|v| (local_key(&v), v))
+            .collect();
+        if self.joined {
+            for (k, vm) in &new {
+                if self.local.get(k) != Some(vm) {
+                    out.push(Action::Send(self.store(vm, vm.state)));
+                }
+            }
+            for (k, vm) in &self.local {
+                if !new.contains_key(k) {
+                    out.push(Action::Send(self.store(vm, STATE_TOMBSTONE)));
+                }
+            }
+        }
+        self.local = new;
+        out
+    }
+
+    /// Ask the group to act on `vm`. Returns the request's id (its seqno) and the actions; the
+    /// answer comes as [`Action::Complete`] with that id.
+    pub fn submit(
+        &mut self,
+        op: CpgOp,
+        vm: &str,
+        client_seqno: u32,
+        now: Instant,
+    ) -> Result<(u32, Vec<Action>), Failure> {
+        if !self.joined {
+            return Err(Failure::Disconnected);
+        }
+        let req = FenceReq {
+            vm_name: vm.to_string(),
+            op,
+            client_seqno,
+            response: 0,
+        };
+        let mut seqno = self.next_seqno;
+        while seqno == 0 || self.outstanding.contains_key(&seqno) {
+            seqno = seqno.wrapping_add(1);
+        }
+        let bytes = encode_request(seqno, &req).map_err(|_| Failure::BadName)?;
+        self.next_seqno = seqno.wrapping_add(1).max(1);
+        self.outstanding.insert(
+            seqno,
+            Outstanding {
+                req,
+                deadline: now + self.cfg.request_timeout,
+                expected: None,
+                replies: BTreeMap::new(),
+            },
+        );
+        Ok((seqno, vec![Action::Send(bytes)]))
+    }
+
+    /// Forget our request `seqno` (the caller gave up waiting).
+    pub fn cancel(&mut self, seqno: u32) {
+        self.outstanding.remove(&seqno);
+    }
+
+    /// The result of a local [`Job`]: multicast the REPLY.
+    pub fn local_result(&mut self, job: &Job, code: u32) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Ok(b) = encode_reply(job.seqno, job.requester, &job.req, code) {
+            out.push(Action::Send(b));
+        }
+        out
+    }
+
+    /// Time passed: deadlines of our requests and of the watchdogs.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let expired: Vec<u32> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| o.deadline <= now)
+            .map(|(&s, _)| s)
+            .collect();
+        for seqno in expired {
+            self.complete(seqno, Err(Failure::Timeout), &mut out);
+        }
+        let fired: Vec<(u32, u32)> = self
+            .watchdogs
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(&k, _)| k)
+            .collect();
+        for (requester, seqno) in fired {
+            if let Some(w) = self.watchdogs.remove(&(requester, seqno)) {
+                tracing::warn!(
+                    requester,
+                    seqno,
+                    vm = %w.req.vm_name,
+                    "cpg: nobody answered this request in time; answering failure"
+                );
+                if let Ok(b) = encode_reply(seqno, requester, &w.req, CODE_FAIL) {
+                    out.push(Action::Send(b));
+                }
+            }
+        }
+        out
+    }
+
+    /// The earliest deadline, for the caller's timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let a = self.outstanding.values().map(|o| o.deadline);
+        let b = self.watchdogs.values().map(|w| w.deadline);
+        a.chain(b).min()
+    }
+
+    fn complete(&mut self, seqno: u32, outcome: Outcome, out: &mut Vec<Action>) {
+        if self.outstanding.remove(&seqno).is_some() {
+            out.push(Action::Complete { seqno, outcome });
+        }
+    }
+
+    fn route(&self, name: &str) -> Route {
+        let quorum_fail = |f| {
+            if self.quorate {
+                Route::Fail(f)
+            } else {
+                Route::Fail(Failure::NoQuorum)
+            }
+        };
+        if name.is_empty() {
+            return quorum_fail(Failure::Unknown);
+        }
+        let key = VmRef::parse(name);
+        let mut active = BTreeSet::new();
+        let mut inactive = BTreeSet::new();
+        let mut lost = false;
+        for (&node, recs) in &self.nodes {
+            let live = self.members.contains(&node);
+            for r in recs.iter().filter(|r| r.matches(&key)) {
+                if r.lost.is_some() || !live {
+                    lost = true;
+                } else if r.state == STATE_SHUTOFF {
+                    inactive.insert(node);
+                } else {
+                    active.insert(node);
+                }
+            }
+        }
+        if !active.is_empty() {
+            Route::Owners(active)
+        } else if lost {
+            Route::Fail(Failure::Lost)
+        } else if let Some(&holder) = inactive.iter().next() {
+            if self.quorate {
+                Route::Inactive {
+                    holder,
+                    holders: inactive.len(),
+                }
+            } else {
+                Route::Fail(Failure::NoQuorum)
+            }
+        } else {
+            quorum_fail(Failure::Unknown)
+        }
+    }
+
+    /// A message delivered by CPG from `sender` (its nodeid).
+    pub fn deliver(&mut self, sender: u32, bytes: &[u8], now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match decode(bytes) {
+            Err(e) => {
+                self.dropped.malformed += 1;
+                tracing::debug!(sender, error = %e, "cpg: dropped a message");
+            }
+            Ok(CpgMessage::StoreVm(vm)) => self.store_vm(sender, vm, now),
+            Ok(CpgMessage::Request { seqno, req, .. }) => {
+                self.request(sender, seqno, req, now, &mut out)
+            }
+            Ok(CpgMessage::Reply { seqno, target, req }) => {
+                self.reply(sender, seqno, target, req, &mut out)
+            }
+        }
+        out
+    }
+
+    fn store_vm(&mut self, sender: u32, vm: VmState, _now: Instant) {
+        let recs = self.nodes.entry(sender).or_default();
+        let pos = recs.iter().position(|r| r.same_vm(&vm));
+        if vm.state == STATE_TOMBSTONE {
+            if let Some(i) = pos {
+                recs.remove(i);
+            }
+            return;
+        }
+        let rec = Record {
+            name: vm.name,
+            uuid: vm.uuid,
+            state: vm.state,
+            lost: None,
+        };
+        match pos {
+            Some(i) => recs[i] = rec,
+            None => recs.push(rec),
+        }
+    }
+
+    fn request(
+        &mut self,
+        sender: u32,
+        seqno: u32,
+        req: FenceReq,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let route = self.route(&req.vm_name);
+        // Our own request at its place in the total order: whom to wait for.
+        if sender == self.me {
+            let mut failed = None;
+            if let Some(o) = self.outstanding.get_mut(&seqno) {
+                if o.expected.is_none() && o.req == req {
+                    match &route {
+                        Route::Fail(f) => failed = Some(*f),
+                        Route::Owners(set) => o.expected = Some(set.clone()),
+                        Route::Inactive { holder, .. } => {
+                            o.expected = Some(BTreeSet::from([*holder]))
+                        }
+                    }
+                }
+            }
+            if let Some(f) = failed {
+                self.complete(seqno, Err(f), out);
+            }
+        }
+        let me = self.me;
+        let designated: BTreeSet<u32> = match &route {
+            Route::Owners(set) => set.clone(),
+            Route::Inactive { holder, .. } => BTreeSet::from([*holder]),
+            Route::Fail(_) => BTreeSet::from([self.highest()]),
+        };
+        match &route {
+            Route::Owners(set) if set.contains(&me) => {
+                self.execute(sender, seqno, req.clone(), true, out)
+            }
+            Route::Inactive { holder, holders } if *holder == me => {
+                self.execute(sender, seqno, req.clone(), *holders == 1, out)
+            }
+            Route::Fail(f) if designated.contains(&me) => {
+                tracing::info!(requester = sender, seqno, vm = %req.vm_name, reason = %f,
+                    "cpg: answering failure");
+                if let Ok(b) = encode_reply(seqno, sender, &req, CODE_FAIL) {
+                    out.push(Action::Send(b));
+                }
+            }
+            _ => {}
+        }
+        if sender != me && !designated.contains(&me) {
+            let rank = self
+                .members
+                .iter()
+                .filter(|&&n| n != sender && !designated.contains(&n))
+                .position(|&n| n == me)
+                .unwrap_or(0) as u32;
+            self.watchdogs.insert(
+                (sender, seqno),
+                Watchdog {
+                    req,
+                    deadline: now + self.cfg.watchdog + self.cfg.watchdog_stagger * rank,
+                },
+            );
+        }
+    }
+
+    fn execute(
+        &mut self,
+        requester: u32,
+        seqno: u32,
+        req: FenceReq,
+        may_start: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let key = VmRef::parse(&req.vm_name);
+        let Some(rec) = self
+            .nodes
+            .get(&self.me)
+            .and_then(|recs| recs.iter().find(|r| r.matches(&key)))
+        else {
+            return;
+        };
+        out.push(Action::Execute(Job {
+            requester,
+            seqno,
+            uuid: rec.uuid.clone(),
+            name: rec.name.clone(),
+            req,
+            may_start,
+        }));
+        out.push(Action::Refresh);
+    }
+
+    fn reply(
+        &mut self,
+        sender: u32,
+        seqno: u32,
+        target: u32,
+        req: FenceReq,
+        out: &mut Vec<Action>,
+    ) {
+        self.watchdogs.remove(&(target, seqno));
+        if target != self.me {
+            return;
+        }
+        let Some(o) = self.outstanding.get_mut(&seqno) else {
+            self.dropped.unmatched_replies += 1;
+            return;
+        };
+        let valid = o.req.vm_name == req.vm_name
+            && o.req.op == req.op
+            && o.expected.as_ref().is_some_and(|e| e.contains(&sender))
+            && !o.replies.contains_key(&sender);
+        if !valid {
+            self.dropped.unmatched_replies += 1;
+            tracing::debug!(
+                sender,
+                seqno,
+                "cpg: ignored a reply (payload or sender not expected)"
+            );
+            return;
+        }
+        let code = match req.response {
+            c @ (CODE_SUCCESS | CODE_OFF) => c,
+            _ => CODE_FAIL,
+        };
+        o.replies.insert(sender, code);
+        let all = o.expected.as_ref().map_or(0, |e| e.len()) == o.replies.len();
+        let outcome = if o.req.op == CpgOp::Status {
+            if code == CODE_SUCCESS {
+                Some(Ok(CODE_SUCCESS))
+            } else if !all {
+                None
+            } else if o.replies.values().all(|&c| c == CODE_OFF) {
+                Some(Ok(CODE_OFF))
+            } else {
+                Some(Err(Failure::Refused))
+            }
+        } else if code != CODE_SUCCESS {
+            Some(Err(Failure::Refused))
+        } else if all {
+            Some(Ok(CODE_SUCCESS))
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
+            self.complete(seqno, outcome, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

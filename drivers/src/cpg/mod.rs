@@ -1,0 +1,392 @@
+//! `cpg`: VMs spread over the hosts of a corosync cluster, as fence_virtd's `cpg` backend
+//! (fence-agents 4.12.1 `server/cpg-virt.c`) routes them: every host runs one daemon in the
+//! CPG group (`fence-agents` by default), announces its libvirt domains, and the host that
+//! owns a VM executes requests for it; the requesting daemon gets the answer back over CPG.
+//! Wire-compatible with the C daemon (see [`fence_proto::cpg`]); the decisions differ where
+//! the C ones report success or "off" without proof (see [`core`]).
+//!
+//! Pieces:
+//! * [`core`]: the sans-io state machine (per-node map, routing, requests, watchdogs).
+//! * `link`: the corosync binding (rust-corosync): a dispatch thread with reconnect and
+//!   quorum tracking.
+//! * [`CpgDriver`]: the [`Driver`] for the daemon: requester side (status/off/on as CPG
+//!   requests), responder side (local libvirt actions on worker threads, "off" confirmed by
+//!   libvirt before replying 0), bounded polling of the local libvirt list.
+//!
+//! One `CpgDriver` per process: corosync's callbacks are plain functions, so events go through
+//! one process-wide channel.
+
+pub mod core;
+mod link;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fence_proto::cpg::CpgOp;
+use parking_lot::{Condvar, Mutex};
+
+use self::core::{Action, Core, CoreConfig, Failure, Job, LocalVm, MapEntry, Outcome};
+use crate::fence::{self, FenceOptions};
+use crate::libvirt::LibvirtDriver;
+use crate::vm::{normalize_uuid, sort_by_name};
+use crate::{Driver, DriverError, PowerState, VmInfo, VmRef};
+
+/// Which VMs a host list (`-o list`) shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListScope {
+    /// This host's libvirt domains (as the C daemon).
+    Local,
+    /// Every live member's announced VMs (lost hosts' VMs are left out, not shown as off).
+    Cluster,
+}
+
+/// Settings of [`CpgDriver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpgOptions {
+    /// libvirt URIs of this host (`uri`, `uri1`, …).
+    pub uris: Vec<String>,
+    /// CPG group name (`fence-agents`; `fence-virt` for fence-virt ≤ 1.0.0 peers).
+    pub group: String,
+    /// Deadline of one CPG request of ours.
+    pub timeout: Duration,
+    /// Interval of the local libvirt listing.
+    pub poll: Duration,
+    /// What a host list shows.
+    pub list: ListScope,
+}
+
+impl CpgOptions {
+    /// Defaults for these URIs.
+    pub fn new(uris: Vec<String>) -> CpgOptions {
+        CpgOptions {
+            uris,
+            group: "fence-agents".into(),
+            timeout: Duration::from_secs(20),
+            poll: Duration::from_secs(2),
+            list: ListScope::Local,
+        }
+    }
+}
+
+/// State shared by the driver, the dispatch thread, the poller and the workers.
+struct Shared {
+    opts: CpgOptions,
+    core: Mutex<Core>,
+    libvirt: LibvirtDriver,
+    /// A clone of the connected CPG handle, for sending (`None` while disconnected).
+    handle: Mutex<Option<rust_corosync::cpg::Handle>>,
+    waiters: Mutex<HashMap<u32, mpsc::SyncSender<Outcome>>>,
+    refresh: Mutex<bool>,
+    refresh_cv: Condvar,
+    stop: AtomicBool,
+    vm_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Errors of [`CpgDriver::start`].
+#[derive(Debug, thiserror::Error)]
+pub enum CpgError {
+    /// libvirt could not be opened or listed.
+    #[error("libvirt: {0}")]
+    Libvirt(#[from] DriverError),
+    /// Another CpgDriver runs in this process.
+    #[error("a cpg driver already runs in this process")]
+    AlreadyRunning,
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// The cpg [`Driver`]. See the module docs.
+pub struct CpgDriver {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn local_vms(list: Vec<VmInfo>) -> Vec<LocalVm> {
+    list.into_iter()
+        .map(|v| LocalVm {
+            name: v.name,
+            uuid: v.uuid,
+            state: i32::from(v.state.libvirt_code()),
+        })
+        .collect()
+}
+
+impl Shared {
+    fn run(self: &Arc<Self>, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send(b) => self.send(&b),
+                Action::Execute(job) => {
+                    let s = self.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("cpg-job".into())
+                        .spawn(move || s.execute(job));
+                    if let Err(e) = spawned {
+                        tracing::error!(error = %e, "cpg: cannot start a worker thread");
+                    }
+                }
+                Action::Complete { seqno, outcome } => {
+                    if let Some(tx) = self.waiters.lock().remove(&seqno) {
+                        let _ = tx.try_send(outcome);
+                    }
+                }
+                Action::Refresh => {
+                    *self.refresh.lock() = true;
+                    self.refresh_cv.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Multicast (AGREED), retrying a bounded number of times while corosync says TRY_AGAIN.
+    fn send(&self, bytes: &[u8]) {
+        let Some(h) = self.handle.lock().clone() else {
+            tracing::warn!("cpg: not connected; message not sent");
+            return;
+        };
+        link::send(&h, bytes);
+    }
+
+    fn vm_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut m = self.vm_locks.lock();
+        m.retain(|_, l| Arc::strong_count(l) > 1);
+        m.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Responder side: act on the local domain and reply.
+    fn execute(self: Arc<Self>, job: Job) {
+        let vm = match normalize_uuid(&job.uuid) {
+            Some(u) => VmRef::Uuid(u),
+            None => VmRef::Name(job.name.clone()),
+        };
+        let lock = self.vm_lock(vm.as_str());
+        let code = {
+            let _g = lock.lock();
+            self.local_action(&job, &vm)
+        };
+        tracing::info!(requester = job.requester, seqno = job.seqno, vm = %job.name,
+            op = ?job.req.op, code, "cpg: answering a request for a local domain");
+        let actions = self.core.lock().local_result(&job, code);
+        self.run(actions);
+        self.run(vec![Action::Refresh]);
+    }
+
+    fn local_action(&self, job: &Job, vm: &VmRef) -> u32 {
+        let opts = FenceOptions::default();
+        let d = &self.libvirt;
+        let done = |r: Result<fence::FenceOutcome, fence::FenceError>| match r {
+            Ok(_) => 0,
+            Err(e) => {
+                tracing::warn!(vm = %vm, error = %e, "cpg: local action failed");
+                1
+            }
+        };
+        match job.req.op {
+            CpgOp::Status => match d.status(vm) {
+                Ok(s) if s.is_off() => 2,
+                Ok(_) => 0,
+                Err(e) => {
+                    tracing::warn!(vm = %vm, error = %e, "cpg: local status failed");
+                    1
+                }
+            },
+            CpgOp::Off => done(fence::off(d, vm, &opts)),
+            CpgOp::On if job.may_start => done(fence::on(d, vm, &opts)),
+            CpgOp::Reboot if job.may_start => done(fence::reboot(d, vm, &opts)),
+            // Defined (shut off) on several hosts: starting one copy could start a second
+            // instance; a reboot only proves it is off.
+            CpgOp::Reboot => done(fence::off(d, vm, &opts)),
+            CpgOp::On | CpgOp::Other(_) => 1,
+        }
+    }
+
+    /// Poller: re-list libvirt every `poll`, or at once when asked.
+    fn poll_loop(self: Arc<Self>) {
+        let mut failing = false;
+        while !self.stop.load(Ordering::Relaxed) {
+            {
+                let mut r = self.refresh.lock();
+                if !*r {
+                    self.refresh_cv.wait_for(&mut r, self.opts.poll);
+                }
+                *r = false;
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.libvirt.list() {
+                Ok(list) => {
+                    if failing {
+                        tracing::info!("cpg: libvirt listing works again");
+                        failing = false;
+                    }
+                    let actions = self.core.lock().local_list(local_vms(list));
+                    self.run(actions);
+                }
+                // A failed listing changes nothing: no tombstones for domains we cannot see.
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cpg: cannot list the local libvirt domains");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Requester side: one CPG request, bounded.
+    fn request(self: &Arc<Self>, op: CpgOp, vm: &VmRef) -> Outcome {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (seqno, actions) = {
+            let mut core = self.core.lock();
+            let (seqno, actions) = core.submit(op, vm.as_str(), 0, Instant::now())?;
+            self.waiters.lock().insert(seqno, tx);
+            (seqno, actions)
+        };
+        self.run(actions);
+        // The core's tick completes it at its deadline; this is only a guard.
+        match rx.recv_timeout(self.opts.timeout + Duration::from_secs(2)) {
+            Ok(o) => o,
+            Err(_) => {
+                self.core.lock().cancel(seqno);
+                self.waiters.lock().remove(&seqno);
+                Err(Failure::Timeout)
+            }
+        }
+    }
+}
+
+fn failure(vm: &VmRef, f: Failure) -> DriverError {
+    match f {
+        Failure::Unknown => DriverError::NotFound(vm.to_string()),
+        Failure::Timeout => DriverError::Timeout(format!("cpg request for {vm}")),
+        f => DriverError::Platform(format!("{vm}: {f}")),
+    }
+}
+
+impl CpgDriver {
+    /// Open libvirt, list it once, then join the CPG group in the background (reconnecting
+    /// with backoff for as long as the driver lives).
+    pub fn start(opts: CpgOptions) -> Result<CpgDriver, CpgError> {
+        let libvirt = LibvirtDriver::connect(&opts.uris)?;
+        let first = libvirt.list()?;
+        let events = link::take_sink().ok_or(CpgError::AlreadyRunning)?;
+        let cfg = CoreConfig {
+            request_timeout: opts.timeout,
+            watchdog: opts.timeout + Duration::from_secs(2),
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(cfg, rand::random());
+        let _ = core.local_list(local_vms(first));
+        let shared = Arc::new(Shared {
+            opts,
+            core: Mutex::new(core),
+            libvirt,
+            handle: Mutex::new(None),
+            waiters: Mutex::new(HashMap::new()),
+            refresh: Mutex::new(false),
+            refresh_cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            vm_locks: Mutex::new(HashMap::new()),
+        });
+        let d = shared.clone();
+        let dispatch = std::thread::Builder::new()
+            .name("cpg-dispatch".into())
+            .spawn(move || link::dispatch_loop(d, events))?;
+        let p = shared.clone();
+        let poller = std::thread::Builder::new()
+            .name("cpg-poll".into())
+            .spawn(move || p.poll_loop())?;
+        Ok(CpgDriver {
+            shared,
+            threads: Mutex::new(vec![dispatch, poller]),
+        })
+    }
+
+    /// The cluster-wide VM→host map (every announced VM of every member, lost ones flagged).
+    pub fn cluster_map(&self) -> Vec<MapEntry> {
+        self.shared.core.lock().map()
+    }
+
+    /// Our nodeid, the members and whether the cluster is quorate.
+    pub fn membership(&self) -> (u32, Vec<u32>, bool) {
+        let c = self.shared.core.lock();
+        (c.me(), c.members(), c.is_quorate())
+    }
+
+    fn ask(&self, op: CpgOp, vm: &VmRef) -> Result<u32, DriverError> {
+        self.shared.request(op, vm).map_err(|f| failure(vm, f))
+    }
+}
+
+impl Drop for CpgDriver {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.refresh_cv.notify_all();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Driver for CpgDriver {
+    fn kind(&self) -> &'static str {
+        "cpg"
+    }
+
+    fn status(&self, vm: &VmRef) -> Result<PowerState, DriverError> {
+        match self.ask(CpgOp::Status, vm)? {
+            2 => Ok(PowerState::Off),
+            _ => Ok(PowerState::On),
+        }
+    }
+
+    fn power_off(&self, vm: &VmRef) -> Result<(), DriverError> {
+        self.ask(CpgOp::Off, vm).map(|_| ())
+    }
+
+    fn power_on(&self, vm: &VmRef) -> Result<(), DriverError> {
+        self.ask(CpgOp::On, vm).map(|_| ())
+    }
+
+    fn list(&self) -> Result<Vec<VmInfo>, DriverError> {
+        match self.shared.opts.list {
+            ListScope::Local => self.shared.libvirt.list(),
+            ListScope::Cluster => {
+                let mut out: Vec<VmInfo> = Vec::new();
+                for e in self.cluster_map() {
+                    if !e.live || e.lost.is_some() {
+                        continue;
+                    }
+                    let state = PowerState::from_libvirt_code(u8::try_from(e.state).unwrap_or(0));
+                    let uuid = normalize_uuid(&e.uuid).unwrap_or(e.uuid);
+                    match out.iter_mut().find(|v| v.uuid == uuid && v.name == e.name) {
+                        // The same VM on several hosts: an active copy wins.
+                        Some(v) if v.state.is_off() => v.state = state,
+                        Some(_) => {}
+                        None => out.push(VmInfo {
+                            name: e.name,
+                            uuid,
+                            state,
+                        }),
+                    }
+                }
+                sort_by_name(&mut out);
+                Ok(out)
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), DriverError> {
+        if !self.shared.core.lock().is_joined() {
+            return Err(DriverError::Platform(format!(
+                "not a member of the corosync CPG group {:?}",
+                self.shared.opts.group
+            )));
+        }
+        self.shared.libvirt.check()
+    }
+}

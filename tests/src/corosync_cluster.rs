@@ -587,6 +587,113 @@ impl CpgCluster {
     }
 }
 
+/// One message seen by [`Sniffer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpgMsg {
+    /// Sender's node id.
+    pub nodeid: u32,
+    /// Sender's pid.
+    pub pid: u32,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl CpgMsg {
+    /// Little-endian u32 at `off` (None past the end).
+    pub fn u32_at(&self, off: usize) -> Option<u32> {
+        let b = self.data.get(off..off + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Header `type` (0 request, 1 reply, 2 store_vm).
+    pub fn kind(&self) -> Option<u32> {
+        self.u32_at(0)
+    }
+
+    /// NUL-terminated text in `data[off..off+max]`.
+    pub fn text_at(&self, off: usize, max: usize) -> String {
+        let end = (off + max).min(self.data.len());
+        let b = self.data.get(off..end).unwrap_or_default();
+        let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    }
+}
+
+/// `cpg-sniff` (our test binary) joined to the group on a node without a daemon, recording
+/// every message. Killed (by pid) on drop.
+#[derive(Debug)]
+pub struct Sniffer {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Sniffer {
+    /// Every message so far, in delivery order.
+    pub fn messages(&self) -> Vec<CpgMsg> {
+        let text = fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                if f.len() != 5 || f[0] != "msg" {
+                    return None;
+                }
+                let hex = f[4];
+                let data = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some(CpgMsg {
+                    nodeid: f[1].parse().ok()?,
+                    pid: f[2].parse().ok()?,
+                    data,
+                })
+            })
+            .collect()
+    }
+
+    /// Waits (bounded by `limit`) until at least `n` messages were seen; returns them.
+    pub fn wait_count(&self, n: usize, limit: Duration) -> Vec<CpgMsg> {
+        let mut last = Vec::new();
+        poll_until(limit, || {
+            last = self.messages();
+            last.len() >= n
+        });
+        last
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(2));
+    }
+}
+
+impl CpgCluster {
+    /// Starts `cpg-sniff` on node `id` (which must run no daemon: spec B17) and waits until
+    /// every node sees it in the group beside `daemons`.
+    pub fn sniffer(&self, id: u32, daemons: &[u32]) -> Sniffer {
+        let n = self.node(id);
+        assert!(n.daemon.is_none(), "the sniffer needs a node of its own");
+        let bin = bins::path(Impl::Ours, "cpg-sniff");
+        let out = n.dir.join("sniff.out");
+        let child = n
+            .holder
+            .cmd(&bin)
+            .arg(GROUP)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).expect("sniff log"))
+            .stderr(File::create(n.dir.join("sniff.err")).expect("sniff log"))
+            .spawn()
+            .expect("spawn cpg-sniff");
+        let s = Sniffer { child, out };
+        let mut all = daemons.to_vec();
+        all.push(id);
+        for i in 1..=self.len() {
+            self.wait_group(i, &all);
+        }
+        s
+    }
+}
+
 /// Member node ids of `group` in `corosync-cpgtool -e` output (group line, then one indented
 /// `PID NODEID (ADDR)` line per member).
 pub fn parse_group(text: &str, group: &str) -> Vec<u32> {

@@ -21,7 +21,8 @@
 
 use std::time::Duration;
 
-use fence_system_tests::corosync_cluster::{CpgCluster, Listen, NodeSpec, QuorumView};
+use fence_system_tests::corosync_cluster::{CpgCluster, CpgMsg, Listen, NodeSpec, QuorumView};
+use fence_system_tests::process::poll_until;
 use fence_system_tests::{AgentOutput, Fencer, Impl, TestDomain, TestNode};
 use nix::sys::signal::Signal;
 
@@ -831,4 +832,145 @@ fn pacemaker_run(which: Impl) {
 #[test]
 fn pacemaker_fenced() {
     pacemaker_run(Impl::Ours)
+}
+
+/// The reference's messages on the wire, seen by `cpg-sniff` on a node of its own (node id 1,
+/// the lowest): per request one REQUEST, one REPLY and a re-announcement of every VM of every
+/// host (spec §2.7 item 4), all 156 bytes, in the documented layout. With
+/// `FENCE_CPG_GOLDEN=DIR` the captured messages are written there (how
+/// `proto/testdata/cpg/` was made).
+#[test]
+fn c_wire() {
+    let c = CpgCluster::start(vec![
+        NodeSpec {
+            daemon: None,
+            listen: Listen::Tcp,
+            vms: TestNode::default(),
+            cpg_extra: String::new(),
+        },
+        NodeSpec::new(
+            Impl::C,
+            TestNode {
+                domains: vec![dom(VM_A, true), dom(VM_D, false)],
+            },
+        ),
+        NodeSpec::new(
+            Impl::C,
+            TestNode {
+                domains: vec![dom(VM_B, true)],
+            },
+        ),
+    ]);
+    let mut w = Recovering::new(c);
+    let sniff = w.c.sniffer(1, &[2, 3]);
+    w.group = vec![1, 2, 3];
+    w.wait_status(2, VM_B.0, 0);
+    let mut k = Checks::new("C wire");
+    let out = w.req(2, VM_B.0, "status", TC);
+    k.code("status vm-b via n2", &out, 0);
+    // The REQUEST of that status, then everything up to the next REQUEST.
+    let find = |msgs: &[CpgMsg]| {
+        msgs.iter()
+            .rposition(|m| m.kind() == Some(0) && m.text_at(16, 128) == VM_B.0)
+    };
+    let mut msgs = Vec::new();
+    poll_until(Duration::from_secs(10), || {
+        msgs = sniff.messages();
+        find(&msgs).is_some_and(|i| msgs.len() >= i + 5)
+    });
+    // Let late messages (there should be none) arrive before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    msgs = sniff.messages();
+    let Some(i) = find(&msgs) else {
+        panic!("no REQUEST for vm-b seen: {msgs:?}");
+    };
+    let after: Vec<&CpgMsg> = msgs[i + 1..]
+        .iter()
+        .take_while(|m| m.kind() != Some(0))
+        .collect();
+    let req_m = &msgs[i];
+    k.check(req_m.data.len() == 156, || {
+        format!("REQUEST length {}", req_m.data.len())
+    });
+    k.check(req_m.nodeid == 2, || {
+        format!("REQUEST sender {}", req_m.nodeid)
+    });
+    let seq = req_m.u32_at(4).unwrap_or(0);
+    k.check(seq >= 1, || "REQUEST seqno counts from 1".into());
+    k.check(req_m.u32_at(8) == Some(u32::MAX), || {
+        "REQUEST target 0xFFFFFFFF".into()
+    });
+    k.check(req_m.u32_at(16 + 128) == Some(4), || {
+        "REQUEST request = 4 (status)".into()
+    });
+    k.check(req_m.u32_at(16 + 132) == Some(0), || {
+        "REQUEST seqno 0 for status".into()
+    });
+    k.check(req_m.u32_at(16 + 136) == Some(0), || {
+        "REQUEST response 0".into()
+    });
+    let replies: Vec<&&CpgMsg> = after.iter().filter(|m| m.kind() == Some(1)).collect();
+    k.check(replies.len() == 1, || format!("one REPLY: {replies:?}"));
+    if let Some(r) = replies.first() {
+        k.check(r.data.len() == 156 && r.nodeid == 3, || {
+            format!("REPLY from n3: {r:?}")
+        });
+        k.check(r.u32_at(4) == Some(seq), || {
+            "REPLY seqno = REQUEST seqno".into()
+        });
+        k.check(r.u32_at(8) == Some(2), || {
+            "REPLY target = requester's node id".into()
+        });
+        k.check(r.data[16..16 + 136] == req_m.data[16..16 + 136], || {
+            "REPLY payload = REQUEST payload but for the response".into()
+        });
+        k.check(r.u32_at(16 + 136) == Some(0), || {
+            "REPLY response 0 (on)".into()
+        });
+    }
+    let mut stores: Vec<(u32, String, String, u32, u32)> = after
+        .iter()
+        .filter(|m| m.kind() == Some(2))
+        .map(|m| {
+            (
+                m.nodeid,
+                m.text_at(16, 64),
+                m.text_at(16 + 65, 64),
+                m.u32_at(16 + 132).unwrap_or(0),
+                m.u32_at(16 + 136).unwrap_or(0),
+            )
+        })
+        .collect();
+    stores.sort();
+    let want = vec![
+        (2, VM_A.0.into(), VM_A.1.into(), 2, 1),
+        (2, VM_D.0.into(), VM_D.1.into(), 2, 5),
+        (3, VM_B.0.into(), VM_B.1.into(), 3, 1),
+    ];
+    k.check(stores == want, || {
+        format!("every host re-announces every VM once per request: {stores:?}")
+    });
+    for m in after.iter().filter(|m| m.kind() == Some(2)) {
+        k.check(
+            m.data.len() == 156 && m.u32_at(4) == Some(0) && m.u32_at(8) == Some(u32::MAX),
+            || format!("STORE_VM header: {m:?}"),
+        );
+    }
+    k.check(after.len() == 4, || {
+        format!("a request costs 1 REQUEST + 1 REPLY + 3 STORE_VM: {after:?}")
+    });
+    if let Ok(dir) = std::env::var("FENCE_CPG_GOLDEN") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("c-request-status.bin"), &req_m.data).unwrap();
+        if let Some(r) = replies.first() {
+            std::fs::write(dir.join("c-reply-on.bin"), &r.data).unwrap();
+        }
+        for m in after.iter().filter(|m| m.kind() == Some(2)) {
+            let name = format!("c-store-{}.bin", m.text_at(16, 64));
+            std::fs::write(dir.join(name), &m.data).unwrap();
+        }
+    }
+    eprintln!("reference hangs recovered from: {:?}", w.hangs);
+    k.finish(|| w.c.logs());
 }

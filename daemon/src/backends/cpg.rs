@@ -88,8 +88,9 @@ pub enum NameMode {
 pub struct CpgConfig {
     /// Hypervisor URIs, as for libvirt.
     pub uris: Vec<String>,
-    /// How VMs are identified between hosts (read for compatibility; matching goes by the
-    /// form of the request string: UUID syntax matches UUIDs, anything else names).
+    /// How C peers identify VMs: our requests carry the VM's UUID (`uuid`) or name (`name`).
+    /// Our own matching goes by the form of the request string (UUID syntax matches UUIDs,
+    /// anything else names).
     pub name_mode: NameMode,
     /// CPG group (`fence-agents`; fence-virt ≤ 1.0.0 used `fence-virt`).
     pub group: String,
@@ -147,6 +148,7 @@ impl BackendSpec for CpgConfig {
             } else {
                 ListScope::Local
             },
+            send_uuid: self.name_mode == NameMode::Uuid,
         };
         CpgDriver::start(opts)
             .map(|d| Arc::new(d) as Arc<dyn Driver>)

@@ -1351,7 +1351,8 @@ mod tests {
                 c.backend,
                 CpgConfig {
                     uris: vec![],
-                    name_mode: NameMode::Name
+                    name_mode: NameMode::Name,
+                    ..crate::config::reader::tests::cpg_defaults()
                 }
             );
             assert_eq!(c.groups.len(), 1);

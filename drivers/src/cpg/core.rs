@@ -57,6 +57,10 @@ pub struct CoreConfig {
     pub watchdog: Duration,
     /// Extra wait per rank among the members that arm a watchdog.
     pub watchdog_stagger: Duration,
+    /// Send requests with the VM's UUID (`name_mode = "uuid"`) rather than its name: C
+    /// responders match only the form their `name_mode` says, and a C owner that does not
+    /// match would answer as "unknown" (status off, off done) if it is the highest node.
+    pub send_uuid: bool,
 }
 
 impl Default for CoreConfig {
@@ -67,6 +71,7 @@ impl Default for CoreConfig {
             // seven ranks of stagger still below the C client's 30 s default.
             watchdog: Duration::from_secs(22),
             watchdog_stagger: Duration::from_secs(1),
+            send_uuid: false,
         }
     }
 }
@@ -259,6 +264,8 @@ struct Outstanding {
 struct Watchdog {
     req: FenceReq,
     deadline: Instant,
+    /// Who should answer; when one of them leaves, the watchdog fires early.
+    designated: BTreeSet<u32>,
 }
 
 /// The state machine. See the module docs.
@@ -394,6 +401,29 @@ impl Core {
         }
     }
 
+    fn withdraw_stale(&self, out: &mut Vec<Action>) {
+        let Some(recs) = self.nodes.get(&self.me) else {
+            return;
+        };
+        for r in recs {
+            let here = self.local.values().any(|v| {
+                if !r.uuid.is_empty() || !v.uuid.is_empty() {
+                    r.uuid.eq_ignore_ascii_case(&v.uuid)
+                } else {
+                    r.name == v.name
+                }
+            });
+            if !here {
+                let gone = LocalVm {
+                    name: r.name.clone(),
+                    uuid: r.uuid.clone(),
+                    state: r.state,
+                };
+                out.push(Action::Send(self.store(&gone, STATE_TOMBSTONE)));
+            }
+        }
+    }
+
     fn store(&self, vm: &LocalVm, state: i32) -> [u8; CPG_MSG_LEN] {
         encode_store_vm(&VmState {
             name: vm.name.clone(),
@@ -432,6 +462,21 @@ impl Core {
             }
             self.watchdogs
                 .retain(|(requester, _), _| *requester != node);
+            // A designated responder left before answering: nobody will; answer failure soon
+            // (staggered by rank among the members still waiting) instead of at the deadline.
+            let members = &self.members;
+            let me = self.me;
+            let stagger = self.cfg.watchdog_stagger;
+            for ((requester, _), w) in self.watchdogs.iter_mut() {
+                if w.designated.contains(&node) {
+                    let rank = members
+                        .iter()
+                        .filter(|&&n| n != *requester && !w.designated.contains(&n))
+                        .position(|&n| n == me)
+                        .unwrap_or(0) as u32;
+                    w.deadline = w.deadline.min(now + stagger * rank);
+                }
+            }
             let failing: Vec<u32> = self
                 .outstanding
                 .iter()
@@ -447,6 +492,11 @@ impl Core {
             }
         }
         if self.joined && (!left.is_empty() || !joined.is_empty()) {
+            if joined.contains(&self.me) {
+                // (Re)joined: what the group still holds for us but this host no longer has
+                // (gone while we were disconnected) is withdrawn.
+                self.withdraw_stale(&mut out);
+            }
             self.announce_all(&mut out);
             out.push(Action::Refresh);
         }
@@ -491,7 +541,7 @@ impl Core {
             return Err(Failure::Disconnected);
         }
         let req = FenceReq {
-            vm_name: vm.to_string(),
+            vm_name: self.wire_name(vm),
             op,
             client_seqno,
             response: 0,
@@ -512,6 +562,23 @@ impl Core {
             },
         );
         Ok((seqno, vec![Action::Send(bytes)]))
+    }
+
+    /// The string a request carries for `vm`: the name or UUID (per
+    /// [`CoreConfig::send_uuid`]) of the first announced VM it matches, else `vm` as given.
+    fn wire_name(&self, vm: &str) -> String {
+        let key = VmRef::parse(vm);
+        let found = self
+            .nodes
+            .values()
+            .flat_map(|recs| recs.iter())
+            .filter(|r| r.matches(&key))
+            .min_by_key(|r| r.lost.is_some());
+        match found {
+            Some(r) if self.cfg.send_uuid && !r.uuid.is_empty() => r.uuid.clone(),
+            Some(r) if !self.cfg.send_uuid => r.name.clone(),
+            _ => vm.to_string(),
+        }
     }
 
     /// Forget our request `seqno` (the caller gave up waiting).
@@ -721,6 +788,7 @@ impl Core {
                 Watchdog {
                     req,
                     deadline: now + self.cfg.watchdog + self.cfg.watchdog_stagger * rank,
+                    designated,
                 },
             );
         }

@@ -13,7 +13,9 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rust_corosync::{cpg, quorum, CsError, DispatchFlags, NodeId, TrackFlags};
+use std::collections::BTreeMap;
+
+use rust_corosync::{cmap, cpg, quorum, CsError, DispatchFlags, NodeId, TrackFlags};
 
 use super::Shared;
 
@@ -149,6 +151,36 @@ fn open(group: &str) -> Result<(Conn, u32, bool), CsError> {
     Ok((Conn { cpg: h, quorum: q }, me, quorate))
 }
 
+/// Node names from corosync's configuration (`nodelist.node.N.nodeid` / `.name`, else
+/// `.ring0_addr`), for the fleet view. Empty if cmap cannot be read.
+fn node_names() -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    let Ok(h) = cmap::initialize(cmap::Map::Icmap) else {
+        return out;
+    };
+    let text = |key: &str| match cmap::get(&h, key) {
+        Ok(cmap::Data::String(s)) => Some(s.trim_end_matches('\0').to_string()),
+        _ => None,
+    };
+    // Bounded: corosync's nodelist is numbered from 0 without gaps.
+    for i in 0..1024 {
+        let id = match cmap::get(&h, &format!("nodelist.node.{i}.nodeid")) {
+            Ok(cmap::Data::UInt32(n)) => n,
+            Ok(cmap::Data::String(s)) => match s.trim_end_matches('\0').parse() {
+                Ok(n) => n,
+                Err(_) => continue,
+            },
+            _ => break,
+        };
+        if let Some(name) = text(&format!("nodelist.node.{i}.name"))
+            .or_else(|| text(&format!("nodelist.node.{i}.ring0_addr")))
+        {
+            out.insert(id, name);
+        }
+    }
+    out
+}
+
 /// The dispatch thread: connect, serve, reconnect, until the driver stops.
 pub(super) fn dispatch_loop(shared: Arc<Shared>, events: Receiver<Event>) {
     let group = shared.opts.group.clone();
@@ -167,6 +199,9 @@ pub(super) fn dispatch_loop(shared: Arc<Shared>, events: Receiver<Event>) {
                     core.connected(me);
                     core.set_quorate(quorate);
                 }
+                let names = node_names();
+                tracing::debug!(?names, "cpg: corosync node names");
+                *shared.names.lock() = names;
                 *shared.handle.lock() = Some(conn.cpg.clone());
                 serve(&shared, &conn, &events);
                 *shared.handle.lock() = None;

@@ -56,6 +56,9 @@ pub struct CpgOptions {
     pub poll: Duration,
     /// What a host list shows.
     pub list: ListScope,
+    /// `name_mode = "uuid"`: requests carry the VM's UUID (else its name), so that C
+    /// responders, which match only that form, find it.
+    pub send_uuid: bool,
 }
 
 impl CpgOptions {
@@ -67,6 +70,7 @@ impl CpgOptions {
             timeout: Duration::from_secs(20),
             poll: Duration::from_secs(2),
             list: ListScope::Local,
+            send_uuid: false,
         }
     }
 }
@@ -83,7 +87,14 @@ struct Shared {
     refresh_cv: Condvar,
     stop: AtomicBool,
     vm_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Node names from corosync's nodelist, read at each connection.
+    names: Mutex<std::collections::BTreeMap<u32, String>>,
+    /// Local jobs running now (bounded by [`MAX_JOBS`]).
+    jobs: std::sync::atomic::AtomicUsize,
 }
+
+/// Most local actions run at once; beyond that a request is answered failure at once.
+const MAX_JOBS: usize = 64;
 
 /// Errors of [`CpgDriver::start`].
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +108,53 @@ pub enum CpgError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The CPG group was not joined in time (corosync not running?).
+    #[error("not a member of the corosync CPG group {0:?} after {1:?} (is corosync running?)")]
+    NotJoined(String, Duration),
 }
+
+/// What this node knows of the cluster, for the fleet view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Our CPG nodeid.
+    pub me: u32,
+    /// Whether we are in the group now.
+    pub joined: bool,
+    /// Whether corosync says the cluster is quorate.
+    pub quorate: bool,
+    /// Members of the group (nodeids).
+    pub members: Vec<u32>,
+    /// Node names from corosync's nodelist (`name`, else `ring0_addr`), by nodeid.
+    pub names: std::collections::BTreeMap<u32, String>,
+    /// Every announced VM with its host; lost ones flagged.
+    pub vms: Vec<MapEntry>,
+}
+
+/// The running driver of this process (one per process), for [`cluster_view`].
+static CURRENT: std::sync::Mutex<Option<std::sync::Weak<Shared>>> = std::sync::Mutex::new(None);
+
+/// The cluster-wide VM→host map of the cpg driver running in this process, if any (the daemon
+/// holds its driver as `dyn Driver`; this reaches it without a downcast).
+pub fn cluster_view() -> Option<ClusterView> {
+    let shared = CURRENT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()?
+        .upgrade()?;
+    let names = shared.names.lock().clone();
+    let c = shared.core.lock();
+    Some(ClusterView {
+        names,
+        me: c.me(),
+        joined: c.is_joined(),
+        quorate: c.is_quorate(),
+        members: c.members(),
+        vms: c.map(),
+    })
+}
+
+/// How long [`CpgDriver::start`] waits for the first membership of the group.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
 
 /// The cpg [`Driver`]. See the module docs.
 pub struct CpgDriver {
@@ -121,12 +178,27 @@ impl Shared {
             match a {
                 Action::Send(b) => self.send(&b),
                 Action::Execute(job) => {
+                    if self.jobs.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS {
+                        self.jobs.fetch_sub(1, Ordering::SeqCst);
+                        tracing::error!(vm = %job.name, "cpg: too many local actions running; answering failure");
+                        let actions = self.core.lock().local_result(&job, 1);
+                        self.run(actions);
+                        continue;
+                    }
                     let s = self.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("cpg-job".into())
-                        .spawn(move || s.execute(job));
+                    let failed = job.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("cpg-job".into())
+                            .spawn(move || {
+                                s.clone().execute(job);
+                                s.jobs.fetch_sub(1, Ordering::SeqCst);
+                            });
                     if let Err(e) = spawned {
-                        tracing::error!(error = %e, "cpg: cannot start a worker thread");
+                        self.jobs.fetch_sub(1, Ordering::SeqCst);
+                        tracing::error!(error = %e, "cpg: cannot start a worker thread; answering failure");
+                        let actions = self.core.lock().local_result(&failed, 1);
+                        self.run(actions);
                     }
                 }
                 Action::Complete { seqno, outcome } => {
@@ -277,6 +349,7 @@ impl CpgDriver {
         let cfg = CoreConfig {
             request_timeout: opts.timeout,
             watchdog: opts.timeout + Duration::from_secs(2),
+            send_uuid: opts.send_uuid,
             ..CoreConfig::default()
         };
         let mut core = Core::new(cfg, rand::random());
@@ -291,6 +364,8 @@ impl CpgDriver {
             refresh_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             vm_locks: Mutex::new(HashMap::new()),
+            names: Mutex::new(std::collections::BTreeMap::new()),
+            jobs: std::sync::atomic::AtomicUsize::new(0),
         });
         let d = shared.clone();
         let dispatch = std::thread::Builder::new()
@@ -300,10 +375,24 @@ impl CpgDriver {
         let poller = std::thread::Builder::new()
             .name("cpg-poll".into())
             .spawn(move || p.poll_loop())?;
-        Ok(CpgDriver {
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&shared));
+        let driver = CpgDriver {
             shared,
             threads: Mutex::new(vec![dispatch, poller]),
-        })
+        };
+        // As the C backend, start only once the group is joined (under `-w` the daemon
+        // retries); dropping the driver stops its threads.
+        let until = Instant::now() + JOIN_WAIT;
+        while !driver.shared.core.lock().is_joined() {
+            if Instant::now() >= until {
+                return Err(CpgError::NotJoined(
+                    driver.shared.opts.group.clone(),
+                    JOIN_WAIT,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(driver)
     }
 
     /// The cluster-wide VM→host map (every announced VM of every member, lost ones flagged).
@@ -315,6 +404,11 @@ impl CpgDriver {
     pub fn membership(&self) -> (u32, Vec<u32>, bool) {
         let c = self.shared.core.lock();
         (c.me(), c.members(), c.is_quorate())
+    }
+
+    /// Messages dropped so far (malformed, unmatched replies).
+    pub fn dropped(&self) -> self::core::Dropped {
+        self.shared.core.lock().dropped()
     }
 
     fn ask(&self, op: CpgOp, vm: &VmRef) -> Result<u32, DriverError> {

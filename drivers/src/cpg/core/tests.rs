@@ -565,3 +565,77 @@ fn too_long_names_are_refused_before_sending() {
         Err(Failure::BadName)
     );
 }
+
+#[test]
+fn a_watchdog_fires_early_when_the_designated_responder_leaves() {
+    let start = t0();
+    let cfg = CoreConfig::default();
+    let mut n3 = node(3, &[1, 2, 3, 4]);
+    let mut n4 = node(4, &[1, 2, 3, 4]);
+    for c in [&mut n3, &mut n4] {
+        let _ = c.deliver(2, &store("vm-b", U2, RUN), start);
+        let _ = c.deliver(1, &request(8, "vm-b", CpgOp::Off), start);
+        // The owner dies before answering.
+        let _ = c.confchg(&[1, 3, 4], &[(2, 3)], &[], start);
+    }
+    assert_eq!(replies(&n3.tick(start)), vec![(8, 1, 1)], "rank 0 at once");
+    assert!(n4.tick(start).is_empty());
+    assert_eq!(
+        replies(&n4.tick(start + cfg.watchdog_stagger)),
+        vec![(8, 1, 1)]
+    );
+}
+
+#[test]
+fn requests_carry_the_form_name_mode_says() {
+    let by = |send_uuid, asked: &str| {
+        let mut c = Core::new(
+            CoreConfig {
+                send_uuid,
+                ..CoreConfig::default()
+            },
+            1,
+        );
+        c.connected(1);
+        c.set_quorate(true);
+        let _ = c.confchg(&[1, 2], &[], &[1, 2], t0());
+        let _ = c.deliver(2, &store("vm-b", U2, RUN), t0());
+        let (_, a) = c.submit(CpgOp::Status, asked, 0, t0()).unwrap();
+        match &sends(&a)[0] {
+            CpgMessage::Request { req, .. } => req.vm_name.clone(),
+            m => panic!("{m:?}"),
+        }
+    };
+    assert_eq!(by(true, "vm-b"), U2);
+    assert_eq!(by(true, &U2.to_uppercase()), U2);
+    assert_eq!(by(false, U2), "vm-b");
+    assert_eq!(by(false, "vm-b"), "vm-b");
+    // Unknown: as given.
+    assert_eq!(by(true, "nosuch"), "nosuch");
+}
+
+#[test]
+fn rejoining_withdraws_what_vanished_while_disconnected() {
+    let vm = |n: &str, u: &str| LocalVm {
+        name: n.into(),
+        uuid: u.into(),
+        state: RUN,
+    };
+    let mut c = node(1, &[1, 2]);
+    let _ = c.local_list(vec![vm("a", U1), vm("b", U2)]);
+    // Our own announcements come back to us.
+    let _ = c.deliver(1, &store("a", U1, RUN), t0());
+    let _ = c.deliver(1, &store("b", U2, RUN), t0());
+    let _ = c.disconnected(t0());
+    // "b" goes away while corosync is down.
+    let _ = c.local_list(vec![vm("a", U1)]);
+    let a = c.confchg(&[1, 2], &[], &[1], t0());
+    let s = sends(&a);
+    assert!(s.contains(&CpgMessage::StoreVm(VmState {
+        name: "b".into(),
+        uuid: U2.into(),
+        owner: 1,
+        state: STATE_TOMBSTONE
+    })));
+    assert_eq!(s.len(), 2, "one tombstone and one announcement: {s:?}");
+}

@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -224,6 +225,38 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// At most this many clusters run at once in one test process: each is 3–4 corosync nodes
+/// with a 1 s token on a machine of 2 shared cores, and a starved corosync misses its token
+/// and splits the cluster.
+pub const MAX_CLUSTERS: usize = 2;
+
+static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// One of the [`MAX_CLUSTERS`] slots; released on drop.
+#[derive(Debug)]
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let (m, cv) = &SLOTS;
+        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_CLUSTERS {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (m, cv) = &SLOTS;
+        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        cv.notify_one();
+    }
+}
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct CpgCluster {
@@ -231,6 +264,8 @@ pub struct CpgCluster {
     bridge: Netns,
     dir: TempDir,
     key: PathBuf,
+    // Last: released after everything above is gone.
+    _slot: Slot,
 }
 
 /// Bound for start-up waits (membership from cold is about 4 s on 2 busy cores).
@@ -240,6 +275,7 @@ impl CpgCluster {
     /// Starts one node per spec (ids 1..=N), waits until every node sees all N members and is
     /// quorate, then starts the daemons and waits until the CPG group holds every daemon.
     pub fn start(specs: Vec<NodeSpec>) -> CpgCluster {
+        let slot = Slot::take();
         bins::system_tool(COROSYNC);
         for t in [
             "corosync-cpgtool",
@@ -265,6 +301,7 @@ impl CpgCluster {
             bridge,
             dir,
             key,
+            _slot: slot,
         };
         for (spec, (id, name, addr)) in specs.into_iter().zip(&members) {
             let ndir = c.dir.path().join(name);
@@ -556,13 +593,18 @@ impl CpgCluster {
             .wait(Duration::from_secs(u64::from(secs) + 10))
     }
 
-    /// Polls `status` of `vm` through node `id` (tcp, C client) until it exits with `code`,
+    /// Polls `status` of `vm` through node `id` (C client of the node's listener) until it
+    /// exits with `code`,
     /// for at most `limit`; returns the last output. For convergence after membership changes
     /// (announcements are asynchronous), never as the assertion itself.
     pub fn wait_status(&self, id: u32, vm: &str, code: i32, limit: Duration) -> AgentOutput {
         let deadline = Instant::now() + limit;
         loop {
-            let out = self.fence_virt(id, Impl::C, &["-H", vm, "-o", "status"], 3);
+            let args = ["-H", vm, "-o", "status"];
+            let out = match self.node(id).spec.listen {
+                Listen::Tcp => self.fence_virt(id, Impl::C, &args, 3),
+                Listen::Multicast => self.fence_xvm(id, Impl::C, &args, 3),
+            };
             if out.code == code || Instant::now() >= deadline {
                 return out;
             }

@@ -666,8 +666,10 @@ fn ours_migration() {
     c.wait_group(2, &[1, 2, 3]);
     c.wait_status(2, VM_C.0, 0, Duration::from_secs(15));
     for id in 1..=3 {
-        let out = req(&c, id, Impl::C, VM_C.0, "status", T);
-        k.code(&format!("status vm-c (now on n1) via n{id}"), &out, 0);
+        for key in [VM_C.0, VM_C.1] {
+            let out = req(&c, id, Impl::C, key, "status", T);
+            k.code(&format!("status {key} (now on n1) via n{id}"), &out, 0);
+        }
     }
     let out = req(&c, 2, Impl::C, VM_C.1, "off", T);
     k.code("off vm-c by UUID via n2 after migration", &out, 0);

@@ -13,7 +13,9 @@
 //! * [`ours_requests`], [`ours_failures`], [`ours_migration`]: our daemon on every node, the
 //!   semantics of `cpg-semantics` (lost owner is never off, unknown VM fails, inactive
 //!   definitions do not answer, quorum).
-//! * [`mixed`]: two C daemons and ours (as the highest node id), requests entering at each node.
+//! * [`mixed`]: two C daemons and ours (as the highest node id), requests entering at each node;
+//!   [`mixed_c_highest`]: ours as the lowest id, where C's highest-node answers are the cost.
+//! * [`c_wire`]: the reference's messages captured by `cpg-sniff` (layout, count per request).
 //! * [`pacemaker_fenced`]: `pacemaker-fenced` driving the C `fence_xvm` against our cluster.
 //!
 //! Each test collects every failed expectation ([`Checks`]) and reports them together, so a
@@ -473,7 +475,10 @@ fn c_reference() {
 /// implementations, on every node; inactive definitions; unknown VMs; list.
 #[test]
 fn ours_requests() {
-    let c = CpgCluster::start(topology(Impl::Ours, Impl::Ours, Impl::Ours));
+    let mut nodes = topology(Impl::Ours, Impl::Ours, Impl::Ours);
+    // n3 lists the whole cluster (opt-in); n1 keeps the reference's local list.
+    nodes[2].cpg_extra = "\t\tlist = \"cluster\";\n".into();
+    let c = CpgCluster::start(nodes);
     settle(&c);
     let mut k = Checks::new("ours: requests");
     for agent in [Impl::C, Impl::Ours] {
@@ -539,11 +544,18 @@ fn ours_requests() {
     k.code("on vm-e by UUID (defined on one host only)", &out, 0);
     let out = req(&c, 1, Impl::C, VM_E.0, "status", T);
     k.code("vm-e running after on", &out, 0);
-    // list: the asked host's own VMs, as the reference.
+    // list = "cluster" on n3: every live member's VMs.
     let (out, l) = list(&c, 3);
+    for vm in [VM_A.0, VM_B.0, VM_C.0, VM_E.0] {
+        k.check(l.contains(&(vm.to_string(), true)), || {
+            format!("cluster-wide list via n3 shows {vm} on: {l:?} {out:?}")
+        });
+    }
+    // list: the asked host's own VMs, as the reference.
+    let (out, l) = list(&c, 1);
     k.check(
-        l == vec![("vm-c".to_string(), true), ("vm-e".to_string(), true)],
-        || format!("list via n3 = n3's VMs: {l:?} {out:?}"),
+        l == vec![("vm-a".to_string(), true), ("vm-d".to_string(), false)],
+        || format!("list via n1 = n1's VMs: {l:?} {out:?}"),
     );
     k.finish(|| c.logs());
 }
@@ -781,6 +793,59 @@ fn mixed() {
     w.c.wait_group(1, &[1, 2, 3]);
     let out = w.wait_status(1, VM_C.0, 0);
     k.code("vm-c via C n1 after our daemon re-announced", &out, 0);
+    eprintln!("reference hangs recovered from: {:?}", w.hangs);
+    k.finish(|| w.c.logs());
+}
+
+/// Ours on the lowest node id (n1), C on n2 and n3 (n3 highest): where C's highest-node rule
+/// answers, C requesters get C's unsafe answers (the documented cost of a C node being
+/// highest) while our requester accepts no answer from a node that does not hold the VM.
+#[test]
+fn mixed_c_highest() {
+    let c = CpgCluster::start(topology(Impl::Ours, Impl::C, Impl::C));
+    let mut w = Recovering::new(c);
+    w.wait_status(1, VM_B.0, 0);
+    w.wait_status(3, VM_A.0, 0);
+    w.wait_status(1, VM_C.0, 0);
+    let mut k = Checks::new("mixed (ours, C, C)");
+    for (id, vm) in [(1, VM_B), (1, VM_C), (2, VM_A), (3, VM_A)] {
+        let out = w.req(id, vm.0, "status", T);
+        k.code(&format!("status {} via n{id}", vm.0), &out, 0);
+    }
+    let out = w.req(1, "nosuch", "status", T);
+    k.code("status nosuch via ours (C highest's OFF ignored)", &out, 1);
+    let out = w.req(1, "nosuch", "off", T);
+    k.code("off nosuch via ours (C highest's success ignored)", &out, 1);
+    let out = w.req(2, "nosuch", "status", T);
+    k.code(
+        "status nosuch via C n2: C highest n3 says OFF (cost)",
+        &out,
+        2,
+    );
+    // Our daemon stopped: C forgets vm-a at once and the C highest says OFF (cost).
+    w.c.stop_daemon(1, Signal::SIGTERM);
+    w.group = vec![2, 3];
+    w.c.wait_group(2, &[2, 3]);
+    let out = w.req(2, VM_A.0, "status", T);
+    k.code(
+        "status vm-a via C n2 with our daemon stopped: OFF (cost)",
+        &out,
+        2,
+    );
+    w.c.start_daemon(1);
+    w.group = vec![1, 2, 3];
+    w.c.wait_group(2, &[1, 2, 3]);
+    let out = w.wait_status(2, VM_A.0, 0);
+    k.code("vm-a via C n2 after our daemon re-announced", &out, 0);
+    // A C owner killed: our requester reports failure, never OFF.
+    w.wait_status(1, VM_C.0, 0);
+    w.c.stop_daemon(3, Signal::SIGKILL);
+    w.group = vec![1, 2];
+    w.c.wait_group(1, &[1, 2]);
+    let out = w.req(1, VM_C.0, "status", T);
+    k.code("status vm-c via ours with n3's C daemon dead", &out, 1);
+    let out = w.req(1, VM_C.0, "off", T);
+    k.code("off vm-c via ours with n3's C daemon dead", &out, 1);
     eprintln!("reference hangs recovered from: {:?}", w.hangs);
     k.finish(|| w.c.logs());
 }

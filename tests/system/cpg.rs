@@ -23,8 +23,9 @@
 
 use std::time::Duration;
 
+use fence_system_tests::agent::{Agent, Input};
 use fence_system_tests::corosync_cluster::{CpgCluster, CpgMsg, Listen, NodeSpec, QuorumView};
-use fence_system_tests::process::poll_until;
+use fence_system_tests::process::{poll_until, signal};
 use fence_system_tests::{AgentOutput, Fencer, Impl, TestDomain, TestNode};
 use nix::sys::signal::Signal;
 
@@ -777,6 +778,53 @@ fn mixed() {
     k.code("vm-b via ours after C n2 re-announced", &out, 0);
     let out = w.wait_status(1, VM_B.0, 0);
     k.code("vm-b via C n1 after n2 re-announced", &out, 0);
+    // Not safe in C: the owner dies after the REQUEST was delivered (spec B2). n2's daemon is
+    // frozen, a request for vm-b enters at C n1, then n2's daemon is killed: C alone never
+    // answers (the requester hangs for good); our watchdog on n3 answers failure.
+    let pid2 = w.c.node(2).daemon().map(|d| d.pid()).expect("n2 daemon");
+    let sent = |w: &Recovering| {
+        w.c.node(1)
+            .daemon()
+            .map_or(0, |d| d.stdout().matches("for VM vm-b got seqno").count())
+    };
+    let before = sent(&w);
+    signal(pid2, Signal::SIGSTOP);
+    let args: Vec<String> = [
+        "-T",
+        "127.0.0.1",
+        "-p",
+        "1229",
+        "-k",
+        &w.c.key().display().to_string(),
+        "-t",
+        "20",
+        "-H",
+        VM_B.0,
+        "-o",
+        "off",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let holder = w.c.node(1).holder();
+    let running = Agent::fence_virt(Impl::C).spawn_with(Input::Argv(&args), |p| holder.cmd(p));
+    let delivered = poll_until(Duration::from_secs(10), || sent(&w) > before);
+    k.check(delivered, || "n1 sent the REQUEST for vm-b".into());
+    w.c.stop_daemon(2, Signal::SIGKILL);
+    let out = running.wait(Duration::from_secs(30));
+    k.code(
+        "off vm-b via C n1, owner killed mid-request: our watchdog answers failure",
+        &out,
+        1,
+    );
+    w.group = vec![1, 3];
+    w.c.wait_group(1, &[1, 3]);
+    w.c.start_daemon(2);
+    w.group = vec![1, 2, 3];
+    w.c.wait_group(1, &[1, 2, 3]);
+    w.undeafen();
+    let out = w.wait_status(1, VM_B.0, 0);
+    k.code("vm-b via C n1 after n2 came back", &out, 0);
     // Our daemon stopped (LEAVE): the C nodes forget vm-c and the highest C node (n2)
     // answers OFF for it: C's rule, the documented cost of a C node being highest.
     w.c.stop_daemon(3, Signal::SIGTERM);

@@ -494,6 +494,11 @@ impl CpgCluster {
         n.spec.vms = vms;
     }
 
+    /// Changes node `id`'s listener for its next daemon start.
+    pub fn set_listen(&mut self, id: u32, listen: Listen) {
+        self.node_mut(id).spec.listen = listen;
+    }
+
     /// Cuts node `id` off the bridge (its port down): a network partition.
     pub fn partition(&self, id: u32) {
         self.bridge.ip(&["link", "set", &format!("s{id}"), "down"]);

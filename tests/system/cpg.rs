@@ -479,7 +479,7 @@ fn ours_requests() {
     let mut nodes = topology(Impl::Ours, Impl::Ours, Impl::Ours);
     // n3 lists the whole cluster (opt-in); n1 keeps the reference's local list.
     nodes[2].cpg_extra = "\t\tlist = \"cluster\";\n".into();
-    let c = CpgCluster::start(nodes);
+    let mut c = CpgCluster::start(nodes);
     settle(&c);
     let mut k = Checks::new("ours: requests");
     for agent in [Impl::C, Impl::Ours] {
@@ -545,6 +545,30 @@ fn ours_requests() {
     k.code("on vm-e by UUID (defined on one host only)", &out, 0);
     let out = req(&c, 1, Impl::C, VM_E.0, "status", T);
     k.code("vm-e running after on", &out, 0);
+    // The other client on n1 and n2: their daemons restarted with the other listener.
+    c.set_listen(1, Listen::Multicast);
+    c.set_listen(2, Listen::Tcp);
+    c.restart_daemon(1);
+    c.restart_daemon(2);
+    for id in 1..=3 {
+        c.wait_group(id, &[1, 2, 3]);
+    }
+    c.wait_status(1, VM_C.0, 0, Duration::from_secs(15));
+    c.wait_status(2, VM_A.0, 0, Duration::from_secs(15));
+    for agent in [Impl::C, Impl::Ours] {
+        for id in [1, 2] {
+            for vm in [VM_A, VM_B, VM_C] {
+                for key in [vm.0, vm.1] {
+                    let out = req(&c, id, agent, key, "status", T);
+                    k.code(
+                        &format!("status {key} via n{id}, other listener ({agent} agent)"),
+                        &out,
+                        0,
+                    );
+                }
+            }
+        }
+    }
     // list = "cluster" on n3: every live member's VMs.
     let (out, l) = list(&c, 3);
     for vm in [VM_A.0, VM_B.0, VM_C.0, VM_E.0] {

@@ -238,42 +238,19 @@ impl Shared {
         let lock = self.vm_lock(vm.as_str());
         let code = {
             let _g = lock.lock();
-            self.local_action(&job, &vm)
+            local_action(
+                &self.libvirt,
+                job.req.op,
+                job.may_start,
+                &vm,
+                &FenceOptions::default(),
+            )
         };
         tracing::info!(requester = job.requester, seqno = job.seqno, vm = %job.name,
             op = ?job.req.op, code, "cpg: answering a request for a local domain");
         let actions = self.core.lock().local_result(&job, code);
         self.run(actions);
         self.run(vec![Action::Refresh]);
-    }
-
-    fn local_action(&self, job: &Job, vm: &VmRef) -> u32 {
-        let opts = FenceOptions::default();
-        let d = &self.libvirt;
-        let done = |r: Result<fence::FenceOutcome, fence::FenceError>| match r {
-            Ok(_) => 0,
-            Err(e) => {
-                tracing::warn!(vm = %vm, error = %e, "cpg: local action failed");
-                1
-            }
-        };
-        match job.req.op {
-            CpgOp::Status => match d.status(vm) {
-                Ok(s) if s.is_off() => 2,
-                Ok(_) => 0,
-                Err(e) => {
-                    tracing::warn!(vm = %vm, error = %e, "cpg: local status failed");
-                    1
-                }
-            },
-            CpgOp::Off => done(fence::off(d, vm, &opts)),
-            CpgOp::On if job.may_start => done(fence::on(d, vm, &opts)),
-            CpgOp::Reboot if job.may_start => done(fence::reboot(d, vm, &opts)),
-            // Defined (shut off) on several hosts: starting one copy could start a second
-            // instance; a reboot only proves it is off.
-            CpgOp::Reboot => done(fence::off(d, vm, &opts)),
-            CpgOp::On | CpgOp::Other(_) => 1,
-        }
     }
 
     /// Poller: re-list libvirt every `poll`, or at once when asked.
@@ -328,6 +305,41 @@ impl Shared {
                 Err(Failure::Timeout)
             }
         }
+    }
+}
+
+/// The responder's work on its own hypervisor: the reply code for `op` on `vm`. OFF answers
+/// 0 only once the driver confirms the VM is off; ON and REBOOT start a VM only when
+/// `may_start` (a shut-off copy defined on several hosts is never started: ON fails, REBOOT
+/// only confirms it is off). Unknown request codes fail.
+fn local_action(
+    d: &dyn Driver,
+    op: CpgOp,
+    may_start: bool,
+    vm: &VmRef,
+    opts: &FenceOptions,
+) -> u32 {
+    let done = |r: Result<fence::FenceOutcome, fence::FenceError>| match r {
+        Ok(_) => 0,
+        Err(e) => {
+            tracing::warn!(vm = %vm, error = %e, "cpg: local action failed");
+            1
+        }
+    };
+    match op {
+        CpgOp::Status => match d.status(vm) {
+            Ok(s) if s.is_off() => 2,
+            Ok(_) => 0,
+            Err(e) => {
+                tracing::warn!(vm = %vm, error = %e, "cpg: local status failed");
+                1
+            }
+        },
+        CpgOp::Off => done(fence::off(d, vm, opts)),
+        CpgOp::On if may_start => done(fence::on(d, vm, opts)),
+        CpgOp::Reboot if may_start => done(fence::reboot(d, vm, opts)),
+        CpgOp::Reboot => done(fence::off(d, vm, opts)),
+        CpgOp::On | CpgOp::Other(_) => 1,
     }
 }
 
@@ -482,5 +494,69 @@ impl Driver for CpgDriver {
             )));
         }
         self.shared.libvirt.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimDriver, SimVm};
+
+    fn opts() -> FenceOptions {
+        FenceOptions {
+            confirm_timeout: Duration::from_millis(300),
+            poll_interval: Duration::from_millis(20),
+        }
+    }
+
+    fn sim() -> (SimDriver, VmRef, VmRef) {
+        let on = SimVm::running("on", 1);
+        let mut off = SimVm::running("off", 2);
+        off.state = PowerState::Off;
+        let (a, b) = (VmRef::Name("on".into()), VmRef::Name("off".into()));
+        (SimDriver::new(vec![on, off]), a, b)
+    }
+
+    #[test]
+    fn status_codes() {
+        let (d, on, off) = sim();
+        assert_eq!(local_action(&d, CpgOp::Status, true, &on, &opts()), 0);
+        assert_eq!(local_action(&d, CpgOp::Status, true, &off, &opts()), 2);
+        let gone = VmRef::Name("gone".into());
+        assert_eq!(local_action(&d, CpgOp::Status, true, &gone, &opts()), 1);
+    }
+
+    #[test]
+    fn off_is_success_only_when_confirmed() {
+        let (d, on, off) = sim();
+        assert_eq!(local_action(&d, CpgOp::Off, true, &on, &opts()), 0);
+        assert!(d.status(&on).unwrap().is_off());
+        assert_eq!(local_action(&d, CpgOp::Off, true, &off, &opts()), 0);
+        let mut stuck = SimVm::running("stuck", 3);
+        stuck.ignores_power_off = true;
+        d.add(stuck);
+        let stuck = VmRef::Name("stuck".into());
+        assert_eq!(local_action(&d, CpgOp::Off, true, &stuck, &opts()), 1);
+    }
+
+    #[test]
+    fn a_copy_on_several_hosts_is_never_started() {
+        let (d, _, off) = sim();
+        assert_eq!(local_action(&d, CpgOp::On, false, &off, &opts()), 1);
+        assert!(d.status(&off).unwrap().is_off());
+        assert_eq!(local_action(&d, CpgOp::Reboot, false, &off, &opts()), 0);
+        assert!(
+            d.status(&off).unwrap().is_off(),
+            "reboot only proved it off"
+        );
+        assert_eq!(local_action(&d, CpgOp::On, true, &off, &opts()), 0);
+        assert!(!d.status(&off).unwrap().is_off());
+    }
+
+    #[test]
+    fn unknown_request_codes_fail() {
+        let (d, on, _) = sim();
+        assert_eq!(local_action(&d, CpgOp::Other(9), true, &on, &opts()), 1);
+        assert!(!d.status(&on).unwrap().is_off());
     }
 }

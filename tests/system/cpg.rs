@@ -468,7 +468,7 @@ fn c_reference() {
     k.check(g == Some(vec![1, 2]), || {
         format!("C daemon on n3 must not rejoin after corosync's restart: group {g:?}")
     });
-    eprintln!("C requesters hung by B11 and restarted: {:?}", w.hangs);
+    eprintln!("reference hangs recovered from: {:?}", w.hangs);
     k.finish(|| w.c.logs());
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Topology of every cluster (node ids are the reference's "highest answers unknown VMs" order):
 //! * n1 = {vm-a running, vm-d shut off}, tcp listener;
-//! * n2 = {vm-b running, vm-d running (same UUID)}, multicast listener;
+//! * n2 = {vm-b running, vm-d running (same UUID), vm-t running and transient}, multicast
+//!   listener;
 //! * n3 = {vm-c running, vm-e shut off (its only definition)}, tcp listener.
 //!
 //! * [`c_reference`]: all three daemons are C `fence_virtd` (Debian `fence-virtd`'s `cpg.so`):
@@ -39,6 +40,8 @@ pub const VM_C: (&str, &str) = ("vm-c", "cccccccc-0000-4000-8000-00000000000c");
 pub const VM_D: (&str, &str) = ("vm-d", "dddddddd-0000-4000-8000-00000000000d");
 /// Shut off on n3 only.
 pub const VM_E: (&str, &str) = ("vm-e", "eeeeeeee-0000-4000-8000-00000000000e");
+/// Transient, running on n2 (vanishes when destroyed).
+pub const VM_T: (&str, &str) = ("vm-t", "ffffffff-0000-4000-8000-00000000000f");
 
 fn dom(vm: (&str, &str), running: bool) -> TestDomain {
     TestDomain::new(vm.0, vm.1, running)
@@ -48,7 +51,11 @@ fn dom(vm: (&str, &str), running: bool) -> TestDomain {
 pub fn vms(id: u32) -> TestNode {
     let domains = match id {
         1 => vec![dom(VM_A, true), dom(VM_D, false)],
-        2 => vec![dom(VM_B, true), dom(VM_D, true)],
+        2 => vec![
+            dom(VM_B, true),
+            dom(VM_D, true),
+            dom(VM_T, true).transient(),
+        ],
         3 => vec![dom(VM_C, true), dom(VM_E, false)],
         _ => unreachable!(),
     };
@@ -278,7 +285,8 @@ impl Recovering {
         }
     }
 
-    fn restart(&mut self, id: u32) {
+    /// Restarts node `id`'s daemon (SIGKILL, start, group and announcements settled).
+    pub fn restart(&mut self, id: u32) {
         eprintln!("restarting the C daemon of n{id} (reference hang)");
         self.c.stop_daemon(id, Signal::SIGKILL);
         let others: Vec<u32> = self.group.iter().copied().filter(|&x| x != id).collect();
@@ -415,6 +423,18 @@ fn c_reference() {
         format!("S6: the C reference starts n1's copy of vm-d though n2 runs it: {l:?} {out:?}")
     });
     w.set_running(1, VM_D.0, true);
+    // S7: a transient VM destroyed vanishes, but stays in the other hosts' maps: nobody
+    // answers a later request for it and the C requester hangs for good.
+    let out = w.req(1, VM_T.0, "off", TC);
+    k.code("S7 off vm-t (transient) via n1", &out, 0);
+    let mut n2 = w.c.node(2).spec().vms.clone();
+    n2.domains.retain(|d| d.name != VM_T.0);
+    w.c.set_vms(2, n2);
+    let out = req(&w.c, 3, Impl::C, VM_T.0, "status", TC);
+    k.check(out.code == 255 || out.timed_out, || {
+        format!("S7 status of the vanished vm-t via n3: no answer (client gives up): {out:?}")
+    });
+    w.restart(3);
     // S5: a killed daemon's VMs are reported OFF at once, and "fenced" with nothing done.
     w.c.stop_daemon(2, Signal::SIGKILL);
     w.group = vec![1, 3];
@@ -517,6 +537,14 @@ fn ours_requests() {
             let out = req(&c, id, Impl::C, "nosuch", op, T);
             k.code(&format!("{op} nosuch via n{id}"), &out, 1);
         }
+    }
+    // A transient VM destroyed vanishes: afterwards it is unknown (failure), and nobody
+    // waits for an answer that cannot come (the reference hangs here, S7).
+    let out = req(&c, 1, Impl::C, VM_T.0, "off", T);
+    k.code("off vm-t (transient, on n2) via n1", &out, 0);
+    for id in [1, 3] {
+        let out = req(&c, id, Impl::C, VM_T.0, "status", T);
+        k.code(&format!("status of the vanished vm-t via n{id}"), &out, 1);
     }
     // Exact names: another case is another (unknown) VM.
     let out = req(&c, 1, Impl::C, "VM-B", "status", T);

@@ -9,7 +9,8 @@
 //!   private `/run` and `/dev/shm` and the node name as host name; corosync, the daemon and
 //!   every client of the node run through `nsenter` into the holder;
 //! * corosync over knet without crypto (no authkey), `token: 1000` (failure detected in about
-//!   3.5 s), `sched_rr: no`, `move_to_root_cgroup: no`, its own state directory;
+//!   3.5 s; see [`token_ms`]), `sched_rr: no`, `move_to_root_cgroup: no`, its own state
+//!   directory;
 //! * node ids `1..=N` in spec order (the highest id is the reference's "answer for unknown VMs"
 //!   node).
 //!
@@ -268,6 +269,16 @@ pub struct CpgCluster {
     _slot: Slot,
 }
 
+/// corosync's `totem.token` for the clusters: 1000 ms (a node's failure is seen in about
+/// 3.5 s), or `FENCE_TEST_COROSYNC_TOKEN` (ms) on a machine so loaded that corosync misses
+/// tokens and splits the cluster on its own.
+pub fn token_ms() -> u32 {
+    std::env::var("FENCE_TEST_COROSYNC_TOKEN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
 /// Bound for start-up waits (membership from cold is about 4 s on 2 busy cores).
 const START_LIMIT: Duration = Duration::from_secs(40);
 
@@ -308,7 +319,7 @@ impl CpgCluster {
             fs::create_dir_all(ndir.join("lib")).unwrap();
             fs::write(
                 ndir.join("corosync.conf"),
-                corosync_conf("fvtest", &members, &ndir.join("lib"), Some(1000)),
+                corosync_conf("fvtest", &members, &ndir.join("lib"), Some(token_ms())),
             )
             .unwrap();
             fs::write(ndir.join("node.xml"), spec.vms.to_xml()).unwrap();

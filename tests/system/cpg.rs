@@ -16,7 +16,8 @@
 //!   definitions do not answer, quorum).
 //! * [`mixed`]: two C daemons and ours (as the highest node id), requests entering at each node;
 //!   [`mixed_c_highest`]: ours as the lowest id, where C's highest-node answers are the cost.
-//! * [`c_wire`]: the reference's messages captured by `cpg-sniff` (layout, count per request).
+//! * [`c_wire`], [`ours_wire`]: the messages captured by `cpg-sniff` (layout, padding, count per
+//!   request) of the reference and of ours.
 //! * [`pacemaker_fenced`]: `pacemaker-fenced` driving the C `fence_xvm` against our cluster.
 //!
 //! Each test collects every failed expectation ([`Checks`]) and reports them together, so a
@@ -1140,4 +1141,107 @@ fn c_wire() {
     }
     eprintln!("reference hangs recovered from: {:?}", w.hangs);
     k.finish(|| w.c.logs());
+}
+
+/// Our messages on the wire, as `c_wire` sees the reference's: the same 156-byte layout and
+/// header rules, every padding byte zero (spec B16), a random non-zero request seqno, and no
+/// re-announcement of every VM per request (C: one STORE_VM per VM of every host).
+#[test]
+fn ours_wire() {
+    let c = CpgCluster::start(vec![
+        NodeSpec {
+            daemon: None,
+            listen: Listen::Tcp,
+            vms: TestNode::default(),
+            cpg_extra: String::new(),
+        },
+        NodeSpec::new(
+            Impl::Ours,
+            TestNode {
+                domains: vec![dom(VM_A, true), dom(VM_D, false)],
+            },
+        ),
+        NodeSpec::new(
+            Impl::Ours,
+            TestNode {
+                domains: vec![dom(VM_B, true)],
+            },
+        ),
+    ]);
+    let sniff = c.sniffer(1, &[2, 3]);
+    c.wait_status(2, VM_B.0, 0, Duration::from_secs(15));
+    let mut k = Checks::new("ours wire");
+    // Our announcements (after the sniffer's join): layout and zeroed padding.
+    let stores: Vec<CpgMsg> = sniff
+        .messages()
+        .into_iter()
+        .filter(|m| m.kind() == Some(2))
+        .collect();
+    k.check(!stores.is_empty(), || {
+        "our daemons announce their VMs".into()
+    });
+    for m in &stores {
+        let name = m.text_at(16, 64);
+        let ok = m.data.len() == 156
+            && m.u32_at(4) == Some(0)
+            && m.u32_at(8) == Some(u32::MAX)
+            && m.u32_at(12) == Some(0)
+            && m.data[16 + 64] == 0
+            && m.data[16 + 65 + 64] == 0
+            && m.data[16 + 130..16 + 132] == [0, 0]
+            && m.u32_at(16 + 132) == Some(m.nodeid);
+        k.check(ok, || {
+            format!("STORE_VM layout, zero padding, owner = sender: {m:?}")
+        });
+        k.check(m.nodeid != 2 || name != VM_B.0, || {
+            "n2 does not announce n3's VM".into()
+        });
+    }
+    let before = sniff.messages().len();
+    let n = 5;
+    for _ in 0..n {
+        let out = c.fence_virt(2, Impl::C, &["-H", VM_B.0, "-o", "status"], T);
+        k.code("status vm-b via n2", &out, 0);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let msgs = sniff.messages();
+    let new = &msgs[before.min(msgs.len())..];
+    let reqs: Vec<&CpgMsg> = new.iter().filter(|m| m.kind() == Some(0)).collect();
+    let reps: Vec<&CpgMsg> = new.iter().filter(|m| m.kind() == Some(1)).collect();
+    k.check(reqs.len() == n && reps.len() == n, || {
+        format!("{n} requests, one REQUEST and one REPLY each: {new:?}")
+    });
+    for r in &reqs {
+        k.check(
+            r.data.len() == 156
+                && r.nodeid == 2
+                && r.u32_at(4) != Some(0)
+                && r.u32_at(8) == Some(u32::MAX)
+                && r.u32_at(12) == Some(0)
+                && r.text_at(16, 128) == VM_B.0
+                && r.u32_at(16 + 128) == Some(4)
+                && r.u32_at(16 + 136) == Some(0),
+            || format!("REQUEST layout: {r:?}"),
+        );
+    }
+    for r in &reps {
+        let matching = reqs.iter().find(|q| q.u32_at(4) == r.u32_at(4));
+        k.check(
+            r.data.len() == 156
+                && r.nodeid == 3
+                && r.u32_at(8) == Some(2)
+                && r.u32_at(12) == Some(0)
+                && r.u32_at(16 + 136) == Some(0)
+                && matching.is_some_and(|q| q.data[16..16 + 136] == r.data[16..16 + 136]),
+            || format!("REPLY from the owner, to n2, payload = request's: {r:?}"),
+        );
+    }
+    let stores = new.iter().filter(|m| m.kind() == Some(2)).count();
+    k.check(stores < n * 3, || {
+        format!(
+            "no re-announcement of every VM per request (C: {} here): {stores}",
+            n * 3
+        )
+    });
+    k.finish(|| c.logs());
 }

@@ -19,6 +19,7 @@
 //! * [`c_wire`], [`ours_wire`]: the messages captured by `cpg-sniff` (layout, padding, count per
 //!   request) of the reference and of ours.
 //! * [`pacemaker_fenced`]: `pacemaker-fenced` driving the C `fence_xvm` against our cluster.
+//! * [`empty_host`]: a host without domains (the reference dies on `list` there, S9).
 //!
 //! Each test collects every failed expectation ([`Checks`]) and reports them together, so a
 //! single run shows the whole state of an implementation.
@@ -1244,4 +1245,60 @@ fn ours_wire() {
         )
     });
     k.finish(|| c.logs());
+}
+
+/// A host without any domain (spec S9, B9): the reference answers `list` there with nothing
+/// and then its daemon dies (the empty list is dereferenced); ours lists nothing, keeps
+/// serving, and as the highest node answers unknown VMs with failure.
+#[test]
+fn empty_host() {
+    for which in [Impl::C, Impl::Ours] {
+        let c = CpgCluster::start(vec![
+            NodeSpec::new(which, vms(1)),
+            NodeSpec::new(
+                which,
+                TestNode {
+                    domains: vec![dom(VM_B, true)],
+                },
+            ),
+            NodeSpec::new(which, TestNode::default()),
+        ]);
+        let mut w = Recovering::new(c);
+        let mut k = Checks::new(&format!("empty host, {which} daemons"));
+        w.wait_status(3, VM_B.0, 0);
+        let out = w.req(3, "x", "list", T);
+        k.code("list on the empty host", &out, 0);
+        k.check(out.stdout.trim().is_empty(), || {
+            format!("nothing listed: {out:?}")
+        });
+        let pid = w.c.node(3).daemon().map_or(0, |d| d.pid());
+        let dead = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+        };
+        if which == Impl::C {
+            // S9: the answer goes out, then the daemon crashes on the empty list.
+            k.check(poll_until(Duration::from_secs(5), dead), || {
+                "S9: the C daemon of the empty host dies after list".into()
+            });
+            w.c.stop_daemon(3, Signal::SIGKILL);
+            w.group = vec![1, 2];
+            w.c.wait_group(1, &[1, 2]);
+        } else {
+            k.check(!dead(), || {
+                "our daemon on the empty host survives list".into()
+            });
+            let out = w.req(3, VM_A.0, "status", T);
+            k.code("status vm-a via the empty host", &out, 0);
+        }
+        let out = w.req(1, "nosuch", "off", T);
+        let want = if which == Impl::C { 0 } else { 1 };
+        k.code(
+            "off nosuch (answered by the empty, highest host)",
+            &out,
+            want,
+        );
+        eprintln!("reference hangs recovered from: {:?}", w.hangs);
+        k.finish(|| w.c.logs());
+    }
 }

@@ -9,6 +9,8 @@ for f in /usr/sbin/fence_xvm /usr/sbin/fence_virt /usr/sbin/fence_virtd \
     /usr/sbin/fence_virsh /usr/share/fence/fencing.py /usr/sbin/libvirtd \
     /usr/lib/pacemaker/pacemaker-fenced /usr/sbin/stonith_admin /usr/sbin/pacemakerd \
     /usr/sbin/crm_mon /usr/sbin/attrd_updater /usr/sbin/corosync /usr/sbin/ocf-tester \
+    /usr/lib/x86_64-linux-gnu/fence-virt/cpg.so /usr/sbin/corosync-cpgtool \
+    /usr/sbin/corosync-quorumtool \
     /usr/bin/openssl /usr/sbin/debootstrap /usr/bin/lintian /usr/bin/systemd-analyze \
     /usr/bin/xmllint /usr/bin/go /usr/sbin/nft /usr/sbin/iptables \
     /usr/share/gocode/src/github.com/vmware/govmomi/simulator/model.go; do

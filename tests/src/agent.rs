@@ -77,6 +77,17 @@ impl Agent {
 
     /// Starts the agent in `ns` without waiting.
     pub fn spawn(&self, ns: &Netns, input: Input<'_>) -> RunningAgent {
+        self.spawn_with(input, |program| ns.cmd(program))
+    }
+
+    /// Like [`spawn`](Self::spawn), with `launch(program)` making the command that runs a
+    /// program where the agent belongs (e.g. a cluster node's
+    /// [`Holder::cmd`](crate::holder::Holder::cmd)).
+    pub fn spawn_with(
+        &self,
+        input: Input<'_>,
+        launch: impl Fn(&std::path::Path) -> std::process::Command,
+    ) -> RunningAgent {
         let bin = self.path();
         let dir = tempfile::Builder::new()
             .prefix("fence-agent-")
@@ -84,7 +95,7 @@ impl Agent {
             .expect("tempdir");
         let out = File::create(dir.path().join("stdout")).expect("stdout file");
         let err = File::create(dir.path().join("stderr")).expect("stderr file");
-        let mut cmd = ns.cmd(&bin);
+        let mut cmd = launch(&bin);
         cmd.stdout(out).stderr(err);
         let stdin_text = match input {
             Input::Argv(args) => {

@@ -311,6 +311,18 @@ impl Daemon {
     /// Starts `which` fence_virtd in `ns` with `cfg`; panics if it exits or is not ready
     /// within 10 s (with its logs in the message).
     pub fn start(ns: &Netns, which: Impl, cfg: &DaemonConfig) -> Daemon {
+        Self::start_with(which, cfg, |program| ns.cmd(program))
+    }
+
+    /// Like [`start`](Self::start), with `launch(program)` making the command that runs a
+    /// program where the daemon belongs (e.g. a cluster node's
+    /// [`Holder::cmd`](crate::holder::Holder::cmd)); it must exec the program, not fork it, so
+    /// the child's pid is the daemon's.
+    pub fn start_with(
+        which: Impl,
+        cfg: &DaemonConfig,
+        launch: impl Fn(&Path) -> std::process::Command,
+    ) -> Daemon {
         let bin = bins::path(which, "fence_virtd");
         let dir = tempfile::Builder::new()
             .prefix("fence-daemon-")
@@ -327,8 +339,7 @@ impl Daemon {
         let pid_path = dir.path().join("fence_virtd.pid");
         let stdout = File::create(dir.path().join("stdout.log")).expect("log file");
         let stderr = File::create(dir.path().join("stderr.log")).expect("log file");
-        let child = ns
-            .cmd(bins::system_tool("/usr/bin/stdbuf"))
+        let child = launch(&bins::system_tool("/usr/bin/stdbuf"))
             .arg("-oL")
             .arg(&bin)
             .args(["-F", "-d", "99", "-f"])

@@ -12,6 +12,8 @@
 //!   binary under test, driven with `stonith_admin`;
 //! * [`pacemaker_cluster`]: a live one-node Pacemaker cluster (corosync + pacemakerd) in a
 //!   namespace, the host or guest cluster of the host-status tests;
+//! * [`corosync_cluster`]: a live N-node corosync cluster (bridge + per-node namespaces and
+//!   [`holder`]s), one cpg-backend `fence_virtd` per node, for the cpg tests;
 //! * [`guest_channel`]: QEMU stand-ins for the serial listener (a pty bridged to a domain's
 //!   unix socket with socat, a guestfwd-like TCP relay for vmchannel);
 //! * [`wire`]: raw sockets inside a namespace, to capture, alter and replay datagrams;
@@ -24,8 +26,10 @@
 
 pub mod agent;
 pub mod bins;
+pub mod corosync_cluster;
 pub mod daemon;
 pub mod guest_channel;
+pub mod holder;
 pub mod libvirt_test;
 pub mod libvirtd;
 pub mod netns;

@@ -21,6 +21,8 @@ pub struct TestDomain {
     pub serial_sockets: Vec<PathBuf>,
     /// `<channel type='unix'>` virtio-serial sockets (bind mode).
     pub channel_sockets: Vec<PathBuf>,
+    /// Transient (`<test:transient/>`): the domain vanishes when it is destroyed.
+    pub transient: bool,
 }
 
 impl TestDomain {
@@ -32,7 +34,14 @@ impl TestDomain {
             running,
             serial_sockets: Vec::new(),
             channel_sockets: Vec::new(),
+            transient: false,
         }
+    }
+
+    /// Makes the domain transient (gone once destroyed).
+    pub fn transient(mut self) -> TestDomain {
+        self.transient = true;
+        self
     }
 
     /// Adds a unix serial socket.
@@ -110,6 +119,12 @@ impl TestNode {
                 "    <test:runstate xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>{}</test:runstate>",
                 if d.running { 1 } else { 5 }
             );
+            if d.transient {
+                let _ = writeln!(
+                    s,
+                    "    <test:transient xmlns:test='http://libvirt.org/schemas/domain/test/1.0'/>"
+                );
+            }
             let _ = writeln!(s, "  </domain>");
         }
         s.push_str("</node>\n");

@@ -2,7 +2,7 @@
 //! test's [`Netns`], for host-status tests: the host cluster a `fence_virtd` with pm-monitor
 //! reads, or a guest cluster `vm-client` writes attributes into.
 //!
-//! Each cluster gets a "holder" process (`unshare --mount --uts`) that owns its filesystem view:
+//! Each cluster gets a [`Holder`] process (`unshare --mount --uts`) that owns its filesystem view:
 //! its own `/var/lib/pacemaker` (bind mount of a temp dir holding a pre-written CIB with
 //! `dc-deadtime=2s` and `stonith-enabled=false`, so the node is online and DC in about 5 s), a
 //! tmpfs on `/run` (corosync's fixed lock file; `HA_RSCTMP`) and the node name as host name.
@@ -21,34 +21,32 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::bins;
+use crate::holder::{Holder, HolderSpec};
 use crate::netns::Netns;
 use crate::process::{poll_until, stop};
 
-/// corosync (Debian `corosync`).
-pub const COROSYNC: &str = "/usr/sbin/corosync";
+pub use crate::corosync_cluster::COROSYNC;
 /// pacemakerd (Debian `pacemaker`).
 pub const PACEMAKERD: &str = "/usr/sbin/pacemakerd";
-/// nsenter (util-linux).
-pub const NSENTER: &str = "/usr/bin/nsenter";
+pub use crate::holder::NSENTER;
 
 /// A running one-node cluster.
 #[derive(Debug)]
 pub struct Cluster {
     name: String,
+    // Declared before `dir`: killed before the directory it bind-mounts is deleted.
+    holder: Holder,
     dir: TempDir,
-    holder: Child,
     corosync: Option<Child>,
     pacemakerd: Option<Child>,
 }
 
 fn corosync_conf(name: &str, addr: &str, state_dir: &Path) -> String {
-    format!(
-        "totem {{\n version: 2\n cluster_name: {name}\n transport: knet\n crypto_cipher: none\n \
-         crypto_hash: none\n}}\nnodelist {{\n node {{\n  nodeid: 1\n  name: {name}\n  \
-         ring0_addr: {addr}\n }}\n}}\nquorum {{\n provider: corosync_votequorum\n}}\n\
-         system {{\n state_dir: {}\n sched_rr: no\n move_to_root_cgroup: no\n}}\n\
-         logging {{\n to_stderr: yes\n to_syslog: no\n to_logfile: no\n}}\n",
-        state_dir.display()
+    crate::corosync_cluster::corosync_conf(
+        name,
+        &[(1, name.to_string(), addr.to_string())],
+        state_dir,
+        None,
     )
 }
 
@@ -107,18 +105,15 @@ impl Cluster {
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "v0"]);
         ns.ip(&["link", "set", "v0", "up"]);
         ns.ip(&["link", "set", "v1", "up"]);
-        let holder = ns
-            .cmd("/usr/bin/unshare")
-            .args(["--mount", "--uts", "--propagation", "private", "/bin/sh", "-c"])
-            .arg(r#"mount --bind "$1" /var/lib/pacemaker && mount -t tmpfs tmpfs /run && hostname "$2" && exec sleep 3600"#)
-            .arg("sh")
-            .arg(&lib)
-            .arg(name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(dir.path().join("holder.err")).unwrap())
-            .spawn()
-            .expect("spawn holder");
+        let holder = Holder::start(
+            ns,
+            &HolderSpec {
+                hostname: name.to_string(),
+                binds: vec![(lib.clone(), PathBuf::from("/var/lib/pacemaker"))],
+                private_shm: false,
+            },
+            &dir.path().join("holder.err"),
+        );
         let mut c = Cluster {
             name: name.to_string(),
             dir,
@@ -126,14 +121,6 @@ impl Cluster {
             corosync: None,
             pacemakerd: None,
         };
-        let hpid = c.holder.id();
-        assert!(
-            poll_until(Duration::from_secs(10), || {
-                fs::read_to_string(format!("/proc/{hpid}/comm")).is_ok_and(|s| s.trim() == "sleep")
-            }),
-            "holder did not set up its mounts: {}",
-            c.log("holder.err")
-        );
         let conf = c.dir.path().join("corosync.conf");
         c.corosync = Some(
             c.cmd(COROSYNC)
@@ -184,10 +171,7 @@ impl Cluster {
 
     /// A command running `program` in the cluster's namespaces (network, mount, uts).
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new(NSENTER);
-        c.args(["-t", &self.holder.id().to_string(), "-m", "-n", "-u", "--"])
-            .arg(program);
-        c
+        self.holder.cmd(program)
     }
 
     /// Runs `argv` there (bounded to 30 s by coreutils `timeout`) and returns its output.
@@ -267,6 +251,6 @@ impl Drop for Cluster {
         if let Some(mut c) = self.corosync.take() {
             stop(&mut c, Duration::from_secs(5));
         }
-        stop(&mut self.holder, Duration::from_secs(2));
+        // The holder is dropped (killed) after this.
     }
 }

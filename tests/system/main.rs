@@ -7,6 +7,8 @@
 //! * [`check`]: `fence_virtctl check` (the guest's set-up check) naming the failing step for a
 //!   wrong key, hash or auth, unrouted multicast, a blocked connect-back, a `groups` denial and
 //!   an unknown VM, against the C daemon and ours.
+//! * [`cpg`]: the cpg backend on live 3-node corosync clusters (C reference, ours, mixed,
+//!   pacemaker-fenced).
 //! * [`faults`]: the daemon stopped or killed and the hypervisor stopped mid-fence: no false
 //!   success, no late off behind a gone agent.
 //! * [`fleet`]: the VM table of each backend against its peer, the Shinken host map, the
@@ -34,6 +36,7 @@ mod agent_backend;
 mod agent_timeout;
 mod channels;
 mod check;
+mod cpg;
 mod faults;
 mod fleet;
 mod host_status;

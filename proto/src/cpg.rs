@@ -7,8 +7,10 @@
 //! * REQUEST (type 0) and REPLY (type 1) carry `cpg_fence_req`: a 128-byte NUL-terminated VM
 //!   name, the request code, the client's seqno (informational) and the response code.
 //! * STORE_VM (type 2) carries `virt_state_t`: 65-byte name, 65-byte UUID, 2 pad bytes, owner
-//!   nodeid and libvirt domain state. State [`STATE_TOMBSTONE`] (-1) is our wire extension:
-//!   "this domain is gone from the sending host".
+//!   nodeid and libvirt domain state. Our wire extensions: state [`STATE_TOMBSTONE`] (-1),
+//!   "this domain is gone from the sending host"; state [`STATE_BURST_END`] (-2) with an empty
+//!   name and UUID, "that was my whole list"; and an owner other than the sender, "the
+//!   sender holds this entry for that (absent) node" (a relay for members that joined late).
 //!
 //! The writer zeroes every padding byte the C daemon leaves uninitialised and writes at most 64
 //! name bytes plus a NUL. The reader ignores those bytes (name = bytes up to the first NUL
@@ -31,6 +33,9 @@ pub const MAX_REQUEST_NAME: usize = 127;
 pub const MAX_STORE_TEXT: usize = 64;
 /// Domain state "gone from this host" (our extension; C receivers keep it as an entry).
 pub const STATE_TOMBSTONE: i32 = -1;
+/// End of a full announcement (our extension; an empty name and UUID, which C receivers keep
+/// as an entry no request can match).
+pub const STATE_BURST_END: i32 = -2;
 /// libvirt `VIR_DOMAIN_SHUTOFF`.
 pub const STATE_SHUTOFF: i32 = 5;
 

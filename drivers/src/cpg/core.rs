@@ -29,15 +29,19 @@
 //! * **Watchdog** (C requesters would otherwise hang): a member that is not a designated
 //!   responder of another member's REQUEST replies 1 if no REPLY for it is seen within the
 //!   watchdog time, later by one stagger step per rank so duplicates are rare.
-//! * **Announcements**: changed domains only, a vanished domain once as a tombstone
-//!   (state -1); everything again after each membership change with joins or leaves.
+//! * **Announcements**: changed domains only, a vanished domain (missing from two listings in
+//!   a row) once as a tombstone (state -1); everything again after each membership change
+//!   with joins or leaves, followed by relays of the lost entries we hold for absent nodes
+//!   (owner field = that node: a member that joined later, a restarted daemon among them,
+//!   learns them as lost instead of unknown) and an end marker (state -2), on which receivers
+//!   drop the sender's entries it did not repeat (still lost from before it left).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use fence_proto::cpg::{
     decode, encode_reply, encode_request, encode_store_vm, CpgMessage, CpgOp, FenceReq, VmState,
-    CPG_MSG_LEN, STATE_SHUTOFF, STATE_TOMBSTONE,
+    CPG_MSG_LEN, STATE_BURST_END, STATE_SHUTOFF, STATE_TOMBSTONE,
 };
 
 use crate::vm::normalize_uuid;
@@ -98,6 +102,8 @@ pub enum LeaveReason {
     ProcDown,
     /// Our own connection to corosync was lost.
     Disconnected,
+    /// Learnt from another member's relay: the node was gone before we joined.
+    Relayed,
     /// Any other reason code.
     Other(u32),
 }
@@ -278,6 +284,10 @@ pub struct Core {
     members: BTreeSet<u32>,
     nodes: BTreeMap<u32, Vec<Record>>,
     local: BTreeMap<String, LocalVm>,
+    /// Local domains missing from the last listing once: withdrawn (tombstone) only when the
+    /// next listing misses them too, so one listing that skips a domain (a failed state read)
+    /// never tells the group it is gone.
+    missing_once: BTreeSet<String>,
     next_seqno: u32,
     outstanding: HashMap<u32, Outstanding>,
     watchdogs: HashMap<(u32, u32), Watchdog>,
@@ -303,6 +313,7 @@ impl Core {
             members: BTreeSet::new(),
             nodes: BTreeMap::new(),
             local: BTreeMap::new(),
+            missing_once: BTreeSet::new(),
             next_seqno: seqno_start.max(1),
             outstanding: HashMap::new(),
             watchdogs: HashMap::new(),
@@ -395,10 +406,32 @@ impl Core {
         self.quorate = quorate;
     }
 
+    /// Everything we have, then what we hold for absent nodes (relays: a member that joined
+    /// after they left learns that their VMs are lost, not unknown), then the end marker
+    /// (receivers drop our entries we did not repeat).
     fn announce_all(&self, out: &mut Vec<Action>) {
         for vm in self.local.values() {
             out.push(Action::Send(self.store(vm, vm.state)));
         }
+        for (&nodeid, recs) in &self.nodes {
+            if nodeid == self.me || self.members.contains(&nodeid) {
+                continue;
+            }
+            for r in recs.iter().filter(|r| r.lost.is_some()) {
+                out.push(Action::Send(encode_store_vm(&VmState {
+                    name: r.name.clone(),
+                    uuid: r.uuid.clone(),
+                    owner: nodeid,
+                    state: r.state,
+                })));
+            }
+        }
+        out.push(Action::Send(encode_store_vm(&VmState {
+            name: String::new(),
+            uuid: String::new(),
+            owner: self.me,
+            state: STATE_BURST_END,
+        })));
     }
 
     fn withdraw_stale(&self, out: &mut Vec<Action>) {
@@ -512,18 +545,33 @@ impl Core {
             .filter(|v| v.name != "Domain-0")
             .map(|v| (local_key(&v), v))
             .collect();
+        let mut new = new;
+        let mut missing = BTreeSet::new();
+        for (k, vm) in &self.local {
+            if !new.contains_key(k) {
+                if self.missing_once.contains(k) {
+                    if self.joined {
+                        out.push(Action::Send(self.store(vm, STATE_TOMBSTONE)));
+                    }
+                } else {
+                    // Missing once: kept (as last announced) until the next listing says.
+                    missing.insert(k.clone());
+                }
+            }
+        }
         if self.joined {
             for (k, vm) in &new {
                 if self.local.get(k) != Some(vm) {
                     out.push(Action::Send(self.store(vm, vm.state)));
                 }
             }
-            for (k, vm) in &self.local {
-                if !new.contains_key(k) {
-                    out.push(Action::Send(self.store(vm, STATE_TOMBSTONE)));
-                }
+        }
+        for k in &missing {
+            if let Some(vm) = self.local.get(k) {
+                new.insert(k.clone(), vm.clone());
             }
         }
+        self.missing_once = missing;
         self.local = new;
         out
     }
@@ -706,7 +754,35 @@ impl Core {
         out
     }
 
-    fn store_vm(&mut self, sender: u32, vm: VmState, _now: Instant) {
+    fn store_vm(&mut self, sender: u32, vm: VmState, now: Instant) {
+        if vm.state == STATE_BURST_END {
+            // The sender's whole list came: what it did not repeat is no longer there (a
+            // restarted daemon's host that lost a VM meanwhile).
+            if let Some(recs) = self.nodes.get_mut(&sender) {
+                recs.retain(|r| r.lost.is_none());
+            }
+            return;
+        }
+        if vm.owner != sender && vm.owner != 0 {
+            // A relay: the entry the sender holds for an absent node. Kept (lost) unless that
+            // node is here to speak for itself or we know the entry already.
+            if self.members.contains(&vm.owner) || vm.state == STATE_TOMBSTONE {
+                return;
+            }
+            let recs = self.nodes.entry(vm.owner).or_default();
+            if !recs.iter().any(|r| r.same_vm(&vm)) {
+                recs.push(Record {
+                    name: vm.name,
+                    uuid: vm.uuid,
+                    state: vm.state,
+                    lost: Some(Lost {
+                        reason: LeaveReason::Relayed,
+                        since: now,
+                    }),
+                });
+            }
+            return;
+        }
         let recs = self.nodes.entry(sender).or_default();
         let pos = recs.iter().position(|r| r.same_vm(&vm));
         if vm.state == STATE_TOMBSTONE {

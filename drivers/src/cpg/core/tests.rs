@@ -383,7 +383,13 @@ fn local_list_announces_changes_and_tombstones_once() {
     // Changed state: one message; new domain: one message.
     let a = c.local_list(vec![vm("a", U1, OFF), vm("b", U2, RUN)]);
     assert_eq!(sends(&a).len(), 2);
-    // Vanished: one tombstone, then nothing.
+    // Missing from one listing only (a state read that failed once): nothing is said.
+    assert!(c.local_list(vec![vm("b", U2, RUN)]).is_empty());
+    assert!(c
+        .local_list(vec![vm("a", U1, OFF), vm("b", U2, RUN)])
+        .is_empty());
+    // Vanished (missing from two listings in a row): one tombstone, then nothing.
+    assert!(c.local_list(vec![vm("b", U2, RUN)]).is_empty());
     let a = c.local_list(vec![vm("b", U2, RUN)]);
     assert_eq!(
         sends(&a),
@@ -397,7 +403,7 @@ fn local_list_announces_changes_and_tombstones_once() {
     assert!(c.local_list(vec![vm("b", U2, RUN)]).is_empty());
     // A membership change with a join re-announces everything.
     let a = c.confchg(&[1, 2], &[], &[2], t0());
-    assert_eq!(sends(&a).len(), 1);
+    assert_eq!(sends(&a).len(), 2, "the list and the end marker");
     assert!(a.contains(&Action::Refresh));
     // A change with neither joins nor leaves does not.
     assert!(c.confchg(&[1, 2], &[], &[], t0()).is_empty());
@@ -418,7 +424,11 @@ fn nothing_is_announced_before_joining() {
         Err(Failure::Disconnected)
     );
     let a = c.confchg(&[1], &[], &[1], t0());
-    assert_eq!(sends(&a).len(), 1, "own join announces the list");
+    assert_eq!(
+        sends(&a).len(),
+        2,
+        "own join announces the list and its end"
+    );
 }
 
 #[test]
@@ -627,7 +637,8 @@ fn rejoining_withdraws_what_vanished_while_disconnected() {
     let _ = c.deliver(1, &store("a", U1, RUN), t0());
     let _ = c.deliver(1, &store("b", U2, RUN), t0());
     let _ = c.disconnected(t0());
-    // "b" goes away while corosync is down.
+    // "b" goes away while corosync is down (missing from two listings).
+    let _ = c.local_list(vec![vm("a", U1)]);
     let _ = c.local_list(vec![vm("a", U1)]);
     let a = c.confchg(&[1, 2], &[], &[1], t0());
     let s = sends(&a);
@@ -637,5 +648,75 @@ fn rejoining_withdraws_what_vanished_while_disconnected() {
         owner: 1,
         state: STATE_TOMBSTONE
     })));
-    assert_eq!(s.len(), 2, "one tombstone and one announcement: {s:?}");
+    assert_eq!(
+        s.len(),
+        3,
+        "one tombstone, one announcement, the end: {s:?}"
+    );
+}
+
+/// A daemon restarted on another host knows nothing of the past: members relay the lost entries
+/// they hold for absent nodes after a join, so it learns them as lost (never unknown, never
+/// answerable by a shut-off copy), and a rejoined node's end marker drops what it no longer has.
+#[test]
+fn relays_teach_a_newcomer_lost_entries_and_the_end_marker_drops_stale_ones() {
+    // Node 1 held node 2's running "x" when node 2 left; node 3 (re)joins.
+    let mut n1 = node(1, &[1, 2]);
+    let _ = n1.deliver(2, &store("x", U1, RUN), t0());
+    let _ = n1.confchg(&[1], &[(2, 3)], &[], t0());
+    let a = n1.confchg(&[1, 3], &[], &[3], t0());
+    let relays: Vec<VmState> = sends(&a)
+        .into_iter()
+        .filter_map(|m| match m {
+            CpgMessage::StoreVm(v) if v.owner == 2 => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relays.len(), 1, "{relays:?}");
+    // The newcomer, fresh, with a shut-off copy of "x": without the relay it would answer a
+    // status of "x" with "off" as the only holder; with it, "x" is lost on node 2.
+    let mut n3 = node(3, &[1, 3]);
+    let _ = n3.deliver(3, &store("x", U1, OFF), t0());
+    let a = n3.deliver(1, &request(7, "x", CpgOp::Status), t0());
+    assert!(
+        !jobs(&a).is_empty(),
+        "without the relay the shut-off copy answers"
+    );
+    let mut n3 = node(3, &[1, 3]);
+    let _ = n3.deliver(3, &store("x", U1, OFF), t0());
+    for v in &relays {
+        let _ = n3.deliver(1, &encode_store_vm(v), t0());
+    }
+    assert!(n3
+        .map()
+        .iter()
+        .any(|e| e.nodeid == 2 && e.name == "x" && e.lost.is_some()));
+    let a = n3.deliver(1, &request(8, "x", CpgOp::Status), t0());
+    assert!(jobs(&a).is_empty(), "the shut-off copy must not answer");
+    assert!(replies(&a).iter().all(|&(_, _, code)| code != 2));
+    let (seqno, a) = ask(&mut n3, "x", CpgOp::Status);
+    assert_eq!(completes(&a), vec![(seqno, Err(Failure::Lost))]);
+    // A relay about a node that is here is ignored: it speaks for itself.
+    let mut n4 = node(3, &[1, 2, 3]);
+    for v in &relays {
+        let _ = n4.deliver(1, &encode_store_vm(v), t0());
+    }
+    assert!(n4.map().is_empty());
+
+    // Node 2 comes back without "x": its list and end marker drop the stale lost entry.
+    let _ = n1.confchg(&[1, 2, 3], &[], &[2], t0());
+    let _ = n1.deliver(2, &store("y", U2, RUN), t0());
+    assert!(n1.map().iter().any(|e| e.nodeid == 2 && e.name == "x"));
+    let end = encode_store_vm(&VmState {
+        name: String::new(),
+        uuid: String::new(),
+        owner: 2,
+        state: fence_proto::cpg::STATE_BURST_END,
+    });
+    let _ = n1.deliver(2, &end, t0());
+    let m = n1.map();
+    assert!(!m.iter().any(|e| e.nodeid == 2 && e.name == "x"), "{m:?}");
+    assert!(m
+        .iter()
+        .any(|e| e.nodeid == 2 && e.name == "y" && e.lost.is_none()));
 }

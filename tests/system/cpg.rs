@@ -714,6 +714,24 @@ fn ours_failures() {
     k.finish(|| c.logs());
 }
 
+/// `fence_virtctl vms --json --fresh` against node `id`'s admin socket: VM name -> host.
+fn fleet_hosts(c: &CpgCluster, id: u32) -> std::collections::BTreeMap<String, String> {
+    let d = c.node(id).daemon().expect("daemon runs");
+    let sock = d.dir().join("admin.sock");
+    let out =
+        std::process::Command::new(fence_system_tests::bins::our_bin_dir().join("fence_virtctl"))
+            .args(["vms", "--json", "--fresh", "--socket"])
+            .arg(&sock)
+            .output()
+            .expect("run fence_virtctl");
+    assert!(out.status.success(), "fence_virtctl vms: {out:?}");
+    let t: fence_proto::admin::VmTable = serde_json::from_slice(&out.stdout).unwrap();
+    t.rows
+        .into_iter()
+        .map(|r| (r.name, r.host.unwrap_or_default()))
+        .collect()
+}
+
 /// Ours on every node: vm-c migrates from n3 to n1 (started on n1, then gone from n3), entering
 /// at every node; the destination answers, the source's old entry never does.
 #[test]
@@ -721,6 +739,20 @@ fn ours_migration() {
     let mut c = CpgCluster::start(topology(Impl::Ours, Impl::Ours, Impl::Ours));
     settle(&c);
     let mut k = Checks::new("ours: migration");
+    // The fleet view (issue 14) through n2's admin socket: every host's VMs with the host
+    // that runs them; a VM defined on two hosts is shown where it runs.
+    let before = fleet_hosts(&c, 2);
+    for (vm, host) in [
+        ("vm-a", "n1"),
+        ("vm-b", "n2"),
+        ("vm-c", "n3"),
+        ("vm-d", "n2"),
+        ("vm-e", "n3"),
+    ] {
+        k.check(before.get(vm).map(String::as_str) == Some(host), || {
+            format!("fleet view before migration: {vm} on {host}: {before:?}")
+        });
+    }
     let mut n1 = vms(1);
     n1.domains.push(dom(VM_C, true));
     c.set_vms(1, n1);
@@ -732,6 +764,18 @@ fn ours_migration() {
     c.restart_daemon(3);
     c.wait_group(2, &[1, 2, 3]);
     c.wait_status(2, VM_C.0, 0, Duration::from_secs(15));
+    // The fleet view follows the migration (from n2, which did not restart).
+    let mut after = fleet_hosts(&c, 2);
+    for _ in 0..50 {
+        if after.get("vm-c").map(String::as_str) == Some("n1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        after = fleet_hosts(&c, 2);
+    }
+    k.check(after.get("vm-c").map(String::as_str) == Some("n1"), || {
+        format!("fleet view after migration: vm-c on n1: {after:?}")
+    });
     for id in 1..=3 {
         for key in [VM_C.0, VM_C.1] {
             let out = req(&c, id, Impl::C, key, "status", T);

@@ -5,8 +5,10 @@
 //! rust-corosync's callbacks are plain `fn`s called while the crate holds a global lock, and
 //! the context pointer given to `initialize` is not usable, so the callbacks only push events
 //! into one process-wide channel; the dispatch thread drains it after each `dispatch` call.
-//! `dispatch(All)` does not block: the thread dispatches, drains and ticks every
-//! [`DISPATCH_PERIOD`] (the crate offers no safe way to poll its file descriptor).
+//! `dispatch(All)` does not block: the thread waits (poll) on the handle's descriptor for at
+//! most a period, then dispatches, drains and ticks; at least every [`DISPATCH_PERIOD`]. The
+//! crate hands out the descriptor as a raw number, so borrowing it for `poll` is this crate's
+//! one `unsafe` (see `wait_readable`).
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -275,6 +277,25 @@ fn serve(shared: &Arc<Shared>, conn: &Conn, events: &Receiver<Event>) {
         }
         let actions = shared.core.lock().tick(now);
         shared.run(actions);
-        std::thread::sleep(DISPATCH_PERIOD);
+        wait_readable(&conn.cpg, DISPATCH_PERIOD);
     }
+}
+
+/// Wait until the CPG handle's descriptor has something to dispatch, at most `period` (the
+/// deadlines and the quorum handle are looked at every period anyway). Without the
+/// descriptor (an error), just sleep.
+fn wait_readable(cpg: &cpg::Handle, period: Duration) {
+    use std::os::fd::BorrowedFd;
+    let Ok(raw) = cpg::fd_get(cpg) else {
+        std::thread::sleep(period);
+        return;
+    };
+    // SAFETY: `raw` is the descriptor of the live CPG handle `cpg`, which this thread holds
+    // for the whole call; corosync closes it only when the handle is finalized, which only
+    // this thread does, after this returns. The borrow does not outlive the call.
+    #[allow(unsafe_code)]
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    let ms = u16::try_from(period.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut fds, ms);
 }

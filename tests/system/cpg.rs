@@ -358,17 +358,15 @@ impl Recovering {
 /// requester is recognised after this).
 const TC: u32 = 5;
 
-/// All-C cluster: the reference behaviour (spec §7, §9), including what it gets wrong.
-#[test]
-fn c_reference() {
-    let c = CpgCluster::start(topology(Impl::C, Impl::C, Impl::C));
+/// Start the standard topology with daemons `d` behind [`Recovering`], wait until the nodes
+/// answer, and check the status of every VM on another host entering at every node (and so
+/// through both listeners), with client timeout `secs`.
+fn start_remote_status(d: [Impl; 3], k: &mut Checks, label: &str, secs: u32) -> Recovering {
+    let c = CpgCluster::start(topology(d[0], d[1], d[2]));
     let mut w = Recovering::new(c);
     w.wait_status(1, VM_B.0, 0);
     w.wait_status(3, VM_A.0, 0);
     w.wait_status(1, VM_C.0, 0);
-    let mut k = Checks::new("C reference");
-    // S1/S4: a VM on another host, answered by its owner, entering at every node (and so
-    // through both listeners).
     for (id, vm) in [
         (1, VM_B),
         (1, VM_C),
@@ -377,9 +375,19 @@ fn c_reference() {
         (3, VM_A),
         (3, VM_B),
     ] {
-        let out = w.req(id, vm.0, "status", TC);
-        k.code(&format!("S1 status {} via n{id}", vm.0), &out, 0);
+        let out = w.req(id, vm.0, "status", secs);
+        k.code(&format!("{label}status {} via n{id}", vm.0), &out, 0);
     }
+    w
+}
+
+/// All-C cluster: the reference behaviour (spec §7, §9), including what it gets wrong.
+#[test]
+fn c_reference() {
+    let mut k = Checks::new("C reference");
+    // S1/S4: a VM on another host, answered by its owner, entering at every node (and so
+    // through both listeners).
+    let mut w = start_remote_status([Impl::C, Impl::C, Impl::C], &mut k, "S1 ", TC);
     // S8: a UUID while name_mode = name matches nothing: the highest node says OFF for a
     // running VM, and its "off" succeeds with nothing done.
     let out = w.req(1, VM_B.1, "status", TC);
@@ -804,24 +812,9 @@ fn ours_migration() {
 /// [`Recovering`] (the reference's own hangs are not what is tested here).
 #[test]
 fn mixed() {
-    let c = CpgCluster::start(topology(Impl::C, Impl::C, Impl::Ours));
-    let mut w = Recovering::new(c);
-    w.wait_status(1, VM_B.0, 0);
-    w.wait_status(3, VM_A.0, 0);
-    w.wait_status(1, VM_C.0, 0);
     let mut k = Checks::new("mixed (C, C, ours)");
     // As C (c_reference S1/S2): remote VMs, owners and requesters of both kinds.
-    for (id, vm) in [
-        (1, VM_B),
-        (1, VM_C),
-        (2, VM_A),
-        (2, VM_C),
-        (3, VM_A),
-        (3, VM_B),
-    ] {
-        let out = w.req(id, vm.0, "status", T);
-        k.code(&format!("status {} via n{id}", vm.0), &out, 0);
-    }
+    let mut w = start_remote_status([Impl::C, Impl::C, Impl::Ours], &mut k, "", T);
     let out = w.req(1, VM_C.0, "off", T);
     k.code("off vm-c (ours owns it) via C n1", &out, 0);
     let out = w.req(2, VM_C.0, "status", T);

@@ -240,6 +240,6 @@ mod tests {
             "{built:?}"
         );
         assert!(built.contains(&"sim"));
-        assert!(!built.contains(&"cpg"));
+        assert_eq!(built.contains(&"cpg"), cfg!(feature = "cpg"), "{built:?}");
     }
 }

@@ -9,10 +9,10 @@
 //! * n3 = {vm-c running, vm-e shut off (its only definition)}, tcp listener.
 //!
 //! * [`c_reference`]: all three daemons are C `fence_virtd` (Debian `fence-virtd`'s `cpg.so`):
-//!   pins the reference behaviour our README and semantics table describe (spec §7 S1–S8, S10,
-//!   §9), including its unsafe answers.
+//!   pins the reference behaviour our README and semantics table describe (the checks are
+//!   labelled S1–S10 by scenario), including its unsafe answers.
 //! * [`ours_requests`], [`ours_failures`], [`ours_migration`]: our daemon on every node, the
-//!   semantics of `cpg-semantics` (lost owner is never off, unknown VM fails, inactive
+//!   semantics of `drivers/src/cpg/core.rs` (lost owner is never off, unknown VM fails, inactive
 //!   definitions do not answer, quorum).
 //! * [`mixed`]: two C daemons and ours (as the highest node id), requests entering at each node;
 //!   [`mixed_c_highest`]: ours as the lowest id, where C's highest-node answers are the cost.
@@ -381,7 +381,7 @@ fn start_remote_status(d: [Impl; 3], k: &mut Checks, label: &str, secs: u32) -> 
     w
 }
 
-/// All-C cluster: the reference behaviour (spec §7, §9), including what it gets wrong.
+/// All-C cluster: the reference behaviour, including what it gets wrong.
 #[test]
 fn c_reference() {
     let mut k = Checks::new("C reference");
@@ -1042,7 +1042,7 @@ fn pacemaker_fenced() {
 
 /// The reference's messages on the wire, seen by `cpg-sniff` on a node of its own (node id 1,
 /// the lowest): per request one REQUEST, one REPLY and a re-announcement of every VM of every
-/// host (spec §2.7 item 4), all 156 bytes, in the documented layout. With
+/// host (C re-lists and re-announces on every request), all 156 bytes, in the documented layout. With
 /// `FENCE_CPG_GOLDEN=DIR` the captured messages are written there (how
 /// `proto/testdata/cpg/` was made).
 #[test]

@@ -30,7 +30,7 @@ VSPHERE=$T/release/fence-bench-vsphere
 OURS=$T/release/fence_vmware_soap
 mkdir -p "$T/vcsim-bench"
 LAUNCHER=$T/vcsim-bench/vcsim-launcher
-if [ ! -x "$LAUNCHER" ]; then
+if [ ! -x "$LAUNCHER" ] || [ tests/vcsim/main.go -nt "$LAUNCHER" ]; then
     (cd tests/vcsim && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= \
         GOCACHE="$T/vcsim-bench/gocache" go build -o "$LAUNCHER" .)
 fi

@@ -402,7 +402,12 @@ pub(crate) mod tests {
     }
 
     /// A monitor of `node` reading `cib_file` through the real crm_mon.
-    fn on_file(cib_file: &Path, node: Option<&str>, rules: Option<&Path>, cache: u64) -> PmMonitor {
+    pub(crate) fn on_file(
+        cib_file: &Path,
+        node: Option<&str>,
+        rules: Option<&Path>,
+        cache: u64,
+    ) -> PmMonitor {
         PmMonitor::with_commands(
             &cfg(node, &["pingd", "long", "rack"], rules, cache),
             Commands {

@@ -562,22 +562,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("cib.xml");
         std::fs::write(&f, cib("", ONLINE, "", &nv("pingd", "42"))).unwrap();
-        let pm = Arc::new(
-            crate::host_status::PmMonitor::with_commands(
-                &crate::config::PmMonitorConfig {
-                    node: Some("host1".into()),
-                    attributes: vec!["pingd".into()],
-                    rules: None,
-                    cache_secs: 0,
-                },
-                crate::host_status::Commands {
-                    env: vec![("CIB_file".into(), f.display().to_string())],
-                    deadline: Duration::from_secs(20),
-                    ..Default::default()
-                },
-            )
-            .unwrap(),
-        );
+        // The real crm_mon on a hand-written CIB (allow-list: pingd, long, rack).
+        let pm = Arc::new(crate::host_status::tests::on_file(
+            &f,
+            Some("host1"),
+            None,
+            0,
+        ));
         let groups = vec![Group {
             name: None,
             uuids: vec![U1.into()],

@@ -128,3 +128,54 @@ impl Drop for Fencer {
         }
     }
 }
+
+/// `pacemaker-fenced` with our `fence_xvm` as its agent, through a daemon reachable in `ns`:
+/// register a device with `key` and `host_map` (`node:vm;…`), then fence `victim` (it must be
+/// off), unfence it (on again) and reboot `rebooted` (on afterwards). `power(node)` is the VM's
+/// state: `Some(true)` on, `Some(false)` off, `None` not known (which fails every check);
+/// `op_timeout` bounds each fencer operation and `agent_timeout` is the agent's `timeout`.
+pub fn fence_unfence_reboot(
+    ns: &Netns,
+    key: &Path,
+    host_map: &str,
+    (victim, rebooted): (&str, &str),
+    (agent_timeout, op_timeout): (u32, u32),
+    power: &dyn Fn(&str) -> Option<bool>,
+) {
+    let fencer = Fencer::start(
+        ns,
+        "fence_xvm",
+        &crate::agent::Agent::fence_xvm(bins::Impl::Ours).path(),
+    );
+    let admin = |args: &[&str]| {
+        let out = fencer.admin(ns, args, Duration::from_secs(90));
+        assert!(!out.timed_out, "stonith_admin {args:?} hung: {out:?}");
+        out
+    };
+    let key_opt = format!("key_file={}", key.display());
+    let timeout_opt = format!("timeout={agent_timeout}");
+    let map_opt = format!("pcmk_host_map={host_map}");
+    let out = admin(&[
+        "--register",
+        "dev",
+        "--agent",
+        "fence_xvm",
+        "--option",
+        &key_opt,
+        "--option",
+        &timeout_opt,
+        "--option",
+        &map_opt,
+    ]);
+    assert_eq!(out.code, 0, "register: {out:?}");
+    let t = op_timeout.to_string();
+    let out = admin(&["--fence", victim, "--timeout", &t]);
+    assert_eq!(out.code, 0, "fence {victim}: {out:?}\n{}", fencer.log());
+    assert_eq!(power(victim), Some(false), "{victim} after the fence");
+    let out = admin(&["--unfence", victim, "--timeout", &t]);
+    assert_eq!(out.code, 0, "unfence {victim}: {out:?}");
+    assert_eq!(power(victim), Some(true), "{victim} after unfencing");
+    let out = admin(&["--reboot", rebooted, "--timeout", &t]);
+    assert_eq!(out.code, 0, "reboot {rebooted}: {out:?}");
+    assert_eq!(power(rebooted), Some(true), "{rebooted} after the reboot");
+}

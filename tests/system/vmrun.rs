@@ -12,7 +12,7 @@ use std::time::Duration;
 use fence_drivers::fence::{self, FenceError, FenceOptions};
 use fence_drivers::vmrun::{HostType, VmrunDriver, VmrunOptions};
 use fence_drivers::{Driver, DriverError, PowerState, VmRef};
-use fence_system_tests::agent::{Agent, AgentOutput};
+use fence_system_tests::agent::AgentOutput;
 use fence_system_tests::bins::{our_bin_dir, Impl};
 use fence_system_tests::daemon::{Daemon, DaemonConfig, Family, ListenerConfig};
 use fence_system_tests::netns::Netns;
@@ -656,7 +656,6 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
                 ..DaemonConfig::new(listener)
             },
         );
-        let key_s = daemon.key_path().display().to_string();
         let log_path = daemon.dir().join("stderr.log");
         let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         let xvm = |imp: Impl, args: &[&str]| -> AgentOutput { daemon.agent(&ns, imp, args, 10) };
@@ -702,40 +701,21 @@ fn daemon_backend_driven_by_fence_xvm_and_fence_virt() {
         assert!(o.stdout.contains(&a), "{}", o.stdout);
         if !tcp {
             // pacemaker-fenced with our fence_xvm as its agent, through this daemon.
-            let fencer = fence_system_tests::Fencer::start(
-                &ns,
-                "fence_xvm",
-                &Agent::fence_xvm(Impl::Ours).path(),
-            );
-            let limit = Duration::from_secs(90);
-            let admin = |args: &[&str]| {
-                let out = fencer.admin(&ns, args, limit);
-                assert!(!out.timed_out, "stonith_admin {args:?} hung: {out:?}");
-                out
+            let vmx_of = |node: &str| {
+                if node == "node1" {
+                    a.clone()
+                } else {
+                    b.clone()
+                }
             };
-            let key_opt = format!("key_file={key_s}");
-            let out = admin(&[
-                "--register",
-                "ws",
-                "--agent",
-                "fence_xvm",
-                "--option",
-                &key_opt,
-                "--option",
-                "timeout=10",
-                "--option",
-                "pcmk_host_map=node1:alpha;node2:beta",
-            ]);
-            assert_eq!(out.code, 0, "register: {out:?}");
-            let out = admin(&["--fence", "node2", "--timeout", "60"]);
-            assert_eq!(out.code, 0, "fence node2: {out:?}\n{}", fencer.log());
-            assert!(!sim.running().contains(&b));
-            let out = admin(&["--unfence", "node2", "--timeout", "60"]);
-            assert_eq!(out.code, 0, "unfence node2: {out:?}");
-            assert!(sim.running().contains(&b));
-            let out = admin(&["--reboot", "node1", "--timeout", "60"]);
-            assert_eq!(out.code, 0, "reboot node1: {out:?}");
-            assert!(sim.running().contains(&a));
+            fence_system_tests::pacemaker::fence_unfence_reboot(
+                &ns,
+                daemon.key_path(),
+                "node1:alpha;node2:beta",
+                ("node2", "node1"),
+                (10, 60),
+                &|node| Some(sim.running().contains(&vmx_of(node))),
+            );
         }
         if tcp {
             let off_alpha = || daemon.agent(&ns, Impl::Ours, &["-o", "off", "-H", "alpha"], 60);

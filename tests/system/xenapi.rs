@@ -14,7 +14,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fence_system_tests::agent::{Agent, AgentOutput};
+use fence_system_tests::agent::AgentOutput;
 use fence_system_tests::bins::Impl;
 use fence_system_tests::daemon::{Daemon, DaemonConfig, Family, ListenerConfig};
 use fence_system_tests::netns::Netns;
@@ -475,7 +475,6 @@ fn drive_daemon(tcp: bool) {
             ..DaemonConfig::new(listener)
         },
     );
-    let key_s = daemon.key_path().display().to_string();
     let log_path = daemon.dir().join("stderr.log");
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let xvm = |imp: Impl, args: &[&str]| -> AgentOutput { daemon.agent(&ns, imp, args, 5) };
@@ -512,40 +511,19 @@ fn drive_daemon(tcp: bool) {
     assert!(!o.stdout.contains("Control domain"), "{}", o.stdout);
     if !tcp {
         // pacemaker-fenced with our fence_xvm as its agent, through this daemon.
-        let fencer = fence_system_tests::Fencer::start(
+        let vm_of = |node: &str| if node == "node1" { "vm1" } else { "vm3" };
+        fence_system_tests::pacemaker::fence_unfence_reboot(
             &ns,
-            "fence_xvm",
-            &Agent::fence_xvm(Impl::Ours).path(),
+            daemon.key_path(),
+            "node1:vm1;node3:vm3",
+            ("node3", "node1"),
+            (5, 30),
+            &|node| match xvm(Impl::Ours, &["-o", "status", "-H", vm_of(node)]).code {
+                0 => Some(true),
+                2 => Some(false),
+                _ => None,
+            },
         );
-        let limit = Duration::from_secs(90);
-        let admin = |args: &[&str]| {
-            let out = fencer.admin(&ns, args, limit);
-            assert!(!out.timed_out, "stonith_admin {args:?} hung: {out:?}");
-            out
-        };
-        let key_opt = format!("key_file={key_s}");
-        let out = admin(&[
-            "--register",
-            "xen",
-            "--agent",
-            "fence_xvm",
-            "--option",
-            &key_opt,
-            "--option",
-            "timeout=5",
-            "--option",
-            "pcmk_host_map=node1:vm1;node3:vm3",
-        ]);
-        assert_eq!(out.code, 0, "register: {out:?}");
-        let out = admin(&["--fence", "node3", "--timeout", "30"]);
-        assert_eq!(out.code, 0, "fence node3: {out:?}\n{}", fencer.log());
-        assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm3"]).code, 2);
-        let out = admin(&["--unfence", "node3", "--timeout", "30"]);
-        assert_eq!(out.code, 0, "unfence node3: {out:?}");
-        assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm3"]).code, 0);
-        let out = admin(&["--reboot", "node1", "--timeout", "30"]);
-        assert_eq!(out.code, 0, "reboot node1: {out:?}");
-        assert_eq!(xvm(Impl::Ours, &["-o", "status", "-H", "vm1"]).code, 0);
     }
     if tcp {
         // A VM that ignores the hard shutdown: the daemon's confirmation fails, no false

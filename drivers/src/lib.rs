@@ -9,7 +9,7 @@
 pub mod fence;
 pub mod hostmap;
 pub mod inventory;
-mod process;
+pub mod process;
 pub mod secrets;
 pub mod sim;
 pub mod vm;

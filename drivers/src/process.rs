@@ -23,14 +23,17 @@ pub const MAX_OUTPUT: usize = 1 << 20;
 
 /// What one agent run produced.
 #[derive(Debug, Default)]
-pub(crate) struct RunOutput {
+pub struct RunOutput {
     /// Exit code; `None` if killed by a signal.
-    pub(crate) code: Option<i32>,
+    pub code: Option<i32>,
     /// The signal that ended it.
-    pub(crate) signal: Option<i32>,
-    pub(crate) stdout: Vec<u8>,
-    pub(crate) stdout_truncated: bool,
-    pub(crate) stderr: Vec<u8>,
+    pub signal: Option<i32>,
+    /// Its stdout, at most [`MAX_OUTPUT`] bytes.
+    pub stdout: Vec<u8>,
+    /// Whether stdout went beyond [`MAX_OUTPUT`].
+    pub stdout_truncated: bool,
+    /// Its stderr, at most [`MAX_OUTPUT`] bytes.
+    pub stderr: Vec<u8>,
 }
 
 enum Chunk {
@@ -79,7 +82,7 @@ pub(crate) fn run_agent(
 
 /// What happens to the processes a command leaves in its group when it exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterExit {
+pub enum AfterExit {
     /// Killed: a fence agent's leftovers are helpers that would hold its pipes.
     KillGroup,
     /// Left alone, and their hold on the output pipes is waited for only briefly
@@ -92,7 +95,7 @@ pub(crate) enum AfterExit {
 const DETACH_GRACE: Duration = Duration::from_millis(500);
 
 /// [`run_agent`] with the choice of what happens to the group after the command exits.
-pub(crate) fn run_process(
+pub fn run_process(
     agent: &Path,
     argv: &[&str],
     stdin: &[u8],

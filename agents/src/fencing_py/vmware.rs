@@ -11,13 +11,11 @@
 //! * `server1` / `server2`: `vmrun`, through a [`VmrunConnect`] the binary supplies (the driver
 //!   is built separately; [`vmrun_unavailable`] refuses with a clear message until then).
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fence_drivers::{Driver, DriverError, PowerState, VmInfo, VmRef};
-use wait_timeout::ChildExt;
 
 use super::direct::{self, ConnectError, DirectAgent, SessionDriver};
 use super::front::Prepared;
@@ -296,44 +294,39 @@ impl HelperDevice {
     }
 
     fn call(&self, op: &str, vmname: Option<&str>, long: bool) -> Result<String, DeviceError> {
-        let mut child = Command::new(&self.exec[0])
-            .args(self.argv(op, vmname))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|_| DeviceError::Usage(format!("Cannot run command {}", self.exec_text)))?;
-        // Both pipes are read on threads so a chatty helper cannot block on a full pipe.
-        let mut so = child.stdout.take().expect("piped");
-        let mut se = child.stderr.take().expect("piped");
-        let t1 = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = so.read_to_end(&mut s);
-            s
-        });
-        let t2 = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = se.read_to_end(&mut s);
-            s
-        });
+        use fence_drivers::process::{run_process, AfterExit};
         let limit = self.timeout
             + if long {
                 self.power_timeout
             } else {
                 Duration::ZERO
             };
-        let status = match child.wait_timeout(limit) {
-            Ok(Some(s)) => s,
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(DeviceError::TimedOut);
-            }
-        };
-        let mut out = t1.join().unwrap_or_default();
-        out.extend(t2.join().unwrap_or_default());
+        let argv = self.argv(op, vmname);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        // The drivers' runner: its own process group, killed on the deadline and after it
+        // exits (a leftover holding its output cannot hang us), output bounded.
+        let run = run_process(
+            std::path::Path::new(&self.exec[0]),
+            &argv,
+            b"",
+            limit,
+            &self.exec_text,
+            AfterExit::KillGroup,
+        )
+        .map_err(|e| match e {
+            DriverError::Timeout(_) => DeviceError::TimedOut,
+            _ => DeviceError::Usage(format!("Cannot run command {}", self.exec_text)),
+        })?;
+        if run.stdout_truncated {
+            return Err(DeviceError::Usage(format!(
+                "{}: output too long",
+                self.exec_text
+            )));
+        }
+        let mut out = run.stdout;
+        out.extend(run.stderr);
         let out = String::from_utf8_lossy(&out).into_owned();
-        if !status.success() {
+        if run.code != Some(0) {
             return Err(DeviceError::Usage(format!(
                 "{} returned {}",
                 self.exec_text,

@@ -31,12 +31,17 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The launcher stops at the end of its stdin: a FIFO held open here (fd 7) never has data, so
+# it blocks rather than spinning on /dev/zero beside the measurements.
+HOLD=$W/stdin.fifo
+rm -f "$HOLD"; mkfifo "$HOLD"; exec 7<>"$HOLD"; rm -f "$HOLD"
+
 echo "| VMs | what | median ms | p90 ms |"
 echo "|---|---|---|---|"
 for n in $SIZES; do
     out=$W/sim.out
     rm -f "$out"
-    "$LAUNCHER" -vms "$n" -hosts 8 -user fenceuser -password fencepw >"$out" 2>/dev/null </dev/zero &
+    "$LAUNCHER" -vms "$n" -hosts 8 -user fenceuser -password fencepw >"$out" 2>/dev/null <&7 &
     SIM_PID=$!
     for _ in $(seq 1 1200); do [ -s "$out" ] && break; sleep 0.1; done
     PORT=$(head -1 "$out" | sed 's#^http://[^:]*:\([0-9]*\)/sdk.*#\1#')

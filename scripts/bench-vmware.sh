@@ -40,12 +40,18 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # median of the numbers on stdin
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# The launcher stops at the end of its stdin: give it a FIFO this script holds open (fd 7),
+# which never has data, so it blocks instead of spinning on /dev/zero (a busy core the
+# measurements would share); the FIFO closes when the script exits.
+mkdir -p "$T/vcsim-bench"
+HOLD=$T/vcsim-bench/stdin.$$
+rm -f "$HOLD"; mkfifo "$HOLD"; exec 7<>"$HOLD"; rm -f "$HOLD"
 SIM_PID=
 start_sim() { # $1 = VM count; sets PORT
     local out=$T/vcsim-bench/sim.out
     rm -f "$out"
     "$LAUNCHER" -vms "$1" -user fenceuser -password fencepw -wsdl-dir "$WSDL" \
-        >"$out" 2>/dev/null </dev/zero &
+        >"$out" 2>/dev/null <&7 &
     SIM_PID=$!
     for _ in $(seq 1 600); do [ -s "$out" ] && break; sleep 0.1; done
     PORT=$(head -1 "$out" | sed 's#^http://[^:]*:\([0-9]*\)/sdk.*#\1#')
@@ -131,7 +137,7 @@ ip netns exec $NS ip link set lo up
 ip netns exec $NS ip link set lo multicast on
 ip netns exec $NS ip route replace 224.0.0.0/4 dev lo
 out=$D/sim.out; rm -f "$out"
-ip netns exec $NS "$LAUNCHER" -vms 1000 -user fenceuser -password fencepw >"$out" 2>/dev/null </dev/zero &
+ip netns exec $NS "$LAUNCHER" -vms 1000 -user fenceuser -password fencepw >"$out" 2>/dev/null <&7 &
 SIM_PID=$!
 for _ in $(seq 1 600); do [ -s "$out" ] && break; sleep 0.1; done
 PORT=$(head -1 "$out" | sed 's#^http://[^:]*:\([0-9]*\)/sdk.*#\1#')

@@ -178,10 +178,15 @@ impl Default for Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for pid in self.pids() {
-            signal(pid, Signal::SIGKILL);
-        }
-        poll_until(Duration::from_secs(5), || self.pids().is_empty());
+        // Kill on every pass: a process still on its way in (`ip netns exec` joins after its
+        // spawn returned) shows up only on a later listing.
+        poll_until(Duration::from_secs(5), || {
+            let pids = self.pids();
+            for &pid in &pids {
+                signal(pid, Signal::SIGKILL);
+            }
+            pids.is_empty()
+        });
         let st = Command::new(IP)
             .args(["netns", "del", &self.name])
             .stdin(Stdio::null())
@@ -208,7 +213,12 @@ mod tests {
         let addrs = ns.ip(&["-6", "addr", "show", "dev", "v0"]);
         assert!(String::from_utf8_lossy(&addrs.stdout).contains("fd00:fb::1/64"));
         let mut sleeper = ns.cmd("sleep").arg("60").spawn().unwrap();
-        assert!(ns.pids().contains(&sleeper.id()));
+        // `ip netns exec` joins the namespace after the spawn returns: wait for it to get there.
+        let id = sleeper.id();
+        assert!(
+            poll_until(Duration::from_secs(10), || ns.pids().contains(&id)),
+            "the child never showed up in the namespace"
+        );
         drop(ns);
         assert!(!path.exists());
         assert!(sleeper.wait().is_ok());

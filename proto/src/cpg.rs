@@ -9,8 +9,10 @@
 //! * STORE_VM (type 2) carries `virt_state_t`: 65-byte name, 65-byte UUID, 2 pad bytes, owner
 //!   nodeid and libvirt domain state. Our wire extensions: state [`STATE_TOMBSTONE`] (-1),
 //!   "this domain is gone from the sending host"; state [`STATE_BURST_END`] (-2) with an empty
-//!   name and UUID, "that was my whole list"; and an owner other than the sender, "the
-//!   sender holds this entry for that (absent) node" (a relay for members that joined late).
+//!   name and UUID, "that was my whole list"; state [`STATE_HOST_FENCED`] (-3) with an empty
+//!   name and UUID and the owner field naming an absent node, "that node's host is confirmed
+//!   fenced: its VMs are off"; and an owner other than the sender, "the sender holds this
+//!   entry for that (absent) node" (a relay for members that joined late).
 //!
 //! The writer zeroes every padding byte the C daemon leaves uninitialised and writes at most 64
 //! name bytes plus a NUL. The reader ignores those bytes (name = bytes up to the first NUL
@@ -36,6 +38,9 @@ pub const STATE_TOMBSTONE: i32 = -1;
 /// End of a full announcement (our extension; an empty name and UUID, which C receivers keep
 /// as an entry no request can match).
 pub const STATE_BURST_END: i32 = -2;
+/// "The host of node `owner` is confirmed fenced" (our extension; an empty name and UUID,
+/// which C receivers keep as an entry no request can match).
+pub const STATE_HOST_FENCED: i32 = -3;
 /// libvirt `VIR_DOMAIN_SHUTOFF`.
 pub const STATE_SHUTOFF: i32 = 5;
 

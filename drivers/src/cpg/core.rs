@@ -35,13 +35,20 @@
 //!   (owner field = that node: a member that joined later, a restarted daemon among them,
 //!   learns them as lost instead of unknown) and an end marker (state -2), on which receivers
 //!   drop the sender's entries it did not repeat (still lost from before it left).
+//! * **Confirmed fenced.** When the host of an absent node is confirmed fenced (an operator's
+//!   `fence_virtctl confirm-fenced`, as Pacemaker's `stonith_admin --confirm`), a member
+//!   multicasts a marker (state -3, owner field = that node); at its delivery every member
+//!   counts that node's entries as off. A VM only such a host has: the lowest-nodeid live
+//!   member answers, while quorate: status 2, off 0, reboot 0 (confirms off; nothing is
+//!   started), on 1. The mark goes when the node joins again (or when we lose corosync; the
+//!   members re-send their marks to joiners with the relays).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use fence_proto::cpg::{
     decode, encode_reply, encode_request, encode_store_vm, CpgMessage, CpgOp, FenceReq, VmState,
-    CPG_MSG_LEN, STATE_BURST_END, STATE_SHUTOFF, STATE_TOMBSTONE,
+    CPG_MSG_LEN, STATE_BURST_END, STATE_HOST_FENCED, STATE_SHUTOFF, STATE_TOMBSTONE,
 };
 
 use crate::vm::normalize_uuid;
@@ -144,6 +151,8 @@ pub struct MapEntry {
     pub live: bool,
     /// Set when the host left the group and has not re-announced the VM since.
     pub lost: Option<Lost>,
+    /// The host left and was confirmed fenced since: the VM is off there.
+    pub host_fenced: bool,
 }
 
 /// Why a request did not get a usable answer.
@@ -177,6 +186,30 @@ pub enum Failure {
 
 /// A successful answer: the wire code 0 (on / done) or 2 (off).
 pub type Outcome = Result<u32, Failure>;
+
+/// Why a host cannot be confirmed fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmError {
+    /// Not connected to corosync: the mark could not reach the group.
+    #[error("not connected to the corosync CPG group")]
+    Disconnected,
+    /// The node is in the group (it runs; it cannot have been fenced).
+    #[error("node {0} is a member of the group now: its host runs")]
+    Member(u32),
+    /// No entry of that node is held: nothing to confirm.
+    #[error("no VM of node {0} is known here")]
+    NoVms(u32),
+}
+
+/// The STORE_VM marker "the host of `node` is confirmed fenced".
+fn fenced_marker(node: u32) -> [u8; CPG_MSG_LEN] {
+    encode_store_vm(&VmState {
+        name: String::new(),
+        uuid: String::new(),
+        owner: node,
+        state: STATE_HOST_FENCED,
+    })
+}
 
 /// Work this node must do on its own libvirt for a REQUEST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +286,8 @@ enum Route {
     Owners(BTreeSet<u32>),
     /// Nobody has it active; this live member holds a shut-off copy (of `holders`).
     Inactive { holder: u32, holders: usize },
+    /// Only hosts confirmed fenced have it: this live member answers "off" for them.
+    Fenced { answerer: u32 },
     /// Nobody can act: the highest member answers 1.
     Fail(Failure),
 }
@@ -291,6 +326,8 @@ pub struct Core {
     next_seqno: u32,
     outstanding: HashMap<u32, Outstanding>,
     watchdogs: HashMap<(u32, u32), Watchdog>,
+    /// Absent nodes whose host is confirmed fenced (since when).
+    fenced: BTreeMap<u32, Instant>,
     dropped: Dropped,
 }
 
@@ -317,6 +354,7 @@ impl Core {
             next_seqno: seqno_start.max(1),
             outstanding: HashMap::new(),
             watchdogs: HashMap::new(),
+            fenced: BTreeMap::new(),
             dropped: Dropped::default(),
         }
     }
@@ -369,6 +407,7 @@ impl Core {
                     state: r.state,
                     live,
                     lost: r.lost,
+                    host_fenced: !live && self.fenced.contains_key(&nodeid),
                 });
             }
         }
@@ -394,6 +433,9 @@ impl Core {
             }
         }
         self.watchdogs.clear();
+        // A fenced host may come back and go again while we cannot see it: the members send
+        // their current marks again when we rejoin.
+        self.fenced.clear();
         let mut out = Vec::new();
         for seqno in self.outstanding.keys().copied().collect::<Vec<_>>() {
             self.complete(seqno, Err(Failure::Disconnected), &mut out);
@@ -424,6 +466,11 @@ impl Core {
                     owner: nodeid,
                     state: r.state,
                 })));
+            }
+        }
+        for &nodeid in self.fenced.keys() {
+            if !self.members.contains(&nodeid) {
+                out.push(Action::Send(fenced_marker(nodeid)));
             }
         }
         out.push(Action::Send(encode_store_vm(&VmState {
@@ -479,6 +526,10 @@ impl Core {
         self.members = members.iter().copied().collect();
         if self.members.contains(&self.me) {
             self.joined = true;
+        }
+        // A host back in the group is no longer "fenced": if it goes again, it is lost anew.
+        for n in joined.iter().chain(members) {
+            self.fenced.remove(n);
         }
         for &(node, reason) in left {
             if self.members.contains(&node) {
@@ -629,6 +680,22 @@ impl Core {
         }
     }
 
+    /// Confirm that the host of the absent node `node` is fenced (powered off): the marker to
+    /// multicast. It takes effect when delivered, at the same point of the total order on
+    /// every member. Refused for ourselves, a member of the group, or a node we hold no VM of.
+    pub fn confirm_fenced(&self, node: u32) -> Result<Vec<Action>, ConfirmError> {
+        if !self.joined {
+            return Err(ConfirmError::Disconnected);
+        }
+        if node == self.me || self.members.contains(&node) {
+            return Err(ConfirmError::Member(node));
+        }
+        if self.nodes.get(&node).is_none_or(|r| r.is_empty()) {
+            return Err(ConfirmError::NoVms(node));
+        }
+        Ok(vec![Action::Send(fenced_marker(node))])
+    }
+
     /// Forget our request `seqno` (the caller gave up waiting).
     pub fn cancel(&mut self, seqno: u32) {
         self.outstanding.remove(&seqno);
@@ -705,10 +772,13 @@ impl Core {
         let mut active = BTreeSet::new();
         let mut inactive = BTreeSet::new();
         let mut lost = false;
+        let mut fenced = false;
         for (&node, recs) in &self.nodes {
             let live = self.members.contains(&node);
             for r in recs.iter().filter(|r| r.matches(&key)) {
-                if r.lost.is_some() || !live {
+                if !live && self.fenced.contains_key(&node) {
+                    fenced = true;
+                } else if r.lost.is_some() || !live {
                     lost = true;
                 } else if r.state == STATE_SHUTOFF {
                     inactive.insert(node);
@@ -729,6 +799,11 @@ impl Core {
                 }
             } else {
                 Route::Fail(Failure::NoQuorum)
+            }
+        } else if fenced {
+            match self.members.iter().next() {
+                Some(&answerer) if self.quorate => Route::Fenced { answerer },
+                _ => Route::Fail(Failure::NoQuorum),
             }
         } else {
             quorum_fail(Failure::Unknown)
@@ -760,6 +835,22 @@ impl Core {
             // restarted daemon's host that lost a VM meanwhile).
             if let Some(recs) = self.nodes.get_mut(&sender) {
                 recs.retain(|r| r.lost.is_none());
+            }
+            return;
+        }
+        if vm.state == STATE_HOST_FENCED {
+            // A member confirms that an absent node's host is fenced. Its own word about
+            // itself, or a mark for a node that is here, means nothing.
+            if vm.owner != sender && vm.owner != 0 && !self.members.contains(&vm.owner) {
+                if !self.fenced.contains_key(&vm.owner) {
+                    tracing::warn!(
+                        node = vm.owner,
+                        by = sender,
+                        "cpg: the host of node {} is confirmed fenced: its VMs count as off",
+                        vm.owner
+                    );
+                }
+                self.fenced.entry(vm.owner).or_insert(now);
             }
             return;
         }
@@ -823,6 +914,9 @@ impl Core {
                         Route::Inactive { holder, .. } => {
                             o.expected = Some(BTreeSet::from([*holder]))
                         }
+                        Route::Fenced { answerer } => {
+                            o.expected = Some(BTreeSet::from([*answerer]))
+                        }
                     }
                 }
             }
@@ -834,6 +928,7 @@ impl Core {
         let designated: BTreeSet<u32> = match &route {
             Route::Owners(set) => set.clone(),
             Route::Inactive { holder, .. } => BTreeSet::from([*holder]),
+            Route::Fenced { answerer } => BTreeSet::from([*answerer]),
             Route::Fail(_) => BTreeSet::from([self.highest()]),
         };
         match &route {
@@ -842,6 +937,19 @@ impl Core {
             }
             Route::Inactive { holder, holders } if *holder == me => {
                 self.execute(sender, seqno, req.clone(), *holders == 1, out)
+            }
+            Route::Fenced { answerer } if *answerer == me => {
+                // Off, proven by the fencing of its host; nothing to start it on.
+                let code = match req.op {
+                    CpgOp::Status => CODE_OFF,
+                    CpgOp::Off | CpgOp::Reboot => CODE_SUCCESS,
+                    CpgOp::On | CpgOp::Other(_) => CODE_FAIL,
+                };
+                tracing::info!(requester = sender, seqno, vm = %req.vm_name, code,
+                    "cpg: answering for a VM whose host was confirmed fenced");
+                if let Ok(b) = encode_reply(seqno, sender, &req, code) {
+                    out.push(Action::Send(b));
+                }
             }
             Route::Fail(f) if designated.contains(&me) => {
                 tracing::info!(requester = sender, seqno, vm = %req.vm_name, reason = %f,

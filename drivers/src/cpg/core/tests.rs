@@ -720,3 +720,102 @@ fn relays_teach_a_newcomer_lost_entries_and_the_end_marker_drops_stale_ones() {
         .iter()
         .any(|e| e.nodeid == 2 && e.name == "y" && e.lost.is_none()));
 }
+
+/// Delivers every message `a` sends, as from `sender`, to each core of `to`.
+fn deliver_all(a: &[Action], sender: u32, to: &mut [&mut Core]) {
+    for act in a {
+        if let Action::Send(b) = act {
+            for c in to.iter_mut() {
+                let _ = c.deliver(sender, b, t0());
+            }
+        }
+    }
+}
+
+/// A lost host confirmed fenced: its VMs count as off once the mark is delivered, on every
+/// member alike; the lowest live member answers (off proven: status 2, off/reboot 0, on 1).
+#[test]
+fn a_confirmed_fenced_hosts_vms_are_off_answered_by_the_lowest_member() {
+    let mut n1 = cluster(1);
+    let mut n3 = cluster(3);
+    for c in [&mut n1, &mut n3] {
+        let _ = c.confchg(&[1, 3], &[(2, 3)], &[], t0());
+    }
+    // Refused: ourselves, a member, a node with nothing known.
+    assert_eq!(n1.confirm_fenced(1), Err(ConfirmError::Member(1)));
+    assert_eq!(n1.confirm_fenced(3), Err(ConfirmError::Member(3)));
+    assert_eq!(n1.confirm_fenced(9), Err(ConfirmError::NoVms(9)));
+    // Not in effect before its delivery.
+    let mark = n3.confirm_fenced(2).unwrap();
+    let (seqno, a) = ask(&mut n1, "vm-b", CpgOp::Status);
+    assert_eq!(completes(&a), vec![(seqno, Err(Failure::Lost))]);
+    deliver_all(&mark, 3, &mut [&mut n1, &mut n3]);
+    let e = n1.map().into_iter().find(|e| e.name == "vm-b").unwrap();
+    assert!(e.host_fenced && !e.live);
+    for (op, code) in [
+        (CpgOp::Status, 2),
+        (CpgOp::Off, 0),
+        (CpgOp::Reboot, 0),
+        (CpgOp::On, 1),
+    ] {
+        // Node 1 (lowest) answers without a local action; node 3 only watches.
+        let a = n1.deliver(3, &request(20, "vm-b", op), t0());
+        assert!(jobs(&a).is_empty(), "nothing runs: {a:?}");
+        assert_eq!(replies(&a), vec![(20, 3, code)], "{op:?}");
+        let a = n3.deliver(3, &request(20, "vm-b", op), t0());
+        assert!(replies(&a).is_empty() && jobs(&a).is_empty(), "{a:?}");
+    }
+    // Our request waits for node 1's answer and takes it.
+    let (seqno, a) = ask(&mut n3, "vm-b", CpgOp::Status);
+    assert!(completes(&a).is_empty());
+    let a = n3.deliver(1, &reply(seqno, 3, "vm-b", CpgOp::Status, 2), t0());
+    assert_eq!(completes(&a), vec![(seqno, Ok(2))]);
+    // Without quorum the mark does not answer (the VM may run in another partition).
+    n1.set_quorate(false);
+    let (seqno, a) = ask(&mut n1, "vm-b", CpgOp::Status);
+    assert_eq!(completes(&a), vec![(seqno, Err(Failure::NoQuorum))]);
+    n1.set_quorate(true);
+    // A running copy elsewhere still wins: vm-b started on node 3.
+    let _ = n1.deliver(3, &store("vm-b", U2, RUN), t0());
+    let a = n1.deliver(3, &request(21, "vm-b", CpgOp::Status), t0());
+    assert!(replies(&a).is_empty(), "node 3 owns it now: {a:?}");
+}
+
+/// The mark ends when the node comes back: if it goes again, its VMs are lost anew. It is
+/// relayed to members that join later, and it means nothing from the node about itself or
+/// about a member.
+#[test]
+fn a_fenced_mark_ends_on_rejoin_is_relayed_to_joiners_and_ignored_for_members() {
+    let mut n1 = cluster(1);
+    let _ = n1.confchg(&[1, 3], &[(2, 3)], &[], t0());
+    let mark = n1.confirm_fenced(2).unwrap();
+    deliver_all(&mark, 1, &mut [&mut n1]);
+    // A newcomer (node 4) learns the mark with the relays of node 2's entries.
+    let a = n1.confchg(&[1, 3, 4], &[], &[4], t0());
+    let mut n4 = node(4, &[1, 3, 4]);
+    deliver_all(&a, 1, &mut [&mut n4]);
+    let e = n4.map().into_iter().find(|e| e.name == "vm-b").unwrap();
+    assert!(e.host_fenced, "{e:?}");
+    let a = n4.deliver(4, &request(5, "vm-b", CpgOp::Status), t0());
+    assert!(replies(&a).is_empty(), "node 1 (lowest) answers, not 4");
+    let a = n1.deliver(4, &request(5, "vm-b", CpgOp::Status), t0());
+    assert_eq!(replies(&a), vec![(5, 4, 2)]);
+    // Node 2 rejoins, then leaves again before re-announcing: lost, not off.
+    let _ = n1.confchg(&[1, 2, 3, 4], &[], &[2], t0());
+    let _ = n1.confchg(&[1, 3, 4], &[(2, 3)], &[], t0());
+    let (seqno, a) = ask(&mut n1, "vm-b", CpgOp::Status);
+    assert_eq!(completes(&a), vec![(seqno, Err(Failure::Lost))]);
+    assert!(n1.map().iter().all(|e| !e.host_fenced));
+    // A node's mark about itself, and a mark about a member, are ignored.
+    let own = fenced_marker(2);
+    let _ = n1.deliver(2, &own, t0());
+    let member = fenced_marker(3);
+    let _ = n1.deliver(1, &member, t0());
+    assert!(n1.map().iter().all(|e| !e.host_fenced));
+    // Losing corosync drops the marks (the group re-sends them at our rejoin).
+    let _ = n1.deliver(3, &fenced_marker(2), t0());
+    assert!(n1.map().iter().any(|e| e.host_fenced));
+    let _ = n1.disconnected(t0());
+    assert!(n1.map().iter().all(|e| !e.host_fenced));
+    assert_eq!(n1.confirm_fenced(2), Err(ConfirmError::Disconnected));
+}

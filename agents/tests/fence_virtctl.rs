@@ -35,6 +35,16 @@ fn usage_errors_exit_2() {
         .stderr(contains("-a"));
     ctl().args(["journal", "-n", "x"]).assert().code(2);
     ctl()
+        .arg("confirm-fenced")
+        .assert()
+        .code(2)
+        .stderr(contains("which host"));
+    ctl()
+        .args(["confirm-fenced", "n1", "n2"])
+        .assert()
+        .code(2)
+        .stderr(contains("unexpected argument \"n2\""));
+    ctl()
         .args(["journal", "-c", "/etc/fence_virt.conf"])
         .assert()
         .code(2)
@@ -50,9 +60,16 @@ fn usage_errors_exit_2() {
 fn no_daemon_is_a_failure_naming_the_socket() {
     let d = tempfile::tempdir().unwrap();
     let sock = d.path().join("admin.sock");
-    for cmd in ["vms", "health", "hostmap", "journal"] {
+    for cmd in [
+        &["vms"][..],
+        &["health"],
+        &["hostmap"],
+        &["journal"],
+        &["confirm-fenced", "n3"],
+    ] {
         ctl()
-            .args([cmd, "--socket"])
+            .args(cmd)
+            .arg("--socket")
             .arg(&sock)
             .assert()
             .code(1)

@@ -104,6 +104,16 @@ pub trait Driver: Send + Sync {
     fn inventory(&self) -> Result<Vec<VmRow>, DriverError> {
         Ok(self.list()?.into_iter().map(VmRow::from_info).collect())
     }
+    /// An operator's word that `host`, a host this backend lost contact with, has been fenced
+    /// (powered off), as Pacemaker's `stonith_admin --confirm`: from now on its VMs count as
+    /// off. Returns what now counts as off. Only a backend spanning hosts that can be lost
+    /// (cpg) has such hosts; the default refuses.
+    fn confirm_host_fenced(&self, host: &str) -> Result<String, DriverError> {
+        Err(DriverError::Platform(format!(
+            "the {} backend has no cluster hosts to confirm ({host:?}): only cpg does",
+            self.kind()
+        )))
+    }
 }
 
 /// Render an error with its causes, once each: `a: b: c` (for logs and agent messages; the

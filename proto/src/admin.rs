@@ -38,6 +38,13 @@ pub enum Request {
         /// How many.
         n: usize,
     },
+    /// The operator confirms that a cluster host the daemon lost contact with was fenced
+    /// (powered off): its VMs count as off (cpg backend).
+    #[serde(rename = "confirm-fenced")]
+    ConfirmFenced {
+        /// Corosync node name or nodeid.
+        host: String,
+    },
 }
 
 /// One VM of the table.
@@ -146,6 +153,8 @@ pub enum Response {
     Health(Health),
     /// Journal lines (JSON objects as written), oldest first.
     Journal(Vec<String>),
+    /// What a confirmation changed.
+    Confirmed(String),
     /// The request was refused or failed.
     Error(String),
 }
@@ -207,12 +216,17 @@ mod tests {
             },
             Request::Health {},
             Request::Journal { n: 5 },
+            Request::ConfirmFenced { host: "n3".into() },
         ] {
             assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
         }
         assert_eq!(
             encode_request(&Request::Journal { n: 3 }),
             b"{\"cmd\":\"journal\",\"n\":3}\n"
+        );
+        assert_eq!(
+            encode_request(&Request::ConfirmFenced { host: "n3".into() }),
+            b"{\"cmd\":\"confirm-fenced\",\"host\":\"n3\"}\n"
         );
         assert_eq!(
             decode_request(b"{\"cmd\":\"vms\"}").unwrap(),

@@ -710,6 +710,49 @@ fn ours_failures() {
     k.code("off vm-c with n3's corosync dead", &out, 1);
     let out = req(&c, 3, Impl::C, VM_C.0, "status", T);
     k.code("a request at n3 while its corosync is down fails", &out, 1);
+    // The operator confirms n3 fenced (stonith_admin --confirm's counterpart): vm-c is off
+    // for the whole group, answered by the lowest member, until n3 rejoins.
+    let refused = virtctl(&c, 1, &["confirm-fenced", "n2"]);
+    k.check(refused.status.code() == Some(1), || {
+        format!("confirm-fenced of a member (n2) is refused: {refused:?}")
+    });
+    let confirmed = virtctl(&c, 1, &["confirm-fenced", "n3"]);
+    k.check(
+        confirmed.status.success() && String::from_utf8_lossy(&confirmed.stdout).contains(VM_C.0),
+        || format!("confirm-fenced n3 via n1 names vm-c: {confirmed:?}"),
+    );
+    for id in [1, 2] {
+        for (op, code) in [("status", 2), ("off", 0), ("reboot", 0), ("on", 1)] {
+            let out = req(&c, id, Impl::C, VM_C.0, op, T);
+            k.code(
+                &format!("{op} vm-c via n{id} after n3 is confirmed fenced"),
+                &out,
+                code,
+            );
+        }
+        let out = req(&c, id, Impl::Ours, VM_C.1, "status", T);
+        k.code(
+            &format!("status vm-c by UUID via n{id} (ours) after the confirmation"),
+            &out,
+            2,
+        );
+    }
+    let vms = virtctl(&c, 2, &["vms", "--json", "--fresh"]);
+    let table: Result<fence_proto::admin::VmTable, _> = serde_json::from_slice(&vms.stdout);
+    k.check(
+        table.as_ref().is_ok_and(|t| {
+            t.rows
+                .iter()
+                .any(|r| r.name == VM_C.0 && r.state == "off" && r.host.as_deref() == Some("n3"))
+        }),
+        || format!("n2's VM table shows vm-c off on n3: {table:?}"),
+    );
+    let journal = virtctl(&c, 1, &["journal", "-n", "5"]);
+    let journal = String::from_utf8_lossy(&journal.stdout);
+    k.check(
+        journal.contains("\"op\":\"confirm-fenced\"") && journal.contains("host n3"),
+        || format!("the confirmation is in n1's fence journal: {journal}"),
+    );
     c.start_corosync(3);
     join_all(&c);
     c.wait_group(1, &[1, 2, 3]);
@@ -720,6 +763,17 @@ fn ours_failures() {
         0,
     );
     k.finish(|| c.logs());
+}
+
+/// `fence_virtctl ARGS --socket <node id's admin socket>`.
+fn virtctl(c: &CpgCluster, id: u32, args: &[&str]) -> std::process::Output {
+    let d = c.node(id).daemon().expect("daemon runs");
+    std::process::Command::new(fence_system_tests::bins::our_bin_dir().join("fence_virtctl"))
+        .args(args)
+        .arg("--socket")
+        .arg(d.dir().join("admin.sock"))
+        .output()
+        .expect("run fence_virtctl")
 }
 
 /// `fence_virtctl vms --json --fresh` against node `id`'s admin socket: VM name -> host.

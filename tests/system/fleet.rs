@@ -316,6 +316,21 @@ fn sim_table_map_health_and_journal_through_the_admin_socket() {
     assert_eq!(String::from_utf8(o.stdout).unwrap(), via_socket);
     let o = ctl(&["journal", "-c", "/etc/fence_virt.conf"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
+    // Only cpg has hosts to confirm fenced; the refusal is journaled too.
+    let o = d.ctl(&["confirm-fenced", "hv1.example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("only cpg"), "{err}");
+    let o = d.ctl(&["journal", "-n", "1"]);
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (e["op"].as_str(), e["result"].as_str(), e["vm"].as_str()),
+        (
+            Some("confirm-fenced"),
+            Some("failure"),
+            Some("host hv1.example.com")
+        )
+    );
     // The table follows the fence.
     let o = d.ctl(&["vms", "--json", "--fresh"]);
     let t: admin::VmTable = serde_json::from_slice(&o.stdout).unwrap();
@@ -361,12 +376,18 @@ fn admin_socket_refuses_non_root_and_malformed_requests() {
     assert!(err.contains("ermission denied"), "{err}");
     // With the mode opened up, the peer-credential check refuses.
     std::fs::set_permissions(&d.sock, std::fs::Permissions::from_mode(0o666)).unwrap();
-    for cmd in ["vms", "health", "journal", "hostmap"] {
-        let (code, err) = nobody(&[cmd, "--socket", d.sock()]);
-        assert_eq!(code, Some(1), "{cmd}: {err}");
+    for cmd in [
+        &["vms"][..],
+        &["health"],
+        &["journal"],
+        &["hostmap"],
+        &["confirm-fenced", "hv1"],
+    ] {
+        let (code, err) = nobody(&[cmd, &["--socket", d.sock()]].concat());
+        assert_eq!(code, Some(1), "{cmd:?}: {err}");
         assert!(
             err.contains("root only") && err.contains("uid 65534"),
-            "{cmd}: {err}"
+            "{cmd:?}: {err}"
         );
     }
 

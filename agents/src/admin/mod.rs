@@ -5,12 +5,14 @@
 //! * [`hostmap`]: the monitoring host map, from the daemon or standalone from a vCenter
 //!   (`hostmap [-o FILE] [-r RULES] [--vsphere …]`);
 //! * [`health`]: listener, backend and session state;
-//! * [`journal`]: the fence journal, from the daemon or a file (`-f`).
+//! * [`journal`]: the fence journal, from the daemon or a file (`-f`);
+//! * [`confirm`]: an operator's confirmation that a lost cluster host was fenced (cpg).
 //!
 //! [`client`] talks to the daemon's root-only admin socket ([`fence_proto::admin`]).
 //! Exit codes: 0 done, 1 failed (daemon unreachable or refusing, backend error), 2 usage.
 
 pub mod client;
+pub mod confirm;
 pub mod health;
 pub mod hostmap;
 pub mod journal;
@@ -31,6 +33,10 @@ usage: fence_virtctl COMMAND [OPTIONS]
                                  the same map taken directly from a vCenter or ESXi
   health                         listener, backend and sessions of the running daemon
   journal [-n N] [-f FILE]       the last N (default 10) fence journal entries
+  confirm-fenced HOST            (cpg) tell the cluster that HOST (corosync node name or
+                                 nodeid), lost from the group, has been powered off: its VMs
+                                 then count as off until it rejoins. Like stonith_admin
+                                 --confirm: saying so of a host that runs corrupts data
   check [fence_xvm|fence_virt] AGENT-OPTIONS
                                  on a guest: run each step of a request (key, multicast or
                                  connection, connect-back, authentication, groups, backend, VM)
@@ -57,8 +63,18 @@ pub fn fail(cmd: &str, msg: &str) -> ExitCode {
 /// the command is done (help printed, or a usage error).
 pub fn parse(
     cmd: &str,
+    opts: getopts::Options,
+    args: &[String],
+) -> Result<getopts::Matches, ExitCode> {
+    parse_with_operands(cmd, opts, args, 0)
+}
+
+/// [`parse`] for a command taking up to `operands` positional arguments (in `free`).
+pub fn parse_with_operands(
+    cmd: &str,
     mut opts: getopts::Options,
     args: &[String],
+    operands: usize,
 ) -> Result<getopts::Matches, ExitCode> {
     opts.optopt("", "socket", "the daemon's admin socket", "PATH");
     opts.optflag("h", "help", "this help");
@@ -69,7 +85,7 @@ pub fn parse(
         println!("{USAGE}");
         return Err(ExitCode::SUCCESS);
     }
-    if let Some(extra) = m.free.first() {
+    if let Some(extra) = m.free.get(operands) {
         return Err(usage_error(cmd, &format!("unexpected argument {extra:?}")));
     }
     Ok(m)

@@ -1,5 +1,5 @@
 //! `fence_virtctl`: operator commands for `fence_virtd` (`vms`, `hostmap`, `health`,
-//! `journal`: modules of [`fence_agents::admin`]) and the guest's set-up check (`check`:
+//! `journal`, `confirm-fenced`: modules of [`fence_agents::admin`]) and the guest's set-up check (`check`:
 //! [`fence_agents::fence_virt::check`]). Thin: a match on the subcommand.
 
 use std::process::ExitCode;
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some("hostmap") => admin::hostmap::main(&rest[1..]),
         Some("health") => admin::health::main(&rest[1..]),
         Some("journal") => admin::journal::main(&rest[1..]),
+        Some("confirm-fenced") => admin::confirm::main(&rest[1..]),
         Some("check") => fence_agents::fence_virt::check::run(&rest[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{}", admin::USAGE);

@@ -231,6 +231,7 @@ pub async fn respond(req: Request, ctx: &AdminContext) -> Response {
             Response::Hostmap(fleet.hostmap(&naming))
         }
         Request::Health {} => Response::Health(health(ctx).await),
+        Request::ConfirmFenced { host } => confirm_fenced(ctx, host).await,
         Request::Journal { n } => match ctx.telemetry.journal() {
             None => Response::Error("the fence journal is off (fence_virtd/journal)".into()),
             Some(j) => {
@@ -244,6 +245,41 @@ pub async fn respond(req: Request, ctx: &AdminContext) -> Response {
                 }
             }
         },
+    }
+}
+
+/// The operator's confirmation that a lost cluster host was fenced, passed to the backend
+/// (on a blocking thread: the driver waits for the group to deliver its mark) and written to
+/// the fence journal either way.
+async fn confirm_fenced(ctx: &AdminContext, host: String) -> Response {
+    let driver = ctx.fleet.driver();
+    let started = Instant::now();
+    let h = host.clone();
+    let r = tokio::task::spawn_blocking(move || driver.confirm_host_fenced(&h))
+        .await
+        .unwrap_or_else(|e| Err(fence_drivers::DriverError::Platform(e.to_string())));
+    let (result, detail) = match &r {
+        Ok(m) => ("success", m.clone()),
+        Err(e) => ("failure", fence_drivers::error_chain(e)),
+    };
+    tracing::warn!(host = %host, result, detail = %detail, "admin: confirm-fenced");
+    ctx.telemetry
+        .record(crate::telemetry::journal::Entry {
+            time: crate::telemetry::journal::Entry::now(),
+            listener: "admin".into(),
+            requester: "root (fence_virtctl)".into(),
+            vm: format!("host {host}"),
+            op: "confirm-fenced".into(),
+            result: result.into(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            backend: ctx.fleet.driver().kind().into(),
+            polls: 0,
+            detail: detail.clone(),
+        })
+        .await;
+    match r {
+        Ok(m) => Response::Confirmed(m),
+        Err(_) => Response::Error(detail),
     }
 }
 

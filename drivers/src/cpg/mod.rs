@@ -489,7 +489,8 @@ impl Driver for CpgDriver {
     /// The cluster-wide VM table: every VM the group announced, with the host (corosync node
     /// name) that announced it. A VM defined on several hosts is shown where it is active (all
     /// active copies), else once, where it is defined. A VM of a host that left the group is
-    /// kept, as not known ([`PowerState::Unknown`], never off), with its last host.
+    /// kept, as not known ([`PowerState::Unknown`], never off), with its last host; off once
+    /// that host is confirmed fenced.
     fn inventory(&self) -> Result<Vec<crate::VmRow>, DriverError> {
         let names = self.shared.names.lock().clone();
         let host = |id: u32| {
@@ -509,7 +510,9 @@ impl Driver for CpgDriver {
         let active = |e: &MapEntry| e.lost.is_none() && e.live && e.state != 5;
         for e in &entries {
             let lost = e.lost.is_some() || !e.live;
-            let state = if lost {
+            let state = if e.host_fenced {
+                PowerState::Off
+            } else if lost {
                 PowerState::Unknown
             } else {
                 PowerState::from_libvirt_code(u8::try_from(e.state).unwrap_or(0))
@@ -539,6 +542,62 @@ impl Driver for CpgDriver {
             ))
         });
         Ok(rows)
+    }
+
+    /// `host` is a corosync node name (from the nodelist) or a nodeid. The mark goes to the
+    /// whole group and takes effect when delivered (see [`core`]); this waits, bounded, until
+    /// it is delivered here.
+    fn confirm_host_fenced(&self, host: &str) -> Result<String, DriverError> {
+        let names = self.shared.names.lock().clone();
+        let node = names
+            .iter()
+            .find(|(_, n)| n.as_str() == host)
+            .map(|(&id, _)| id)
+            .or_else(|| host.parse::<u32>().ok().filter(|&id| id != 0))
+            .ok_or_else(|| {
+                DriverError::NotFound(format!(
+                    "{host} (not a corosync node name or nodeid; nodes: {})",
+                    names
+                        .iter()
+                        .map(|(id, n)| format!("{n} = {id}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let label = names
+            .get(&node)
+            .map_or_else(|| format!("node {node}"), |n| format!("{n} (node {node})"));
+        let actions =
+            self.shared.core.lock().confirm_fenced(node).map_err(|e| {
+                DriverError::Platform(format!("cannot confirm {label} fenced: {e}"))
+            })?;
+        tracing::warn!(
+            node,
+            host = %label,
+            "cpg: operator confirms the host fenced; sending the mark to the group"
+        );
+        self.shared.run(actions);
+        let deadline = Instant::now() + self.shared.opts.timeout;
+        loop {
+            let vms: Vec<String> = self
+                .cluster_map()
+                .into_iter()
+                .filter(|e| e.nodeid == node && e.host_fenced)
+                .map(|e| e.name)
+                .collect();
+            if !vms.is_empty() {
+                return Ok(format!(
+                    "{label} confirmed fenced: its VMs count as off until it rejoins: {}",
+                    vms.join(", ")
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(DriverError::Timeout(format!(
+                    "the fenced mark for {label} (not delivered back by corosync)"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn check(&self) -> Result<(), DriverError> {

@@ -42,6 +42,9 @@
 //!   member answers, while quorate: status 2, off 0, reboot 0 (confirms off; nothing is
 //!   started), on 1. The mark goes when the node joins again (or when we lose corosync; the
 //!   members re-send their marks to joiners with the relays).
+//! * **Bounded.** The map holds at most [`MAX_ENTRIES`]; past it new entries are dropped and
+//!   every request fails (a dropped entry may be the VM's only or second running copy) until
+//!   the next connection to corosync finds room.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -53,6 +56,11 @@ use fence_proto::cpg::{
 
 use crate::vm::normalize_uuid;
 use crate::VmRef;
+
+/// Most entries the map holds, every node's together (a host has tens to hundreds of
+/// domains). Past it new entries are dropped and the map counts as incomplete: every request
+/// fails until the next connection to corosync finds room.
+pub const MAX_ENTRIES: usize = 65_536;
 
 /// Response codes on the wire.
 const CODE_SUCCESS: u32 = 0;
@@ -72,6 +80,8 @@ pub struct CoreConfig {
     /// responders match only the form their `name_mode` says, and a C owner that does not
     /// match would answer as "unknown" (status off, off done) if it is the highest node.
     pub send_uuid: bool,
+    /// Most entries of the map ([`MAX_ENTRIES`]).
+    pub max_entries: usize,
 }
 
 impl Default for CoreConfig {
@@ -83,6 +93,7 @@ impl Default for CoreConfig {
             watchdog: Duration::from_secs(22),
             watchdog_stagger: Duration::from_secs(1),
             send_uuid: false,
+            max_entries: MAX_ENTRIES,
         }
     }
 }
@@ -182,6 +193,9 @@ pub enum Failure {
     /// The name does not fit a request.
     #[error("the VM name does not fit a cpg request")]
     BadName,
+    /// The map overflowed ([`MAX_ENTRIES`]): any VM may be one whose entry was dropped.
+    #[error("the cluster's VM map overflowed; no answer is sure")]
+    MapFull,
 }
 
 /// A successful answer: the wire code 0 (on / done) or 2 (off).
@@ -253,6 +267,8 @@ pub struct Dropped {
     pub malformed: u64,
     /// REPLYs for us that match no outstanding request, or whose payload or sender is wrong.
     pub unmatched_replies: u64,
+    /// STORE_VMs dropped because the map was full ([`MAX_ENTRIES`]).
+    pub overflow: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +344,8 @@ pub struct Core {
     watchdogs: HashMap<(u32, u32), Watchdog>,
     /// Absent nodes whose host is confirmed fenced (since when).
     fenced: BTreeMap<u32, Instant>,
+    /// Entries were dropped for want of room since the last connection.
+    overflowed: bool,
     dropped: Dropped,
 }
 
@@ -355,6 +373,7 @@ impl Core {
             outstanding: HashMap::new(),
             watchdogs: HashMap::new(),
             fenced: BTreeMap::new(),
+            overflowed: false,
             dropped: Dropped::default(),
         }
     }
@@ -436,6 +455,8 @@ impl Core {
         // A fenced host may come back and go again while we cannot see it: the members send
         // their current marks again when we rejoin.
         self.fenced.clear();
+        // Every member announces everything again at our next join.
+        self.overflowed = self.entries() >= self.cfg.max_entries;
         let mut out = Vec::new();
         for seqno in self.outstanding.keys().copied().collect::<Vec<_>>() {
             self.complete(seqno, Err(Failure::Disconnected), &mut out);
@@ -787,7 +808,10 @@ impl Core {
                 }
             }
         }
-        if !active.is_empty() {
+        if self.overflowed {
+            // A dropped entry may be a second running copy or the only one: nothing is sure.
+            Route::Fail(Failure::MapFull)
+        } else if !active.is_empty() {
             Route::Owners(active)
         } else if lost {
             Route::Fail(Failure::Lost)
@@ -829,6 +853,26 @@ impl Core {
         out
     }
 
+    fn entries(&self) -> usize {
+        self.nodes.values().map(Vec::len).sum()
+    }
+
+    /// Whether one more entry fits; counts and reports the drop when not.
+    fn room(&mut self) -> bool {
+        if self.entries() < self.cfg.max_entries {
+            return true;
+        }
+        self.dropped.overflow += 1;
+        if !self.overflowed {
+            tracing::error!(
+                max = self.cfg.max_entries,
+                "cpg: the cluster's VM map is full; dropping new entries, failing every request"
+            );
+        }
+        self.overflowed = true;
+        false
+    }
+
     fn store_vm(&mut self, sender: u32, vm: VmState, now: Instant) {
         if vm.state == STATE_BURST_END {
             // The sender's whole list came: what it did not repeat is no longer there (a
@@ -841,7 +885,11 @@ impl Core {
         if vm.state == STATE_HOST_FENCED {
             // A member confirms that an absent node's host is fenced. Its own word about
             // itself, or a mark for a node that is here, means nothing.
-            if vm.owner != sender && vm.owner != 0 && !self.members.contains(&vm.owner) {
+            if vm.owner != sender
+                && vm.owner != 0
+                && !self.members.contains(&vm.owner)
+                && self.nodes.contains_key(&vm.owner)
+            {
                 if !self.fenced.contains_key(&vm.owner) {
                     tracing::warn!(
                         node = vm.owner,
@@ -860,9 +908,12 @@ impl Core {
             if self.members.contains(&vm.owner) || vm.state == STATE_TOMBSTONE {
                 return;
             }
-            let recs = self.nodes.entry(vm.owner).or_default();
-            if !recs.iter().any(|r| r.same_vm(&vm)) {
-                recs.push(Record {
+            let known = self
+                .nodes
+                .get(&vm.owner)
+                .is_some_and(|recs| recs.iter().any(|r| r.same_vm(&vm)));
+            if !known && self.room() {
+                self.nodes.entry(vm.owner).or_default().push(Record {
                     name: vm.name,
                     uuid: vm.uuid,
                     state: vm.state,
@@ -874,10 +925,12 @@ impl Core {
             }
             return;
         }
-        let recs = self.nodes.entry(sender).or_default();
-        let pos = recs.iter().position(|r| r.same_vm(&vm));
+        let pos = self
+            .nodes
+            .get(&sender)
+            .and_then(|recs| recs.iter().position(|r| r.same_vm(&vm)));
         if vm.state == STATE_TOMBSTONE {
-            if let Some(i) = pos {
+            if let (Some(i), Some(recs)) = (pos, self.nodes.get_mut(&sender)) {
                 recs.remove(i);
             }
             return;
@@ -889,8 +942,9 @@ impl Core {
             lost: None,
         };
         match pos {
-            Some(i) => recs[i] = rec,
-            None => recs.push(rec),
+            Some(i) => self.nodes.entry(sender).or_default()[i] = rec,
+            None if self.room() => self.nodes.entry(sender).or_default().push(rec),
+            None => {}
         }
     }
 

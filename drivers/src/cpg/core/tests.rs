@@ -819,3 +819,52 @@ fn a_fenced_mark_ends_on_rejoin_is_relayed_to_joiners_and_ignored_for_members() 
     assert!(n1.map().iter().all(|e| !e.host_fenced));
     assert_eq!(n1.confirm_fenced(2), Err(ConfirmError::Disconnected));
 }
+
+/// The map is bounded: past `max_entries` new entries (announced or relayed) are dropped and
+/// counted, and every request fails, since a dropped entry may be the VM's running copy; a
+/// fenced mark for a node we hold nothing of is not kept.
+#[test]
+fn a_full_map_drops_entries_and_fails_every_request() {
+    let mut c = Core::new(
+        CoreConfig {
+            max_entries: 3,
+            ..CoreConfig::default()
+        },
+        1,
+    );
+    c.connected(1);
+    c.set_quorate(true);
+    let _ = c.confchg(&[1, 2], &[], &[1, 2], t0());
+    let _ = c.deliver(2, &store("vm-a", U1, RUN), t0());
+    let _ = c.deliver(2, &store("vm-b", U2, RUN), t0());
+    let (seqno, a) = ask(&mut c, "vm-a", CpgOp::Status);
+    assert!(
+        completes(&a).is_empty(),
+        "routed to node 2 while there is room"
+    );
+    c.cancel(seqno);
+    // An update of a known entry needs no room.
+    let _ = c.deliver(2, &store("vm-b", U2, OFF), t0());
+    let _ = c.deliver(2, &store("vm-c", "", RUN), t0());
+    assert_eq!(c.map().len(), 3);
+    assert_eq!(c.dropped().overflow, 0);
+    // Full: a fourth announcement and a relay for an absent node are dropped.
+    let _ = c.deliver(2, &store("vm-d", "", RUN), t0());
+    let relay = encode_store_vm(&VmState {
+        name: "vm-e".into(),
+        uuid: String::new(),
+        owner: 7,
+        state: RUN,
+    });
+    let _ = c.deliver(2, &relay, t0());
+    assert_eq!(c.map().len(), 3);
+    assert_eq!(c.dropped().overflow, 2);
+    // Nothing is sure now, not even a VM announced running.
+    for vm in ["vm-a", "vm-d", "nosuch"] {
+        let (seqno, a) = ask(&mut c, vm, CpgOp::Status);
+        assert_eq!(completes(&a), vec![(seqno, Err(Failure::MapFull))], "{vm}");
+    }
+    // A mark for node 7 (nothing held) is not kept.
+    let _ = c.deliver(2, &fenced_marker(7), t0());
+    assert!(c.fenced.is_empty());
+}

@@ -62,6 +62,10 @@ use crate::VmRef;
 /// fails until the next connection to corosync finds room.
 pub const MAX_ENTRIES: usize = 65_536;
 
+/// Most requests of other members watched at once (each for about 22 s); past it a request
+/// is not watched (counted in [`Dropped::watchdogs`]).
+pub const MAX_WATCHDOGS: usize = 4096;
+
 /// Response codes on the wire.
 const CODE_SUCCESS: u32 = 0;
 const CODE_FAIL: u32 = 1;
@@ -269,6 +273,8 @@ pub struct Dropped {
     pub unmatched_replies: u64,
     /// STORE_VMs dropped because the map was full ([`MAX_ENTRIES`]).
     pub overflow: u64,
+    /// Requests of other members not watched because [`MAX_WATCHDOGS`] were.
+    pub watchdogs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -1015,6 +1021,12 @@ impl Core {
             _ => {}
         }
         if sender != me && !designated.contains(&me) {
+            if self.watchdogs.len() >= MAX_WATCHDOGS
+                && !self.watchdogs.contains_key(&(sender, seqno))
+            {
+                self.dropped.watchdogs += 1;
+                return;
+            }
             let rank = self
                 .members
                 .iter()

@@ -868,3 +868,20 @@ fn a_full_map_drops_entries_and_fails_every_request() {
     let _ = c.deliver(2, &fenced_marker(7), t0());
     assert!(c.fenced.is_empty());
 }
+
+/// Watchdogs are bounded: past `MAX_WATCHDOGS` other members' requests are not watched, and
+/// that is counted.
+#[test]
+fn watchdogs_are_bounded() {
+    let mut c = cluster(3);
+    for seqno in 1..=(MAX_WATCHDOGS as u32 + 5) {
+        let _ = c.deliver(1, &request(seqno, "vm-b", CpgOp::Status), t0());
+    }
+    assert_eq!(c.watchdogs.len(), MAX_WATCHDOGS);
+    assert_eq!(c.dropped().watchdogs, 5);
+    // Answered ones make room again.
+    let _ = c.deliver(2, &reply(1, 1, "vm-b", CpgOp::Status, 0), t0());
+    let _ = c.deliver(1, &request(90_000, "vm-b", CpgOp::Status), t0());
+    assert_eq!(c.watchdogs.len(), MAX_WATCHDOGS);
+    assert_eq!(c.dropped().watchdogs, 5);
+}

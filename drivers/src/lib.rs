@@ -28,8 +28,14 @@ pub mod vmrun;
 pub mod vmware_soap;
 #[cfg(feature = "xenapi")]
 pub mod xenapi;
-#[cfg(any(feature = "vmware_soap", feature = "xenapi", feature = "fence_agent"))]
-// The fence agent runner alone reads metadata only; the SOAP and XML-RPC helpers go unused.
+#[cfg(any(
+    feature = "vmware_soap",
+    feature = "xenapi",
+    feature = "fence_agent",
+    feature = "cpg"
+))]
+// The fence agent runner and the cpg fencing history only read documents; the SOAP and
+// XML-RPC helpers go unused.
 #[cfg_attr(
     not(any(feature = "vmware_soap", feature = "xenapi")),
     allow(dead_code)

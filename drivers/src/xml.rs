@@ -1,5 +1,5 @@
-//! A small owned XML tree for SOAP and XML-RPC responses and fence agents' metadata, and
-//! escaping for the requests we write by hand.
+//! A small owned XML tree for SOAP and XML-RPC responses, fence agents' metadata and
+//! Pacemaker's fencing history, and escaping for the requests we write by hand.
 //! Element and attribute names are kept by local name (namespace prefixes differ between
 //! vCenter, ESXi and the simulator and carry no meaning for us).
 //!

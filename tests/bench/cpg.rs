@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use fence_system_tests::agent::{Agent, Input};
-use fence_system_tests::corosync_cluster::{CpgCluster, CpgMsg, Listen, NodeSpec, Sniffer};
+use fence_system_tests::corosync_cluster::{CpgCluster, CpgMsg, NodeSpec, Sniffer};
 use fence_system_tests::{Impl, TestDomain, TestNode};
 
 fn node(vms: &[(&str, &str, bool)]) -> TestNode {
@@ -52,12 +52,7 @@ fn cluster(which: Impl) -> (CpgCluster, Sniffer) {
         ])
     };
     let mut c = CpgCluster::start(vec![
-        NodeSpec {
-            daemon: None,
-            listen: Listen::Tcp,
-            vms: TestNode::default(),
-            cpg_extra: String::new(),
-        },
+        NodeSpec::corosync_only(),
         NodeSpec::new(which, vms(2, "vm-a")),
         NodeSpec::new(which, vms(3, "vm-b")),
         NodeSpec::new(which, vms(4, "vm-c")),

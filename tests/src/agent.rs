@@ -136,6 +136,23 @@ impl Agent {
     }
 }
 
+/// Runs `cmd` (stdin empty, output to temporary files) to completion, killed after `timeout`.
+pub fn run_bounded(mut cmd: std::process::Command, timeout: Duration) -> AgentOutput {
+    let dir = tempfile::Builder::new()
+        .prefix("fence-run-")
+        .tempdir()
+        .expect("tempdir");
+    let out = File::create(dir.path().join("stdout")).expect("stdout file");
+    let err = File::create(dir.path().join("stderr")).expect("stderr file");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    RunningAgent { child, dir }.wait(timeout)
+}
+
 impl RunningAgent {
     /// Pid of the agent.
     pub fn pid(&self) -> u32 {

@@ -22,6 +22,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Condvar, Mutex};
@@ -98,6 +99,8 @@ pub struct NodeSpec {
     pub vms: TestNode,
     /// Extra lines inside `backends { cpg { … } }`.
     pub cpg_extra: String,
+    /// Also run Pacemaker (`pacemakerd`, no fencing configured in the CIB) on the node.
+    pub pacemaker: bool,
 }
 
 impl NodeSpec {
@@ -108,7 +111,22 @@ impl NodeSpec {
             listen: Listen::Tcp,
             vms,
             cpg_extra: String::new(),
+            pacemaker: false,
         }
+    }
+
+    /// A node running corosync only (no daemon, no VMs): a sniffer's seat.
+    pub fn corosync_only() -> NodeSpec {
+        NodeSpec {
+            daemon: None,
+            ..NodeSpec::new(Impl::Ours, TestNode::default())
+        }
+    }
+
+    /// The same with Pacemaker running on the node.
+    pub fn with_pacemaker(mut self) -> NodeSpec {
+        self.pacemaker = true;
+        self
     }
 
     /// The same with a multicast listener.
@@ -138,6 +156,7 @@ pub struct Node {
     daemon_starts: u32,
     corosync: Option<Child>,
     corosync_starts: u32,
+    pacemakerd: Option<Child>,
     // Dropped after the processes above (field order), then the namespace goes.
     holder: Holder,
     ns: Netns,
@@ -213,8 +232,23 @@ impl Drop for Node {
                 tail(&self.corosync_log(), 30)
             );
         }
-        // The daemon first (a clean leave), then corosync; Daemon's own Drop prints its logs.
+        if std::thread::panicking() && self.spec.pacemaker {
+            eprintln!(
+                "---- node {} pacemaker.log (tail) ----\n{}",
+                self.name,
+                tail(
+                    &fs::read_to_string(self.dir.join("pcmk/log/pacemaker.log"))
+                        .unwrap_or_default(),
+                    40
+                )
+            );
+        }
+        // The daemon first (a clean leave), then Pacemaker, then corosync; Daemon's own Drop
+        // prints its logs.
         self.daemon.take();
+        if let Some(mut p) = self.pacemakerd.take() {
+            stop(&mut p, Duration::from_secs(15));
+        }
         if let Some(mut c) = self.corosync.take() {
             stop(&mut c, Duration::from_secs(5));
         }
@@ -340,11 +374,21 @@ impl CpgCluster {
                 .ip(&["link", "set", &format!("s{id}"), "master", "br0", "up"]);
             ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
             ns.ip(&["link", "set", "eth0", "up"]);
+            let binds = if spec.pacemaker {
+                fs::set_permissions(c.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+                fs::set_permissions(&ndir, fs::Permissions::from_mode(0o755)).unwrap();
+                let pcmk = ndir.join("pcmk");
+                fs::create_dir_all(&pcmk).unwrap();
+                let lib = crate::pacemaker_cluster::prepare_node_dirs(&pcmk);
+                vec![(lib, PathBuf::from("/var/lib/pacemaker"))]
+            } else {
+                Vec::new()
+            };
             let holder = Holder::start(
                 &ns,
                 &HolderSpec {
                     hostname: name.clone(),
-                    binds: Vec::new(),
+                    binds,
                     private_shm: true,
                 },
                 &ndir.join("holder.err"),
@@ -358,6 +402,7 @@ impl CpgCluster {
                 daemon_starts: 0,
                 corosync: None,
                 corosync_starts: 0,
+                pacemakerd: None,
                 holder,
                 ns,
             });
@@ -375,6 +420,43 @@ impl CpgCluster {
                 },
             );
         }
+        let with_pacemaker: Vec<u32> = c
+            .nodes
+            .iter()
+            .filter(|n| n.spec.pacemaker)
+            .map(|n| n.id)
+            .collect();
+        for &i in &with_pacemaker {
+            let n = c.node_mut(i);
+            let cmd = n.holder.cmd(crate::pacemaker_cluster::PACEMAKERD);
+            n.pacemakerd = Some(crate::pacemaker_cluster::spawn_pacemakerd(
+                cmd,
+                &n.dir.join("pcmk"),
+            ));
+        }
+        for &i in &with_pacemaker {
+            let n = c.node(i);
+            let up = poll_until(START_LIMIT, || {
+                let o = n
+                    .holder
+                    .cmd("/usr/sbin/crm_mon")
+                    .args(["--output-as=xml", "-1"])
+                    .output();
+                let x = o
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                x.contains(r#"<current_dc present="true""#)
+                    && x.lines().any(|l| {
+                        l.contains(&format!(r#"<node name="{}""#, n.name))
+                            && l.contains(r#"online="true""#)
+                    })
+            });
+            assert!(
+                up,
+                "Pacemaker on {} not online with a DC within {START_LIMIT:?}",
+                n.name
+            );
+        }
         let with_daemon: Vec<u32> = c
             .nodes
             .iter()
@@ -388,6 +470,15 @@ impl CpgCluster {
             c.wait_group(i, &with_daemon);
         }
         c
+    }
+
+    /// `stonith_admin ARGS` on node `id` (which runs Pacemaker), bounded by 60 s.
+    pub fn stonith_admin(&self, id: u32, args: &[&str]) -> AgentOutput {
+        let n = self.node(id);
+        assert!(n.spec.pacemaker, "{} runs no Pacemaker", n.name);
+        let mut cmd = n.holder.cmd("/usr/sbin/stonith_admin");
+        cmd.args(args);
+        crate::agent::run_bounded(cmd, Duration::from_secs(60))
     }
 
     /// Node `id` (1-based).

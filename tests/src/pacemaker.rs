@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use crate::agent::AgentOutput;
 use crate::bins;
 use crate::netns::Netns;
-use crate::process::{code_of, poll_until, stop, wait_bounded};
+use crate::process::{poll_until, stop};
 
 /// Path of the fencer daemon (Debian `pacemaker`).
 pub const FENCED: &str = "/usr/lib/pacemaker/pacemaker-fenced";
@@ -82,30 +82,9 @@ impl Fencer {
 
     /// Runs `stonith_admin ARGS` in `ns` (which must be the fencer's namespace).
     pub fn admin(&self, ns: &Netns, args: &[&str], timeout: Duration) -> AgentOutput {
-        let out = File::create(self.dir.path().join("admin.out")).expect("admin out");
-        let err = File::create(self.dir.path().join("admin.err")).expect("admin err");
-        let mut child = ns
-            .cmd(STONITH_ADMIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn stonith_admin");
-        let (status, timed_out) = match wait_bounded(&mut child, timeout) {
-            Some(st) => (st, false),
-            None => (
-                stop(&mut child, Duration::from_millis(500)).expect("reap"),
-                true,
-            ),
-        };
-        let read = |n: &str| fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        AgentOutput {
-            code: code_of(status),
-            timed_out,
-            stdout: read("admin.out"),
-            stderr: read("admin.err"),
-        }
+        let mut cmd = ns.cmd(STONITH_ADMIN);
+        cmd.args(args);
+        crate::agent::run_bounded(cmd, timeout)
     }
 
     /// The fencer's log file and its stdout/stderr.

@@ -63,6 +63,39 @@ const CIB: &str = r#"<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9"
 </cib>
 "#;
 
+/// Prepares `dir` (made traversable: the cluster daemons run as hacluster) for one Pacemaker
+/// node: `dir/lib`, to be bind-mounted on `/var/lib/pacemaker`, holding the initial [`CIB`],
+/// and `dir/log` for its log, both owned by hacluster. Returns `dir/lib`.
+pub fn prepare_node_dirs(dir: &Path) -> PathBuf {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let lib = dir.join("lib");
+    for sub in ["cib", "pengine", "blackbox", "cores"] {
+        fs::create_dir_all(lib.join(sub)).unwrap();
+    }
+    fs::create_dir_all(dir.join("log")).unwrap();
+    fs::write(lib.join("cib/cib.xml"), CIB).unwrap();
+    let st = Command::new("/bin/chown")
+        .args(["-R", "hacluster:haclient"])
+        .arg(&lib)
+        .arg(dir.join("log"))
+        .status()
+        .expect("chown");
+    assert!(st.success(), "chown hacluster:haclient failed");
+    lib
+}
+
+/// Spawns `pacemakerd` (`cmd`: it, run inside the node's holder) logging to
+/// `dir/log/pacemaker.log` and `dir/pacemakerd.err`.
+pub fn spawn_pacemakerd(mut cmd: Command, dir: &Path) -> Child {
+    cmd.env("PCMK_logfile", dir.join("log/pacemaker.log"))
+        .env("PCMK_logfacility", "none")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("pacemakerd.err")).unwrap())
+        .spawn()
+        .expect("spawn pacemakerd")
+}
+
 impl Cluster {
     /// Starts node `name` in `ns` on a veth pair whose end `v0` carries `addr/24` (corosync's
     /// ring address). Panics (with the logs) if it is not online and DC within 40 s.
@@ -80,27 +113,13 @@ impl Cluster {
             .prefix("fence-cluster-")
             .tempdir()
             .expect("tempdir");
-        // The cluster daemons run as hacluster and write their log here.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let lib = dir.path().join("lib");
-        for sub in ["cib", "pengine", "blackbox", "cores"] {
-            fs::create_dir_all(lib.join(sub)).unwrap();
-        }
+        let lib = prepare_node_dirs(dir.path());
         fs::create_dir_all(dir.path().join("corosync")).unwrap();
-        fs::create_dir_all(dir.path().join("log")).unwrap();
-        fs::write(lib.join("cib/cib.xml"), CIB).unwrap();
         fs::write(
             dir.path().join("corosync.conf"),
             corosync_conf(name, addr, &dir.path().join("corosync")),
         )
         .unwrap();
-        let st = Command::new("/bin/chown")
-            .args(["-R", "hacluster:haclient"])
-            .arg(&lib)
-            .arg(dir.path().join("log"))
-            .status()
-            .expect("chown");
-        assert!(st.success(), "chown hacluster:haclient failed");
         ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "v0"]);
         ns.ip(&["link", "set", "v0", "up"]);
@@ -141,16 +160,7 @@ impl Cluster {
             "corosync did not come up:\n{}",
             c.log("corosync.err")
         );
-        c.pacemakerd = Some(
-            c.cmd(PACEMAKERD)
-                .env("PCMK_logfile", c.dir.path().join("log/pacemaker.log"))
-                .env("PCMK_logfacility", "none")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(File::create(c.dir.path().join("pacemakerd.err")).unwrap())
-                .spawn()
-                .expect("spawn pacemakerd"),
-        );
+        c.pacemakerd = Some(spawn_pacemakerd(c.cmd(PACEMAKERD), c.dir.path()));
         let up = poll_until(Duration::from_secs(40), || {
             let o = c.run(&["crm_mon", "--output-as=xml", "-1"]);
             let x = String::from_utf8_lossy(&o.stdout);

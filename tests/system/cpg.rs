@@ -1102,12 +1102,7 @@ fn pacemaker_fenced() {
 #[test]
 fn c_wire() {
     let c = CpgCluster::start(vec![
-        NodeSpec {
-            daemon: None,
-            listen: Listen::Tcp,
-            vms: TestNode::default(),
-            cpg_extra: String::new(),
-        },
+        NodeSpec::corosync_only(),
         NodeSpec::new(
             Impl::C,
             TestNode {
@@ -1241,12 +1236,7 @@ fn c_wire() {
 #[test]
 fn ours_wire() {
     let c = CpgCluster::start(vec![
-        NodeSpec {
-            daemon: None,
-            listen: Listen::Tcp,
-            vms: TestNode::default(),
-            cpg_extra: String::new(),
-        },
+        NodeSpec::corosync_only(),
         NodeSpec::new(
             Impl::Ours,
             TestNode {
@@ -1392,4 +1382,84 @@ fn empty_host() {
         eprintln!("reference hangs recovered from: {:?}", w.hangs);
         k.finish(|| w.c.logs());
     }
+}
+
+/// Pacemaker's fencing history proves a lost host fenced (ours on every node, Pacemaker on n1
+/// and n2, a fence_dummy device for n3): a fencing of n3's current incarnation counts whether it
+/// came before the loss (the usual order: the fencing is what cuts it off) or after it; a
+/// fencing of an earlier incarnation does not; the mark ends when n3 is back.
+#[test]
+fn ours_pacemaker_fence_history() {
+    let mut c = CpgCluster::start(vec![
+        NodeSpec::new(Impl::Ours, vms(1)).with_pacemaker(),
+        NodeSpec::new(Impl::Ours, vms(2)).with_pacemaker(),
+        NodeSpec::new(Impl::Ours, vms(3)),
+    ]);
+    settle(&c);
+    let mut k = Checks::new("ours: Pacemaker's fencing history");
+    let out = c.stonith_admin(
+        1,
+        &[
+            "--register",
+            "dummy",
+            "--agent",
+            "fence_dummy",
+            "--option",
+            "pcmk_host_list=n3",
+            "--option",
+            "pcmk_host_argument=none",
+        ],
+    );
+    k.code("register a fence_dummy device for n3", &out, 0);
+    let fence = |c: &CpgCluster, k: &mut Checks, label: &str| {
+        let out = c.stonith_admin(1, &["--fence", "n3", "--timeout", "30"]);
+        k.code(&format!("stonith_admin --fence n3 ({label})"), &out, 0);
+    };
+    // Fenced while a member (history times are whole seconds: one later than its join).
+    std::thread::sleep(Duration::from_millis(1100));
+    fence(&c, &mut k, "while a member");
+    c.kill_corosync(3);
+    c.wait_group(1, &[1, 2]);
+    c.wait_group(2, &[1, 2]);
+    let out = c.wait_status(2, VM_C.0, 2, Duration::from_secs(30));
+    k.code("status vm-c via n2: n3 fenced, then lost", &out, 2);
+    // A new incarnation of n3: that fencing no longer counts when it is lost again.
+    c.start_corosync(3);
+    join_all(&c);
+    c.wait_group(1, &[1, 2, 3]);
+    let out = c.wait_status(1, VM_C.0, 0, Duration::from_secs(20));
+    k.code("vm-c answered by n3's new incarnation", &out, 0);
+    c.kill_corosync(3);
+    c.wait_group(1, &[1, 2]);
+    c.wait_group(2, &[1, 2]);
+    let read = poll_until(Duration::from_secs(30), || {
+        c.node(1).daemon_log().contains("older than its last join")
+    });
+    k.check(read, || {
+        "n1's daemon read the history and found the fencing too old".to_string()
+    });
+    let out = req(&c, 1, Impl::C, VM_C.0, "status", T);
+    k.code(
+        "status vm-c: the earlier incarnation's fencing does not count",
+        &out,
+        1,
+    );
+    // Fenced after the loss: off for the whole group, answered by the lowest member.
+    fence(&c, &mut k, "after its loss");
+    let out = c.wait_status(2, VM_C.0, 2, Duration::from_secs(30));
+    k.code(
+        "status vm-c via n2 once the history shows n3 fenced",
+        &out,
+        2,
+    );
+    for (op, code) in [("status", 2), ("off", 0), ("on", 1)] {
+        let out = req(&c, 1, Impl::C, VM_C.0, op, T);
+        k.code(&format!("{op} vm-c via n1 (n3 fenced)"), &out, code);
+    }
+    // n3 back: its VMs are its own again.
+    c.start_corosync(3);
+    join_all(&c);
+    let out = c.wait_status(1, VM_C.0, 0, Duration::from_secs(20));
+    k.code("vm-c answered by n3 after it rejoined", &out, 0);
+    k.finish(|| c.logs());
 }

@@ -72,6 +72,14 @@ const KEYS: &[KeySpec] = &[
     )
     .default("local")
     .ours(),
+    KeySpec::new(
+        "backends/cpg",
+        "fence_history",
+        KeyType::Word(&["pacemaker", "none"]),
+        "where a lost host's fencing is looked up (Pacemaker's fencing history, or nowhere)",
+    )
+    .default("pacemaker")
+    .ours(),
 ];
 
 /// cpg `name_mode`.
@@ -100,6 +108,8 @@ pub struct CpgConfig {
     pub poll_secs: u64,
     /// Host list of the whole cluster instead of this host's domains.
     pub list_cluster: bool,
+    /// Look lost hosts up in Pacemaker's fencing history (`fence_history = "pacemaker"`).
+    pub pacemaker_history: bool,
 }
 
 impl CpgConfig {
@@ -126,6 +136,7 @@ impl CpgConfig {
             timeout_secs: s.int("timeout")? as u64,
             poll_secs: s.int("poll")? as u64,
             list_cluster: s.word_or_default("list")? == "cluster",
+            pacemaker_history: s.word_or_default("fence_history")? == "pacemaker",
         })
     }
 }
@@ -149,6 +160,10 @@ impl BackendSpec for CpgConfig {
                 ListScope::Local
             },
             send_uuid: self.name_mode == NameMode::Uuid,
+            fence_history: self
+                .pacemaker_history
+                .then(|| fence_drivers::cpg::history::STONITH_ADMIN.into()),
+            ..CpgOptions::new(Vec::new())
         };
         CpgDriver::start(opts)
             .map(|d| Arc::new(d) as Arc<dyn Driver>)

@@ -1075,6 +1075,7 @@ mod tests {
             timeout_secs: 20,
             poll_secs: 2,
             list_cluster: false,
+            pacemaker_history: true,
         }
     }
 
@@ -1082,7 +1083,8 @@ mod tests {
     fn cpg_keys_of_ours() {
         let c = ok("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
                     backends { cpg { uri = \"test:///default\"; group = \"fence-virt\"; \
-                    timeout = \"7\"; poll = \"1\"; list = \"cluster\"; } }");
+                    timeout = \"7\"; poll = \"1\"; list = \"cluster\"; \
+                    fence_history = \"none\"; } }");
         assert_eq!(
             c.backend,
             CpgConfig {
@@ -1091,12 +1093,16 @@ mod tests {
                 timeout_secs: 7,
                 poll_secs: 1,
                 list_cluster: true,
+                pacemaker_history: false,
                 ..cpg_defaults()
             }
         );
         let e = err("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
                      backends { cpg { list = \"everything\"; } }");
         assert_eq!(invalid_at(&e).0, "backends/cpg/@list");
+        let e = err("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
+                     backends { cpg { fence_history = \"crm\"; } }");
+        assert_eq!(invalid_at(&e).0, "backends/cpg/@fence_history");
         let e = err("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
                      backends { cpg { timeout = \"0\"; } }");
         assert_eq!(invalid_at(&e).0, "backends/cpg/@timeout");

@@ -350,6 +350,9 @@ pub struct Core {
     watchdogs: HashMap<(u32, u32), Watchdog>,
     /// Absent nodes whose host is confirmed fenced (since when).
     fenced: BTreeMap<u32, Instant>,
+    /// Since when we have seen each node in the group without a break (its current
+    /// incarnation), kept after it leaves; only nodes seen join since our own connection.
+    member_since: BTreeMap<u32, Instant>,
     /// Entries were dropped for want of room since the last connection.
     overflowed: bool,
     dropped: Dropped,
@@ -379,6 +382,7 @@ impl Core {
             outstanding: HashMap::new(),
             watchdogs: HashMap::new(),
             fenced: BTreeMap::new(),
+            member_since: BTreeMap::new(),
             overflowed: false,
             dropped: Dropped::default(),
         }
@@ -461,6 +465,9 @@ impl Core {
         // A fenced host may come back and go again while we cannot see it: the members send
         // their current marks again when we rejoin.
         self.fenced.clear();
+        // Nodes may leave, be fenced and come back unseen meanwhile: a fencing found in a
+        // history later could be of an earlier incarnation.
+        self.member_since.clear();
         // Every member announces everything again at our next join.
         self.overflowed = self.entries() >= self.cfg.max_entries;
         let mut out = Vec::new();
@@ -557,6 +564,12 @@ impl Core {
         // A host back in the group is no longer "fenced": if it goes again, it is lost anew.
         for n in joined.iter().chain(members) {
             self.fenced.remove(n);
+        }
+        for &n in joined {
+            self.member_since.insert(n, now);
+        }
+        for &n in members {
+            self.member_since.entry(n).or_insert(now);
         }
         for &(node, reason) in left {
             if self.members.contains(&node) {
@@ -721,6 +734,22 @@ impl Core {
             return Err(ConfirmError::NoVms(node));
         }
         Ok(vec![Action::Send(fenced_marker(node))])
+    }
+
+    /// Lost nodes that a fencing could be confirmed for: absent, not yet marked fenced,
+    /// holding entries, and seen in the group since our connection. Each with the time its
+    /// last incarnation was first seen: only a fencing completed after it can have killed it.
+    pub fn fence_candidates(&self) -> Vec<(u32, Instant)> {
+        if !self.joined {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|(n, recs)| {
+                !self.members.contains(n) && !self.fenced.contains_key(n) && !recs.is_empty()
+            })
+            .filter_map(|(&n, _)| self.member_since.get(&n).map(|&t| (n, t)))
+            .collect()
     }
 
     /// Forget our request `seqno` (the caller gave up waiting).

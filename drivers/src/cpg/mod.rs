@@ -7,6 +7,8 @@
 //!
 //! Pieces:
 //! * [`core`]: the sans-io state machine (per-node map, routing, requests, watchdogs).
+//! * [`history`]: Pacemaker's fencing history, the automatic proof that a lost host was
+//!   fenced (besides the operator's `fence_virtctl confirm-fenced`).
 //! * `link`: the corosync binding (rust-corosync): a dispatch thread with reconnect and
 //!   quorum tracking.
 //! * [`CpgDriver`]: the [`Driver`] for the daemon: requester side (status/off/on as CPG
@@ -17,6 +19,7 @@
 //! one process-wide channel.
 
 pub mod core;
+pub mod history;
 mod link;
 
 use std::collections::HashMap;
@@ -59,6 +62,11 @@ pub struct CpgOptions {
     /// `name_mode = "uuid"`: requests carry the VM's UUID (else its name), so that C
     /// responders, which match only that form, find it.
     pub send_uuid: bool,
+    /// `stonith_admin` of the host cluster's Pacemaker, asked whether a lost host was fenced
+    /// ([`history`]); `None`: never asked.
+    pub fence_history: Option<std::path::PathBuf>,
+    /// How often lost hosts are looked up in the fencing history.
+    pub history_interval: Duration,
 }
 
 impl CpgOptions {
@@ -71,6 +79,8 @@ impl CpgOptions {
             poll: Duration::from_secs(2),
             list: ListScope::Local,
             send_uuid: false,
+            fence_history: Some(history::STONITH_ADMIN.into()),
+            history_interval: Duration::from_secs(5),
         }
     }
 }
@@ -91,7 +101,13 @@ struct Shared {
     names: Mutex<std::collections::BTreeMap<u32, String>>,
     /// Local jobs running now (bounded by [`MAX_JOBS`]).
     jobs: std::sync::atomic::AtomicUsize,
+    /// Wakes the history thread (at stop).
+    history_wake: Mutex<()>,
+    history_cv: Condvar,
 }
+
+/// Most lost hosts looked up in one round of the history thread.
+const HISTORY_BATCH: usize = 16;
 
 /// Most local actions run at once; beyond that a request is answered failure at once.
 const MAX_JOBS: usize = 64;
@@ -286,6 +302,75 @@ impl Shared {
         }
     }
 
+    /// Every `history_interval`: the lost hosts whose current incarnation Pacemaker's fencing
+    /// history shows fenced are confirmed to the group (at most [`HISTORY_BATCH`] per round).
+    fn history_loop(self: Arc<Self>, program: &std::path::Path) {
+        let mut last_error = String::new();
+        // The last too-old fencing reported per node (reported once each).
+        let mut stale: HashMap<u32, u64> = HashMap::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            {
+                let mut r = self.history_wake.lock();
+                if !self.stop.load(Ordering::Relaxed) {
+                    self.history_cv.wait_for(&mut r, self.opts.history_interval);
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let candidates = self.core.lock().fence_candidates();
+            let names = self.names.lock().clone();
+            for (node, since) in candidates.into_iter().take(HISTORY_BATCH) {
+                let Some(name) = names.get(&node) else {
+                    continue;
+                };
+                let incarnation = std::time::SystemTime::now() - since.elapsed();
+                match history::last_fenced(program, name, history::QUERY_TIMEOUT) {
+                    Ok(Some(when)) if history::fenced_after(when, incarnation) => {
+                        // A reboot, rejoin and new loss between this reading and the mark's
+                        // delivery (milliseconds) is not physically possible: the mark is
+                        // for the incarnation we saw.
+                        let actions = self.core.lock().confirm_fenced(node);
+                        match actions {
+                            Ok(a) => {
+                                tracing::warn!(
+                                    node,
+                                    host = %name,
+                                    fenced_at = when,
+                                    "cpg: Pacemaker's fencing history shows the lost host fenced; its VMs count as off"
+                                );
+                                self.run(a);
+                            }
+                            Err(e) => tracing::debug!(node, error = %e, "cpg: not confirmed"),
+                        }
+                    }
+                    Ok(Some(when)) => {
+                        if stale.insert(node, when) != Some(when) {
+                            tracing::info!(
+                                node,
+                                host = %name,
+                                fenced_at = when,
+                                "cpg: the lost host's last fencing is older than its last join; its VMs stay unconfirmed"
+                            );
+                        }
+                    }
+                    Ok(None) => {
+                        if stale.insert(node, 0) != Some(0) {
+                            tracing::info!(node, host = %name, "cpg: the lost host was never fenced; its VMs stay unconfirmed");
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if text != last_error {
+                            tracing::info!(error = %text, "cpg: cannot read Pacemaker's fencing history (lost hosts stay unconfirmed)");
+                            last_error = text;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Requester side: one CPG request, bounded.
     fn request(self: &Arc<Self>, op: CpgOp, vm: &VmRef) -> Outcome {
         let (tx, rx) = mpsc::sync_channel(1);
@@ -378,6 +463,8 @@ impl CpgDriver {
             vm_locks: Mutex::new(HashMap::new()),
             names: Mutex::new(std::collections::BTreeMap::new()),
             jobs: std::sync::atomic::AtomicUsize::new(0),
+            history_wake: Mutex::new(()),
+            history_cv: Condvar::new(),
         });
         let d = shared.clone();
         let dispatch = std::thread::Builder::new()
@@ -387,10 +474,19 @@ impl CpgDriver {
         let poller = std::thread::Builder::new()
             .name("cpg-poll".into())
             .spawn(move || p.poll_loop())?;
+        let mut threads = vec![dispatch, poller];
+        if let Some(program) = shared.opts.fence_history.clone() {
+            let h = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("cpg-history".into())
+                    .spawn(move || h.history_loop(&program))?,
+            );
+        }
         *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&shared));
         let driver = CpgDriver {
             shared,
-            threads: Mutex::new(vec![dispatch, poller]),
+            threads: Mutex::new(threads),
         };
         // As the C backend, start only once the group is joined (under `-w` the daemon
         // retries); dropping the driver stops its threads.
@@ -432,6 +528,10 @@ impl Drop for CpgDriver {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.shared.refresh_cv.notify_all();
+        {
+            let _g = self.shared.history_wake.lock();
+            self.shared.history_cv.notify_all();
+        }
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }

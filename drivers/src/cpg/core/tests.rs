@@ -885,3 +885,39 @@ fn watchdogs_are_bounded() {
     assert_eq!(c.watchdogs.len(), MAX_WATCHDOGS);
     assert_eq!(c.dropped().watchdogs, 5);
 }
+
+/// Candidates for a fencing-history check: absent nodes with entries, not yet marked, seen in
+/// the group since our connection, each with the time its incarnation was first seen.
+#[test]
+fn fence_candidates_are_lost_nodes_with_the_start_of_their_incarnation() {
+    let t = Instant::now();
+    let later = t + Duration::from_secs(30);
+    let mut c = node(1, &[1]);
+    let _ = c.confchg(&[1, 2, 3], &[], &[2, 3], t);
+    let _ = c.deliver(2, &store("vm-b", U2, RUN), t);
+    let _ = c.deliver(3, &store("vm-c", "", RUN), t);
+    assert!(c.fence_candidates().is_empty(), "everyone is here");
+    // Node 2 rejoins (a new incarnation), then both leave.
+    let _ = c.confchg(&[1, 3], &[(2, 3)], &[], t);
+    let _ = c.confchg(&[1, 2, 3], &[], &[2], later);
+    let _ = c.confchg(&[1], &[(2, 3), (3, 3)], &[], later);
+    let mut got = c.fence_candidates();
+    got.sort();
+    assert_eq!(got, vec![(2, later), (3, t)]);
+    // Marked fenced: no longer a candidate.
+    let _ = c.deliver(1, &fenced_marker(3), later);
+    assert_eq!(c.fence_candidates(), vec![(2, later)]);
+    // Known only from a relay (never seen here): not a candidate; nor after our reconnection,
+    // which forgets every incarnation we saw.
+    let relay = encode_store_vm(&VmState {
+        name: "x".into(),
+        uuid: String::new(),
+        owner: 9,
+        state: RUN,
+    });
+    let _ = c.deliver(1, &relay, later);
+    assert!(c.fence_candidates().iter().all(|&(n, _)| n != 9));
+    let _ = c.disconnected(later);
+    let _ = c.confchg(&[1], &[], &[1], later);
+    assert!(c.fence_candidates().is_empty());
+}

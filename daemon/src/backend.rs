@@ -432,9 +432,11 @@ mod tests {
             g.0 += 1;
             g.1 = g.1.max(g.0);
             self.cv.notify_all();
+            // Until an overlap was seen (not "two inside now": the second call may already
+            // have left when this one wakes up, which would make it wait out the bound).
             let _ = self
                 .cv
-                .wait_timeout_while(g, self.wait, |s| s.0 < 2)
+                .wait_timeout_while(g, self.wait, |s| s.1 < 2)
                 .unwrap();
         }
         fn leave(&self) {

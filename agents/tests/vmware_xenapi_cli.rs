@@ -7,6 +7,8 @@
 //! reference, vSphere directly for ours). Reference stderr is normalised as in
 //! `vmware_soap_cli.rs`.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -381,9 +383,7 @@ fn vmrun_modes_without_vmrun_fail_like_the_reference() {
 /// exit 1); ours talks to vSphere itself (here nothing listens: login error, exit 1).
 #[test]
 fn esx_mode_without_helper() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
+    let (_down, port) = common::refused_port();
     let input = format!("action=status\nip=127.0.0.1:{port}\nusername=u\npassword=p\nport=vm1\n");
     let (rrc, rout, rerr) = run(&reference("fence_vmware"), &[], Some(&input));
     assert_eq!((rrc, rout.as_str()), (1, ""));

@@ -422,6 +422,8 @@ mod tests {
         inner: SimDriver,
         state: std::sync::Mutex<(usize, usize)>,
         cv: std::sync::Condvar,
+        /// How long a call waits for a second one to arrive.
+        wait: Duration,
     }
 
     impl Overlap {
@@ -430,9 +432,11 @@ mod tests {
             g.0 += 1;
             g.1 = g.1.max(g.0);
             self.cv.notify_all();
+            // Until an overlap was seen (not "two inside now": the second call may already
+            // have left when this one wakes up, which would make it wait out the bound).
             let _ = self
                 .cv
-                .wait_timeout_while(g, Duration::from_millis(300), |s| s.0 < 2)
+                .wait_timeout_while(g, self.wait, |s| s.1 < 2)
                 .unwrap();
         }
         fn leave(&self) {
@@ -467,19 +471,28 @@ mod tests {
         }
     }
 
-    fn overlap_backend() -> (Arc<Overlap>, Arc<Backend>) {
+    /// `wait`: how long each driver call waits for a second one to overlap it.
+    fn overlap_backend(wait: Duration) -> (Arc<Overlap>, Arc<Backend>) {
         let d = Arc::new(Overlap {
             inner: SimDriver::demo(),
             state: Default::default(),
             cv: Default::default(),
+            wait,
         });
-        let b = Backend::new(d.clone(), FenceOptions::default(), Duration::from_secs(5));
+        // The deadline is only a hang guard: it must exceed `wait`.
+        let b = Backend::new(
+            d.clone(),
+            FenceOptions::default(),
+            wait + Duration::from_secs(20),
+        );
         (d, Arc::new(b))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn different_vms_are_fenced_in_parallel() {
-        let (d, b) = overlap_backend();
+        // Each call returns as soon as the other one overlaps it; the bound is a hang guard
+        // for a loaded machine where the second call starts late.
+        let (d, b) = overlap_backend(Duration::from_secs(10));
         let (x, y) = tokio::join!(
             b.power(PowerAction::Off, "vm1"),
             b.power(PowerAction::Off, "vm2")
@@ -490,7 +503,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_same_vm_is_serialised() {
-        let (d, b) = overlap_backend();
+        // Every call waits this long for an overlap that must never come.
+        let (d, b) = overlap_backend(Duration::from_millis(300));
         b.power(PowerAction::On, "vm4").await;
         let (x, y) = tokio::join!(
             b.power(PowerAction::Reboot, "vm1"),
@@ -583,7 +597,13 @@ mod tests {
             FenceOptions::default(),
             Duration::from_millis(200),
         );
+        let entered = gate.entered.notified();
         assert_eq!(b.power(PowerAction::Off, "vm1").await, RESP_FAIL);
+        // The deadline may pass before the blocking call reached the driver on a loaded
+        // machine: wait for it to get there (hang guard only).
+        tokio::time::timeout(Duration::from_secs(10), entered)
+            .await
+            .expect("the timed-out power-off still reaches the driver");
         assert_eq!(gate.off_calls.load(Ordering::SeqCst), 1);
         // The call is still inside the driver: the lock is held.
         let lock = b.vm_lock(&VmRef::parse("vm1"));

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fence_proto::Op;
 
 mod common;
-use common::{ask, free_port, BIN};
+use common::{ask, free_ports, BIN};
 
 /// A tcp listener without hash or challenge, the simulated backend, a small journal and
 /// metrics on `metrics`.
@@ -100,7 +100,7 @@ fn scrape(port: u16) -> String {
 #[test]
 fn journal_survives_kill_9_rotates_and_is_private() {
     let d = tempfile::tempdir().unwrap();
-    let (port, mport) = (free_port(), free_port());
+    let [port, mport] = free_ports();
     let conf = conf(d.path(), port, mport);
     let journal = d.path().join("state/journal.jsonl");
     let rotated = d.path().join("state/journal.jsonl.1");

@@ -325,6 +325,7 @@ fn wrong_password_is_auth_error_with_fault_text() {
 
 #[test]
 fn tls_verify_wrong_ca_and_insecure() {
+    // The elapsed-time bounds below are hang guards, not performance assertions.
     let sim = Sim::start(&["-vms", "2"], true);
     let vm = name("DC0_C0_RP0_VM0");
 
@@ -350,7 +351,7 @@ fn tls_verify_wrong_ca_and_insecure() {
             }
             other => panic!("{tls:?}: {other:?}"),
         }
-        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(20));
     }
 
     // Plain HTTP against the TLS port fails promptly.
@@ -358,11 +359,12 @@ fn tls_verify_wrong_ca_and_insecure() {
     o.timeout = Duration::from_secs(2);
     let t = Instant::now();
     assert!(VmwareSoapDriver::connect(o).is_err());
-    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(20));
 }
 
 #[test]
 fn endpoint_killed_mid_run_is_unreachable_not_a_hang() {
+    // The elapsed-time bounds below are hang guards (a loaded machine is slow, not hung).
     let mut sim = Sim::start(&["-vms", "2"], false);
     let mut o = sim.opts(Tls::Plain);
     o.timeout = Duration::from_secs(3);
@@ -384,7 +386,7 @@ fn endpoint_killed_mid_run_is_unreachable_not_a_hang() {
             other => panic!("{what}: {other:?}"),
         }
         assert!(
-            t.elapsed() < Duration::from_secs(5),
+            t.elapsed() < Duration::from_secs(20),
             "{what} took {:?}",
             t.elapsed()
         );
@@ -392,7 +394,7 @@ fn endpoint_killed_mid_run_is_unreachable_not_a_hang() {
     // Drop must not hang either (logout against a dead endpoint).
     let t = Instant::now();
     drop(d);
-    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(20));
 }
 
 #[test]

@@ -17,7 +17,8 @@
 //! * [`guest_channel`]: QEMU stand-ins for the serial listener (a pty bridged to a domain's
 //!   unix socket with socat, a guestfwd-like TCP relay for vmchannel);
 //! * [`wire`]: raw sockets inside a namespace, to capture, alter and replay datagrams;
-//! * [`xenapi_sim`]: a XenAPI pool simulator (XML-RPC over HTTP on loopback).
+//! * [`xenapi_sim`]: a XenAPI pool simulator (XML-RPC over HTTP on loopback);
+//! * [`ports`]: a loopback port held refused for the whole test ("endpoint down").
 //!
 //! Helpers panic with a clear message instead of returning errors: they only run in tests, and
 //! a missing peer or a namespace that cannot be created must fail the test, never skip it.
@@ -35,6 +36,7 @@ pub mod libvirtd;
 pub mod netns;
 pub mod pacemaker;
 pub mod pacemaker_cluster;
+pub mod ports;
 pub mod process;
 pub mod wire;
 pub mod xenapi_sim;

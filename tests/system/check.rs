@@ -125,7 +125,7 @@ fn wrong_hash_tcp_case(which: Impl) {
     cfg.hash = Some("sha512".into());
     let d = Daemon::start(&ns, which, &cfg);
     let key = d.key_path().display().to_string();
-    let r = run_tcp_check(&ns, &key, "vm1", "3");
+    let r = run_tcp_check(&ns, &key, "vm1", "10");
     assert_fails_at(
         &r,
         StepName::Authentication,
@@ -170,7 +170,7 @@ fn wrong_key_tcp_case(which: Impl) {
     let _d = Daemon::start(&ns, which, &tcp_config());
     let dir = tempfile::tempdir().unwrap();
     let key = write_key(&dir, b"some other key\n");
-    let r = run_tcp_check(&ns, &key, "vm1", "3");
+    let r = run_tcp_check(&ns, &key, "vm1", "10");
     assert_fails_at(
         &r,
         StepName::Authentication,
@@ -189,7 +189,7 @@ fn wrong_hash_multicast_case(which: Impl) {
     cfg.hash = Some("sha512".into());
     let d = Daemon::start(&ns, which, &cfg);
     let key = d.key_path().display().to_string();
-    let r = run_check(&ns, &["fence_xvm", "-k", &key, "-H", "vm1", "-t", "3"]);
+    let r = run_check(&ns, &["fence_xvm", "-k", &key, "-H", "vm1", "-t", "10"]);
     assert_fails_at(
         &r,
         StepName::Authentication,
@@ -213,7 +213,7 @@ fn wrong_auth_multicast_case(which: Impl) {
             "-H",
             "vm1",
             "-t",
-            "3",
+            "10",
         ],
     );
     assert_fails_at(

@@ -75,9 +75,11 @@ fn hypervisor_stopped(pair: Pair) {
     let key = d.key_path().display().to_string();
     assert_vm_state(&ns, Family::V4, &key, "test", true, "before");
     signal(libvirtd.pid(), Signal::SIGSTOP);
+    // -t 10: the connect-back and handshake must finish within it on a loaded machine (the
+    // timeout that ends the run is the wait for the hypervisor's confirmation).
     let out = Agent::fence_xvm(pair.agent).run_args(
         &ns,
-        &["-o", "off", "-H", TEST_DOMAIN_UUID, "-k", &key, "-t", "3"],
+        &["-o", "off", "-H", TEST_DOMAIN_UUID, "-k", &key, "-t", "10"],
         RUN_LIMIT,
     );
     signal(libvirtd.pid(), Signal::SIGCONT);

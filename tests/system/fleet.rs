@@ -57,6 +57,32 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether process `pid` holds a socket listening on 127.0.0.1:`port` (IPv4 TCP): the
+/// listening socket's inode (/proc/net/tcp) is among the process' open files. A bare connect
+/// could be answered by another test's listener that took the port meanwhile.
+fn pid_listens_on(pid: u32, port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address, ..., st (0A = LISTEN), ..., inode
+            (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+    })
+}
+
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -106,15 +132,19 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start our fence_virtd");
-        let d = Daemon {
+        let mut d = Daemon {
             child,
             dir,
             port,
             sock,
         };
+        let pid = d.child.id();
         wait_until("admin socket and tcp listener up", || {
-            UnixStream::connect(&d.sock).is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", d.port)).is_ok()
+            // Exited (e.g. the port was taken between free_port and its bind): fail now.
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!("our fence_virtd exited during start-up: {st}");
+            }
+            UnixStream::connect(&d.sock).is_ok() && pid_listens_on(pid, d.port)
         });
         d
     }

@@ -39,7 +39,8 @@ fn driver_reconnects_after_libvirtd_restart() {
         Err(DriverError::Unreachable { what, .. }) => assert_eq!(what, env.uri()),
         other => panic!("expected Unreachable, got {other:?}"),
     }
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Hang guard: the 1 s policy gives up long before; a loaded machine is slow, not hung.
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     assert!(matches!(d.check(), Err(DriverError::Unreachable { .. })));
     assert!(matches!(d.list(), Err(DriverError::Unreachable { .. })));
 

@@ -18,6 +18,7 @@ use fence_system_tests::agent::AgentOutput;
 use fence_system_tests::bins::Impl;
 use fence_system_tests::daemon::{Daemon, DaemonConfig, Family, ListenerConfig};
 use fence_system_tests::netns::Netns;
+use fence_system_tests::ports::RefusedPort;
 
 use fence_drivers::xenapi::{Tls, XenApiDriver, XenApiOptions};
 use fence_drivers::{Driver, DriverError, PowerState, VmRef};
@@ -181,12 +182,9 @@ fn reference_agent_power_failures_and_slaves() {
             "Xen-API failure: ['HOST_IS_SLAVE', '192.0.2.10']\n".into()
         )
     );
-    // Endpoint down.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Endpoint down (the port stays reserved, refused, until the end of the test).
+    let down = RefusedPort::new();
+    let port = down.port;
     assert_eq!(
         reference_url(
             &format!("http://127.0.0.1:{port}/"),
@@ -364,12 +362,8 @@ fn driver_follows_the_pool_master_and_reports_failures() {
     })
     .unwrap_err();
     assert!(matches!(e, DriverError::Auth(_)), "{e:?}");
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let e = driver(&format!("http://127.0.0.1:{free}/")).unwrap_err();
+    let down = RefusedPort::new();
+    let e = driver(&format!("http://127.0.0.1:{}/", down.port)).unwrap_err();
     assert!(matches!(e, DriverError::Unreachable { .. }), "{e:?}");
     assert!(driver("xen1").is_err());
 }

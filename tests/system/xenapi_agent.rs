@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fence_system_tests::bins::our_bin_dir;
+use fence_system_tests::ports::RefusedPort;
 use fence_system_tests::xenapi_sim::{index_uuid, SimConfig, SimVm, XenSim};
 
 const REFERENCE: &str = "/usr/sbin/fence_xenapi";
@@ -149,12 +150,9 @@ fn cross_check_with_reference() {
 /// Endpoint down: same stdout and exit code.
 #[test]
 fn cross_check_endpoint_down() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/");
+    // Reserved (refused) until the end of the test: no other test can listen there.
+    let down = RefusedPort::new();
+    let url = format!("http://127.0.0.1:{}/", down.port);
     let args = ["-o", "status", "-n", "vm0"];
     let r = run(std::path::Path::new(REFERENCE), &url, "secret", &args);
     let o = run(&ours(), &url, "secret", &args);

@@ -442,18 +442,23 @@ fn vmchannel_eof_and_timeout() {
 
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    // The peer accepts and stays silent until the client has given up (hang guard 30 s).
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
         let (s, _) = l.accept().unwrap();
-        std::thread::sleep(Duration::from_millis(800));
+        let _ = wait_done.recv_timeout(Duration::from_secs(30));
         drop(s);
     });
     let mut c = cfg(HashAlg::None, b"");
     c.timeout = Duration::from_millis(300);
     let t0 = std::time::Instant::now();
     let e = request(&vmc(port), &c, Op::Off, "x", false).unwrap_err();
-    assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
-    assert!(t0.elapsed() < Duration::from_millis(750));
+    let took = t0.elapsed();
+    let _ = done.send(());
     h.join().unwrap();
+    assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+    // The 300 ms timeout ended the wait, not the peer (which stays silent far longer).
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 #[test]
@@ -462,22 +467,26 @@ fn serial_device_over_pty() {
     let pty = openpty(None, None).unwrap();
     let path = nix::unistd::ttyname(&pty.slave).unwrap();
     let mut master = File::from(pty.master);
+    // The master stays open until the client has its answer (closing it earlier could hang
+    // up the line before the client read it); 30 s is a hang guard.
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
         let mut buf = [0u8; 74];
         master.read_exact(&mut buf).unwrap();
         let mut out = b"noise".to_vec();
         out.extend_from_slice(&SerialResponse { code: 0 }.encode());
         master.write_all(&out).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        let _ = wait_done.recv_timeout(Duration::from_secs(30));
         SerialRequest::decode(&buf).unwrap()
     });
     let ch = Channel::Serial {
         device: path,
         params: "115200,8N1".into(),
     };
-    let r = request(&ch, &cfg(HashAlg::None, b""), Op::On, "vm9", false).unwrap();
-    assert_eq!(r, Reply::Code(0));
+    let r = request(&ch, &cfg(HashAlg::None, b""), Op::On, "vm9", false);
+    let _ = done.send(());
     let req = h.join().unwrap();
+    assert_eq!(r.unwrap(), Reply::Code(0));
     assert_eq!((req.op, req.domain.as_str()), (3, "vm9"));
     drop(pty.slave);
 
@@ -701,7 +710,8 @@ fn multicast_without_daemon_times_out() {
         e.0
     );
     assert!(
-        e.1 >= Duration::from_millis(550) && e.1 < Duration::from_secs(3),
+        // The 600 ms option is honoured (hang guard far below the 30 s default).
+        e.1 >= Duration::from_millis(550) && e.1 < Duration::from_secs(20),
         "{:?}",
         e.1
     );
@@ -850,7 +860,9 @@ fn multicast_only_rogues_report_the_rejection() {
     let to = listener.local_addr().unwrap();
     let host = std::thread::spawn(move || drop(rogue_connect(to, Rogue::WrongKey)));
     let c = cfg(HashAlg::Sha256, KEY);
-    let give_up = std::time::Instant::now() + Duration::from_millis(1500);
+    // The agent waits out the whole limit (no daemon comes): long enough for the rogue's
+    // handshake to finish on a loaded machine.
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
     let e =
         super::multicast::wait_for_daemon(&listener, &c, || {}, 1, Duration::from_secs(1), give_up)
             .unwrap_err();

@@ -1285,6 +1285,15 @@ fn ours_wire() {
         let out = c.fence_virt(2, Impl::C, &["-H", VM_B.0, "-o", "status"], T);
         k.code("status vm-b via n2", &out, 0);
     }
+    // Wait until the sniffer printed every REQUEST and REPLY (it is scheduled when it is),
+    // then a little longer: anything beyond one of each per request would show up too.
+    let count = |kind| {
+        sniff.messages()[before..]
+            .iter()
+            .filter(|m| m.kind() == Some(kind))
+            .count()
+    };
+    poll_until(Duration::from_secs(10), || count(0) >= n && count(1) >= n);
     std::thread::sleep(Duration::from_millis(500));
     let msgs = sniff.messages();
     let new = &msgs[before.min(msgs.len())..];

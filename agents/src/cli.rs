@@ -1,4 +1,5 @@
-//! Process-level helpers of the agent binaries: the command line as UTF-8 text.
+//! Process-level helpers of the agent binaries: the command line as UTF-8 text, and stdin
+//! read with a bound ([`read_stdin`]).
 //!
 //! `std::env::args()` panics (exit 101 with a backtrace) on an argument that is not UTF-8.
 //! The agents read their arguments with `args_os` instead and refuse such an argument with a
@@ -58,5 +59,52 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok, ["/x/\u{FFFD}fence_xvm", "-h"]);
+    }
+}
+
+/// Most bytes of `key=value` input an agent reads from stdin (a cluster passes a few hundred).
+pub const MAX_STDIN: usize = 1 << 20;
+
+/// Why stdin could not be taken as agent input.
+#[derive(Debug, thiserror::Error)]
+pub enum StdinError {
+    /// Reading failed.
+    #[error("cannot read stdin: {0}")]
+    Read(#[from] std::io::Error),
+    /// More than [`MAX_STDIN`] bytes.
+    #[error("stdin is longer than {MAX_STDIN} bytes")]
+    TooLong,
+}
+
+/// All of stdin, at most [`MAX_STDIN`] bytes (more is an error; nothing beyond the bound is
+/// read).
+pub fn read_stdin(stdin: &mut dyn std::io::Read) -> Result<Vec<u8>, StdinError> {
+    use std::io::Read;
+    let mut input = Vec::new();
+    Read::take(&mut *stdin, MAX_STDIN as u64 + 1).read_to_end(&mut input)?;
+    if input.len() > MAX_STDIN {
+        return Err(StdinError::TooLong);
+    }
+    Ok(input)
+}
+
+#[cfg(test)]
+mod stdin_tests {
+    use super::*;
+
+    #[test]
+    fn stdin_is_read_up_to_its_bound() {
+        let ok = vec![b'a'; MAX_STDIN];
+        assert_eq!(read_stdin(&mut ok.as_slice()).unwrap().len(), MAX_STDIN);
+        let long = vec![b'a'; MAX_STDIN + 1];
+        assert!(matches!(
+            read_stdin(&mut long.as_slice()),
+            Err(StdinError::TooLong)
+        ));
+        // An endless stdin is not read to its end.
+        assert!(matches!(
+            read_stdin(&mut std::io::repeat(b'x')),
+            Err(StdinError::TooLong)
+        ));
     }
 }

@@ -217,9 +217,13 @@ pub fn run(
     let ident = basename(argv0).to_string();
     let from_stdin = argv.len() <= 1;
     let mut args = if from_stdin {
-        let mut input = Vec::new();
-        let _ = stdin.read_to_end(&mut input);
-        parse_stdin(flavor, &input, out, err)
+        match crate::cli::read_stdin(stdin) {
+            Ok(input) => parse_stdin(flavor, &input, out, err),
+            Err(e) => {
+                let _ = writeln!(out, "Invalid input: {e}");
+                return 1;
+            }
+        }
     } else {
         parse_argv(flavor, argv0, &argv[1..], out, err)
     };
@@ -483,6 +487,16 @@ mod tests {
         );
         assert_eq!(rc, 1);
         assert!(o.starts_with("No attribute specified!"));
+        assert!(t.seen.is_empty());
+    }
+
+    #[test]
+    fn stdin_beyond_its_bound_is_refused_without_a_request() {
+        let mut long = String::from("action=off\nport=vm1\n");
+        long.push_str(&"#".repeat(crate::cli::MAX_STDIN));
+        let (rc, o, _, t) = go(&["fence_xvm"], &long, Ok(VirtReply::Code(0)));
+        assert_eq!(rc, 1);
+        assert_eq!(o, "Invalid input: stdin is longer than 1048576 bytes\n");
         assert!(t.seen.is_empty());
     }
 

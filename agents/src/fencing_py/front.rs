@@ -308,11 +308,13 @@ pub fn prepare(
             Err(e) => return fail_usage(err, &e),
         }
     } else {
-        let mut input = Vec::new();
-        if let Err(e) = stdin.read_to_end(&mut input) {
-            log(err, "ERROR", &format!("Failed: cannot read stdin: {e}"));
-            return Outcome::Exit(1);
-        }
+        let input = match crate::cli::read_stdin(stdin) {
+            Ok(i) => i,
+            Err(e) => {
+                log(err, "ERROR", &format!("Failed: {e}"));
+                return Outcome::Exit(1);
+            }
+        };
         match stdin_text(input) {
             Ok(input) => parse_stdin(&table, &input, err),
             Err(msg) => {
@@ -550,6 +552,16 @@ mod tests {
             String::from_utf8(o).unwrap(),
             String::from_utf8(e).unwrap(),
         )
+    }
+
+    #[test]
+    fn stdin_beyond_its_bound_is_refused() {
+        let mut long = String::from("action=status\nip=h\n");
+        long.push_str(&"#".repeat(crate::cli::MAX_STDIN));
+        let (r, out, err) = run(&soap(), &[], &long, None);
+        assert!(matches!(r, Outcome::Exit(1)));
+        assert_eq!(out, "");
+        assert_eq!(err, "ERROR: Failed: stdin is longer than 1048576 bytes\n");
     }
 
     #[test]

@@ -8,11 +8,15 @@
 //!   name, the request code, the client's seqno (informational) and the response code.
 //! * STORE_VM (type 2) carries `virt_state_t`: 65-byte name, 65-byte UUID, 2 pad bytes, owner
 //!   nodeid and libvirt domain state. Our wire extensions: state [`STATE_TOMBSTONE`] (-1),
-//!   "this domain is gone from the sending host"; state [`STATE_BURST_END`] (-2) with an empty
-//!   name and UUID, "that was my whole list"; state [`STATE_HOST_FENCED`] (-3) with an empty
-//!   name and UUID and the owner field naming an absent node, "that node's host is confirmed
-//!   fenced: its VMs are off"; and an owner other than the sender, "the sender holds this
-//!   entry for that (absent) node" (a relay for members that joined late).
+//!   "this domain is gone from the sending host"; state [`STATE_BURST_END`] (-2) named
+//!   [`BURST_END_NAME`], "that was my whole list"; state [`STATE_HOST_FENCED`] (-3) named
+//!   [`HOST_FENCED_NAME`] with the owner field naming an absent node, "that node's host is
+//!   confirmed fenced: its VMs are off"; and an owner other than the sender, "the sender holds
+//!   this entry for that (absent) node" (a relay for members that joined late). The markers'
+//!   names contain a `/`, which no libvirt domain name may, so no request matches them, and a
+//!   C receiver, which looks entries up by UUID, then by a non-empty name, keeps one entry per
+//!   marker name instead of adding one per marker received (it adds every entry whose name and
+//!   UUID are both empty).
 //!
 //! The writer zeroes every padding byte the C daemon leaves uninitialised and writes at most 64
 //! name bytes plus a NUL. The reader ignores those bytes (name = bytes up to the first NUL
@@ -35,12 +39,15 @@ pub const MAX_REQUEST_NAME: usize = 127;
 pub const MAX_STORE_TEXT: usize = 64;
 /// Domain state "gone from this host" (our extension; C receivers keep it as an entry).
 pub const STATE_TOMBSTONE: i32 = -1;
-/// End of a full announcement (our extension; an empty name and UUID, which C receivers keep
-/// as an entry no request can match).
+/// End of a full announcement (our extension, named [`BURST_END_NAME`]).
 pub const STATE_BURST_END: i32 = -2;
-/// "The host of node `owner` is confirmed fenced" (our extension; an empty name and UUID,
-/// which C receivers keep as an entry no request can match).
+/// "The host of node `owner` is confirmed fenced" (our extension, named
+/// [`HOST_FENCED_NAME`]).
 pub const STATE_HOST_FENCED: i32 = -3;
+/// Name of the end-of-announcement marker (no libvirt domain name contains a `/`).
+pub const BURST_END_NAME: &str = "fence-rs/burst-end";
+/// Name of the host-fenced marker.
+pub const HOST_FENCED_NAME: &str = "fence-rs/host-fenced";
 /// libvirt `VIR_DOMAIN_SHUTOFF`.
 pub const STATE_SHUTOFF: i32 = 5;
 

@@ -36,12 +36,16 @@
 //!   learns them as lost instead of unknown) and an end marker (state -2), on which receivers
 //!   drop the sender's entries it did not repeat (still lost from before it left).
 //! * **Confirmed fenced.** When the host of an absent node is confirmed fenced (an operator's
-//!   `fence_virtctl confirm-fenced`, as Pacemaker's `stonith_admin --confirm`), a member
-//!   multicasts a marker (state -3, owner field = that node); at its delivery every member
-//!   counts that node's entries as off. A VM only such a host has: the lowest-nodeid live
-//!   member answers, while quorate: status 2, off 0, reboot 0 (confirms off; nothing is
-//!   started), on 1. The mark goes when the node joins again (or when we lose corosync; the
-//!   members re-send their marks to joiners with the relays).
+//!   `fence_virtctl confirm-fenced`, as Pacemaker's `stonith_admin --confirm`, or Pacemaker's
+//!   fencing history), a member multicasts a marker (state -3, owner field = that node); at
+//!   its delivery every member counts that node's entries as off while the node is out of
+//!   the corosync membership too (a host whose corosync runs is not powered off: a mark for it
+//!   is refused, and it ends when the node shows up in corosync again, even before its
+//!   fence_virtd does). A VM only such hosts have: the lowest-nodeid member answers, only
+//!   while quorate and once every member's full announcement (its end marker) has arrived
+//!   since it or we joined, so a VM running on a member is known first: status 2, off 0,
+//!   reboot 0 (confirms off; nothing is started), on 1. Marks are sent again to joiners with
+//!   the relays and forgotten when we lose corosync.
 //! * **Bounded.** The map holds at most [`MAX_ENTRIES`]; past it new entries are dropped and
 //!   every request fails (a dropped entry may be the VM's only or second running copy) until
 //!   the next connection to corosync finds room.
@@ -51,7 +55,8 @@ use std::time::{Duration, Instant};
 
 use fence_proto::cpg::{
     decode, encode_reply, encode_request, encode_store_vm, CpgMessage, CpgOp, FenceReq, VmState,
-    CPG_MSG_LEN, STATE_BURST_END, STATE_HOST_FENCED, STATE_SHUTOFF, STATE_TOMBSTONE,
+    BURST_END_NAME, CPG_MSG_LEN, HOST_FENCED_NAME, STATE_BURST_END, STATE_HOST_FENCED,
+    STATE_SHUTOFF, STATE_TOMBSTONE,
 };
 
 use crate::vm::normalize_uuid;
@@ -194,6 +199,9 @@ pub enum Failure {
     /// An expected responder left the group before answering.
     #[error("the VM's host left the cluster group before answering")]
     ResponderLeft,
+    /// Only a fenced host has the VM, but not every member's full list has arrived yet.
+    #[error("the cluster's VM map is not complete yet (a member has not announced all its VMs)")]
+    Incomplete,
     /// The name does not fit a request.
     #[error("the VM name does not fit a cpg request")]
     BadName,
@@ -217,12 +225,29 @@ pub enum ConfirmError {
     /// No entry of that node is held: nothing to confirm.
     #[error("no VM of node {0} is known here")]
     NoVms(u32),
+    /// The node is in the corosync membership: its host runs.
+    #[error("node {0} is in the corosync membership: its host runs")]
+    HostUp(u32),
+    /// The corosync membership is not known (no quorum service).
+    #[error("the corosync membership is not known (quorum service unavailable)")]
+    MembershipUnknown,
+}
+
+/// A lost node whose fencing could be confirmed ([`Core::fence_candidates`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Candidate {
+    /// Its nodeid.
+    pub node: u32,
+    /// When we first saw its last incarnation in the group.
+    pub since: Instant,
+    /// When we saw it leave.
+    pub left: Instant,
 }
 
 /// The STORE_VM marker "the host of `node` is confirmed fenced".
 fn fenced_marker(node: u32) -> [u8; CPG_MSG_LEN] {
     encode_store_vm(&VmState {
-        name: String::new(),
+        name: HOST_FENCED_NAME.into(),
         uuid: String::new(),
         owner: node,
         state: STATE_HOST_FENCED,
@@ -353,6 +378,13 @@ pub struct Core {
     /// Since when we have seen each node in the group without a break (its current
     /// incarnation), kept after it leaves; only nodes seen join since our own connection.
     member_since: BTreeMap<u32, Instant>,
+    /// When we saw each node leave the group (since our own connection).
+    left_at: BTreeMap<u32, Instant>,
+    /// The corosync membership (nodes whose corosync runs), from the quorum service; `None`
+    /// until it is known.
+    up: Option<BTreeSet<u32>>,
+    /// Members whose full announcement (end marker) arrived since they or we joined.
+    bursts: BTreeSet<u32>,
     /// Entries were dropped for want of room since the last connection.
     overflowed: bool,
     dropped: Dropped,
@@ -383,6 +415,9 @@ impl Core {
             watchdogs: HashMap::new(),
             fenced: BTreeMap::new(),
             member_since: BTreeMap::new(),
+            left_at: BTreeMap::new(),
+            up: None,
+            bursts: BTreeSet::new(),
             overflowed: false,
             dropped: Dropped::default(),
         }
@@ -436,7 +471,7 @@ impl Core {
                     state: r.state,
                     live,
                     lost: r.lost,
-                    host_fenced: !live && self.fenced.contains_key(&nodeid),
+                    host_fenced: self.is_fenced(nodeid),
                 });
             }
         }
@@ -468,6 +503,9 @@ impl Core {
         // Nodes may leave, be fenced and come back unseen meanwhile: a fencing found in a
         // history later could be of an earlier incarnation.
         self.member_since.clear();
+        self.left_at.clear();
+        self.up = None;
+        self.bursts.clear();
         // Every member announces everything again at our next join.
         self.overflowed = self.entries() >= self.cfg.max_entries;
         let mut out = Vec::new();
@@ -480,6 +518,27 @@ impl Core {
     /// Quorum changed.
     pub fn set_quorate(&mut self, quorate: bool) {
         self.quorate = quorate;
+    }
+
+    /// The corosync membership changed (the quorum service's node list): a node in it runs,
+    /// so a fenced mark for it ends.
+    pub fn corosync_members(&mut self, nodes: &[u32]) {
+        let up: BTreeSet<u32> = nodes.iter().copied().collect();
+        self.fenced.retain(|n, _| !up.contains(n));
+        self.up = Some(up);
+    }
+
+    /// Whether `node`'s entries count as off: absent from the group and from corosync, and
+    /// marked fenced.
+    fn is_fenced(&self, node: u32) -> bool {
+        !self.members.contains(&node)
+            && self.fenced.contains_key(&node)
+            && self.up.as_ref().is_some_and(|u| !u.contains(&node))
+    }
+
+    /// Whether every member's full announcement arrived since it or we joined.
+    fn map_complete(&self) -> bool {
+        self.members.iter().all(|m| self.bursts.contains(m))
     }
 
     /// Everything we have, then what we hold for absent nodes (relays: a member that joined
@@ -508,7 +567,7 @@ impl Core {
             }
         }
         out.push(Action::Send(encode_store_vm(&VmState {
-            name: String::new(),
+            name: BURST_END_NAME.into(),
             uuid: String::new(),
             owner: self.me,
             state: STATE_BURST_END,
@@ -567,6 +626,7 @@ impl Core {
         }
         for &n in joined {
             self.member_since.insert(n, now);
+            self.bursts.remove(&n);
         }
         for &n in members {
             self.member_since.entry(n).or_insert(now);
@@ -575,6 +635,8 @@ impl Core {
             if self.members.contains(&node) {
                 continue;
             }
+            self.left_at.insert(node, now);
+            self.bursts.remove(&node);
             let lost = Lost {
                 reason: LeaveReason::from_code(reason),
                 since: now,
@@ -730,25 +792,43 @@ impl Core {
         if node == self.me || self.members.contains(&node) {
             return Err(ConfirmError::Member(node));
         }
+        match &self.up {
+            None => return Err(ConfirmError::MembershipUnknown),
+            Some(up) if up.contains(&node) => return Err(ConfirmError::HostUp(node)),
+            Some(_) => {}
+        }
         if self.nodes.get(&node).is_none_or(|r| r.is_empty()) {
             return Err(ConfirmError::NoVms(node));
         }
         Ok(vec![Action::Send(fenced_marker(node))])
     }
 
-    /// Lost nodes that a fencing could be confirmed for: absent, not yet marked fenced,
-    /// holding entries, and seen in the group since our connection. Each with the time its
-    /// last incarnation was first seen: only a fencing completed after it can have killed it.
-    pub fn fence_candidates(&self) -> Vec<(u32, Instant)> {
+    /// Lost nodes that a fencing could be confirmed for: absent from the group and from
+    /// corosync, not yet marked fenced, holding entries, and seen join and leave the group
+    /// since our connection. Each with the time its last incarnation was first seen (only a
+    /// fencing completed after it can have killed it) and the time it left.
+    pub fn fence_candidates(&self) -> Vec<Candidate> {
+        let Some(up) = &self.up else {
+            return Vec::new();
+        };
         if !self.joined {
             return Vec::new();
         }
         self.nodes
             .iter()
             .filter(|(n, recs)| {
-                !self.members.contains(n) && !self.fenced.contains_key(n) && !recs.is_empty()
+                !self.members.contains(n)
+                    && !up.contains(n)
+                    && !self.fenced.contains_key(n)
+                    && !recs.is_empty()
             })
-            .filter_map(|(&n, _)| self.member_since.get(&n).map(|&t| (n, t)))
+            .filter_map(|(&node, _)| {
+                Some(Candidate {
+                    node,
+                    since: *self.member_since.get(&node)?,
+                    left: *self.left_at.get(&node)?,
+                })
+            })
             .collect()
     }
 
@@ -832,7 +912,7 @@ impl Core {
         for (&node, recs) in &self.nodes {
             let live = self.members.contains(&node);
             for r in recs.iter().filter(|r| r.matches(&key)) {
-                if !live && self.fenced.contains_key(&node) {
+                if self.is_fenced(node) {
                     fenced = true;
                 } else if r.lost.is_some() || !live {
                     lost = true;
@@ -861,8 +941,10 @@ impl Core {
             }
         } else if fenced {
             match self.members.iter().next() {
-                Some(&answerer) if self.quorate => Route::Fenced { answerer },
-                _ => Route::Fail(Failure::NoQuorum),
+                _ if !self.quorate => Route::Fail(Failure::NoQuorum),
+                _ if !self.map_complete() => Route::Fail(Failure::Incomplete),
+                Some(&answerer) => Route::Fenced { answerer },
+                None => Route::Fail(Failure::NoQuorum),
             }
         } else {
             quorum_fail(Failure::Unknown)
@@ -915,6 +997,9 @@ impl Core {
             if let Some(recs) = self.nodes.get_mut(&sender) {
                 recs.retain(|r| r.lost.is_none());
             }
+            if self.members.contains(&sender) {
+                self.bursts.insert(sender);
+            }
             return;
         }
         if vm.state == STATE_HOST_FENCED {
@@ -923,6 +1008,7 @@ impl Core {
             if vm.owner != sender
                 && vm.owner != 0
                 && !self.members.contains(&vm.owner)
+                && !self.up.as_ref().is_some_and(|u| u.contains(&vm.owner))
                 && self.nodes.contains_key(&vm.owner)
             {
                 if !self.fenced.contains_key(&vm.owner) {

@@ -36,7 +36,8 @@ pub(super) enum Event {
         left: Vec<(u32, u32)>,
         joined: Vec<u32>,
     },
-    Quorum(bool),
+    /// Quorate, and the nodes of the corosync membership.
+    Quorum(bool, Vec<u32>),
 }
 
 static SINK: Mutex<Option<Sender<Event>>> = Mutex::new(None);
@@ -79,8 +80,11 @@ fn confchg_cb(
     });
 }
 
-fn quorum_cb(_h: &quorum::Handle, quorate: bool, _ring: quorum::RingId, _m: Vec<NodeId>) {
-    push(Event::Quorum(quorate));
+fn quorum_cb(_h: &quorum::Handle, quorate: bool, _ring: quorum::RingId, m: Vec<NodeId>) {
+    push(Event::Quorum(
+        quorate,
+        m.into_iter().map(u32::from).collect(),
+    ));
 }
 
 /// Multicast AGREED; TRY_AGAIN is retried with backoff a bounded number of times.
@@ -140,6 +144,7 @@ fn open(group: &str) -> Result<(Conn, u32, bool), CsError> {
     let (q, quorate) = match quorum::initialize(&qmodel, 0) {
         Ok((q, _)) => {
             let quorate = quorum::getquorate(&q).unwrap_or(false);
+            // Tracking changes also delivers the current state (quorum and node list) at once.
             if let Err(e) = quorum::trackstart(&q, TrackFlags::Changes) {
                 tracing::warn!(error = %e, "cpg: cannot track quorum changes");
             }
@@ -266,9 +271,10 @@ fn serve(shared: &Arc<Shared>, conn: &Conn, events: &Receiver<Event>) {
                         tracing::info!(?members, ?left, ?joined, "cpg: membership changed");
                         core.confchg(&members, &left, &joined, now)
                     }
-                    Event::Quorum(q) => {
-                        tracing::info!(quorate = q, "cpg: quorum changed");
+                    Event::Quorum(q, nodes) => {
+                        tracing::info!(quorate = q, ?nodes, "cpg: quorum changed");
                         core.set_quorate(q);
+                        core.corosync_members(&nodes);
                         Vec::new()
                     }
                 }

@@ -17,6 +17,7 @@ fn node(me: u32, members: &[u32]) -> Core {
     c.connected(me);
     c.set_quorate(true);
     let _ = c.confchg(members, &[], members, t0());
+    c.corosync_members(members);
     c
 }
 
@@ -732,14 +733,48 @@ fn deliver_all(a: &[Action], sender: u32, to: &mut [&mut Core]) {
     }
 }
 
+/// `node` leaves the group and corosync: `members` remain in both.
+fn lose(c: &mut Core, node: u32, members: &[u32]) {
+    let _ = c.confchg(members, &[(node, 3)], &[], t0());
+    c.corosync_members(members);
+}
+
+/// The end markers of `from`'s full announcements, delivered to `c`.
+fn bursts_from(c: &mut Core, from: &[u32]) {
+    for &m in from {
+        let end = encode_store_vm(&VmState {
+            name: fence_proto::cpg::BURST_END_NAME.into(),
+            uuid: String::new(),
+            owner: m,
+            state: fence_proto::cpg::STATE_BURST_END,
+        });
+        let _ = c.deliver(m, &end, t0());
+    }
+}
+
 /// A lost host confirmed fenced: its VMs count as off once the mark is delivered, on every
-/// member alike; the lowest live member answers (off proven: status 2, off/reboot 0, on 1).
+/// member alike, and once every member's full list is in; the lowest member answers (off
+/// proven: status 2, off/reboot 0, on 1). A host whose corosync runs cannot be confirmed.
 #[test]
 fn a_confirmed_fenced_hosts_vms_are_off_answered_by_the_lowest_member() {
     let mut n1 = cluster(1);
     let mut n3 = cluster(3);
+    // Node 2's daemon died but its corosync runs: its host is up.
+    let _ = n1.confchg(&[1, 3], &[(2, 5)], &[], t0());
+    assert_eq!(n1.confirm_fenced(2), Err(ConfirmError::HostUp(2)));
+    // Without the quorum service the corosync membership is unknown: never confirmed.
+    let mut blind = Core::new(CoreConfig::default(), 1);
+    blind.connected(1);
+    let _ = blind.confchg(&[1], &[], &[1], t0());
+    let _ = blind.deliver(1, &store("x", U1, RUN), t0());
+    let _ = blind.confchg(&[1], &[(2, 3)], &[], t0());
+    assert_eq!(
+        blind.confirm_fenced(2),
+        Err(ConfirmError::MembershipUnknown)
+    );
+    // Now the host is gone from corosync too.
     for c in [&mut n1, &mut n3] {
-        let _ = c.confchg(&[1, 3], &[(2, 3)], &[], t0());
+        lose(c, 2, &[1, 3]);
     }
     // Refused: ourselves, a member, a node with nothing known.
     assert_eq!(n1.confirm_fenced(1), Err(ConfirmError::Member(1)));
@@ -752,6 +787,12 @@ fn a_confirmed_fenced_hosts_vms_are_off_answered_by_the_lowest_member() {
     deliver_all(&mark, 3, &mut [&mut n1, &mut n3]);
     let e = n1.map().into_iter().find(|e| e.name == "vm-b").unwrap();
     assert!(e.host_fenced && !e.live);
+    // Not before every member's full list is in (a VM running on a member comes first).
+    let (seqno, a) = ask(&mut n1, "vm-b", CpgOp::Status);
+    assert_eq!(completes(&a), vec![(seqno, Err(Failure::Incomplete))]);
+    for c in [&mut n1, &mut n3] {
+        bursts_from(c, &[1, 3]);
+    }
     for (op, code) in [
         (CpgOp::Status, 2),
         (CpgOp::Off, 0),
@@ -775,7 +816,18 @@ fn a_confirmed_fenced_hosts_vms_are_off_answered_by_the_lowest_member() {
     let (seqno, a) = ask(&mut n1, "vm-b", CpgOp::Status);
     assert_eq!(completes(&a), vec![(seqno, Err(Failure::NoQuorum))]);
     n1.set_quorate(true);
-    // A running copy elsewhere still wins: vm-b started on node 3.
+    // Node 2's host boots and its corosync joins, its daemon not yet: the mark ends there.
+    n1.corosync_members(&[1, 2, 3]);
+    assert!(n1.map().iter().all(|e| !e.host_fenced));
+    let (seqno, a) = ask(&mut n1, "vm-b", CpgOp::Status);
+    assert_eq!(completes(&a), vec![(seqno, Err(Failure::Lost))]);
+    // ... and a mark arriving for it now is not kept.
+    deliver_all(&mark, 3, &mut [&mut n1]);
+    n1.corosync_members(&[1, 3]);
+    assert!(n1.map().iter().all(|e| !e.host_fenced));
+    // Confirmed again: a running copy elsewhere still wins (vm-b started on node 3).
+    deliver_all(&mark, 3, &mut [&mut n1]);
+    assert!(n1.map().iter().any(|e| e.host_fenced));
     let _ = n1.deliver(3, &store("vm-b", U2, RUN), t0());
     let a = n1.deliver(3, &request(21, "vm-b", CpgOp::Status), t0());
     assert!(replies(&a).is_empty(), "node 3 owns it now: {a:?}");
@@ -787,22 +839,27 @@ fn a_confirmed_fenced_hosts_vms_are_off_answered_by_the_lowest_member() {
 #[test]
 fn a_fenced_mark_ends_on_rejoin_is_relayed_to_joiners_and_ignored_for_members() {
     let mut n1 = cluster(1);
-    let _ = n1.confchg(&[1, 3], &[(2, 3)], &[], t0());
+    lose(&mut n1, 2, &[1, 3]);
     let mark = n1.confirm_fenced(2).unwrap();
     deliver_all(&mark, 1, &mut [&mut n1]);
     // A newcomer (node 4) learns the mark with the relays of node 2's entries.
     let a = n1.confchg(&[1, 3, 4], &[], &[4], t0());
+    n1.corosync_members(&[1, 3, 4]);
     let mut n4 = node(4, &[1, 3, 4]);
-    deliver_all(&a, 1, &mut [&mut n4]);
+    deliver_all(&a, 1, &mut [&mut n4, &mut n1]);
     let e = n4.map().into_iter().find(|e| e.name == "vm-b").unwrap();
     assert!(e.host_fenced, "{e:?}");
+    for c in [&mut n1, &mut n4] {
+        bursts_from(c, &[3, 4]);
+    }
     let a = n4.deliver(4, &request(5, "vm-b", CpgOp::Status), t0());
     assert!(replies(&a).is_empty(), "node 1 (lowest) answers, not 4");
     let a = n1.deliver(4, &request(5, "vm-b", CpgOp::Status), t0());
     assert_eq!(replies(&a), vec![(5, 4, 2)]);
     // Node 2 rejoins, then leaves again before re-announcing: lost, not off.
     let _ = n1.confchg(&[1, 2, 3, 4], &[], &[2], t0());
-    let _ = n1.confchg(&[1, 3, 4], &[(2, 3)], &[], t0());
+    n1.corosync_members(&[1, 2, 3, 4]);
+    lose(&mut n1, 2, &[1, 3, 4]);
     let (seqno, a) = ask(&mut n1, "vm-b", CpgOp::Status);
     assert_eq!(completes(&a), vec![(seqno, Err(Failure::Lost))]);
     assert!(n1.map().iter().all(|e| !e.host_fenced));
@@ -886,27 +943,43 @@ fn watchdogs_are_bounded() {
     assert_eq!(c.dropped().watchdogs, 5);
 }
 
-/// Candidates for a fencing-history check: absent nodes with entries, not yet marked, seen in
-/// the group since our connection, each with the time its incarnation was first seen.
+/// Candidates for a fencing-history check: nodes gone from the group and from corosync, with
+/// entries, not yet marked, seen join and leave since our connection, each with the time its
+/// incarnation was first seen and the time it left.
 #[test]
 fn fence_candidates_are_lost_nodes_with_the_start_of_their_incarnation() {
     let t = Instant::now();
     let later = t + Duration::from_secs(30);
+    let last = later + Duration::from_secs(30);
     let mut c = node(1, &[1]);
     let _ = c.confchg(&[1, 2, 3], &[], &[2, 3], t);
+    c.corosync_members(&[1, 2, 3]);
     let _ = c.deliver(2, &store("vm-b", U2, RUN), t);
     let _ = c.deliver(3, &store("vm-c", "", RUN), t);
     assert!(c.fence_candidates().is_empty(), "everyone is here");
-    // Node 2 rejoins (a new incarnation), then both leave.
+    // Node 2 rejoins (a new incarnation), then both leave the group; node 3's corosync runs.
     let _ = c.confchg(&[1, 3], &[(2, 3)], &[], t);
     let _ = c.confchg(&[1, 2, 3], &[], &[2], later);
-    let _ = c.confchg(&[1], &[(2, 3), (3, 3)], &[], later);
+    let _ = c.confchg(&[1], &[(2, 3), (3, 5)], &[], last);
+    c.corosync_members(&[1, 3]);
+    let two = Candidate {
+        node: 2,
+        since: later,
+        left: last,
+    };
+    let three = Candidate {
+        node: 3,
+        since: t,
+        left: last,
+    };
+    assert_eq!(c.fence_candidates(), vec![two]);
+    c.corosync_members(&[1]);
     let mut got = c.fence_candidates();
     got.sort();
-    assert_eq!(got, vec![(2, later), (3, t)]);
+    assert_eq!(got, vec![two, three]);
     // Marked fenced: no longer a candidate.
-    let _ = c.deliver(1, &fenced_marker(3), later);
-    assert_eq!(c.fence_candidates(), vec![(2, later)]);
+    let _ = c.deliver(1, &fenced_marker(3), last);
+    assert_eq!(c.fence_candidates(), vec![two]);
     // Known only from a relay (never seen here): not a candidate; nor after our reconnection,
     // which forgets every incarnation we saw.
     let relay = encode_store_vm(&VmState {
@@ -915,9 +988,10 @@ fn fence_candidates_are_lost_nodes_with_the_start_of_their_incarnation() {
         owner: 9,
         state: RUN,
     });
-    let _ = c.deliver(1, &relay, later);
-    assert!(c.fence_candidates().iter().all(|&(n, _)| n != 9));
-    let _ = c.disconnected(later);
-    let _ = c.confchg(&[1], &[], &[1], later);
+    let _ = c.deliver(1, &relay, last);
+    assert!(c.fence_candidates().iter().all(|x| x.node != 9));
+    let _ = c.disconnected(last);
+    let _ = c.confchg(&[1], &[], &[1], last);
+    c.corosync_members(&[1]);
     assert!(c.fence_candidates().is_empty());
 }

@@ -634,6 +634,13 @@ fn ours_failures() {
     c.stop_daemon(2, Signal::SIGKILL);
     c.wait_group(1, &[1, 3]);
     c.wait_group(3, &[1, 3]);
+    // Its host runs (corosync is up): it cannot be confirmed fenced.
+    let refused = virtctl(&c, 1, &["confirm-fenced", "n2"]);
+    k.check(
+        refused.status.code() == Some(1)
+            && String::from_utf8_lossy(&refused.stderr).contains("its host runs"),
+        || format!("confirm-fenced n2 (daemon dead, corosync up) is refused: {refused:?}"),
+    );
     for id in [1, 3] {
         for op in ["status", "off", "reboot", "on"] {
             let out = req(&c, id, Impl::C, VM_B.0, op, T);
@@ -716,11 +723,22 @@ fn ours_failures() {
     k.check(refused.status.code() == Some(1), || {
         format!("confirm-fenced of a member (n2) is refused: {refused:?}")
     });
-    let confirmed = virtctl(&c, 1, &["confirm-fenced", "n3"]);
+    // Taken once n1's daemon has seen n3 leave corosync too (the quorum service tells it
+    // beside the CPG membership, not in a fixed order): an operator retries the same way.
+    let mut confirmed = virtctl(&c, 1, &["confirm-fenced", "n3"]);
+    poll_until(Duration::from_secs(20), || {
+        if !confirmed.status.success() {
+            confirmed = virtctl(&c, 1, &["confirm-fenced", "n3"]);
+        }
+        confirmed.status.success()
+    });
     k.check(
         confirmed.status.success() && String::from_utf8_lossy(&confirmed.stdout).contains(VM_C.0),
         || format!("confirm-fenced n3 via n1 names vm-c: {confirmed:?}"),
     );
+    // Answered once every member's full list is in (they re-announce after n3 left).
+    let out = c.wait_status(2, VM_C.0, 2, Duration::from_secs(20));
+    k.code("status vm-c via n2 once n3 is confirmed fenced", &out, 2);
     for id in [1, 2] {
         for (op, code) in [("status", 2), ("off", 0), ("reboot", 0), ("on", 1)] {
             let out = req(&c, id, Impl::C, VM_C.0, op, T);
@@ -1399,10 +1417,14 @@ fn empty_host() {
 /// fencing of an earlier incarnation does not; the mark ends when n3 is back.
 #[test]
 fn ours_pacemaker_fence_history() {
+    let history = |s: NodeSpec| NodeSpec {
+        cpg_extra: "\t\tfence_history = \"pacemaker\";\n".into(),
+        ..s
+    };
     let mut c = CpgCluster::start(vec![
-        NodeSpec::new(Impl::Ours, vms(1)).with_pacemaker(),
-        NodeSpec::new(Impl::Ours, vms(2)).with_pacemaker(),
-        NodeSpec::new(Impl::Ours, vms(3)),
+        history(NodeSpec::new(Impl::Ours, vms(1)).with_pacemaker()),
+        history(NodeSpec::new(Impl::Ours, vms(2)).with_pacemaker()),
+        history(NodeSpec::new(Impl::Ours, vms(3))),
     ]);
     settle(&c);
     let mut k = Checks::new("ours: Pacemaker's fencing history");

@@ -2,7 +2,7 @@
 //! `stonith_admin --confirm`, that a hypervisor host the cpg group lost (crashed, cut off) has
 //! been powered off. The running daemon passes it to the whole group; from then on the VMs
 //! that host ran count as off (status "off", off and reboot succeed, on fails) until the host
-//! rejoins. Without it such VMs fail every request, since nothing proves them off. The daemon
+//! is back in the corosync membership. Without it such VMs fail every request, since nothing proves them off. The daemon
 //! writes the confirmation to its fence journal.
 
 use std::process::ExitCode;
@@ -12,7 +12,8 @@ use fence_proto::admin::{Request, Response};
 use super::{client, fail, parse_with_operands, socket_of, usage_error};
 
 /// Run the command: exit 0 when the group took the confirmation, 1 when the daemon refused
-/// (the host is a member, unknown, the backend is not cpg, corosync is down).
+/// (the host is a member of the group or of corosync, unknown, the backend is not cpg,
+/// corosync is down).
 pub fn main(args: &[String]) -> ExitCode {
     let m = match parse_with_operands("confirm-fenced", getopts::Options::new(), args, 1) {
         Ok(m) => m,

@@ -35,7 +35,7 @@ usage: fence_virtctl COMMAND [OPTIONS]
   journal [-n N] [-f FILE]       the last N (default 10) fence journal entries
   confirm-fenced HOST            (cpg) tell the cluster that HOST (corosync node name or
                                  nodeid), lost from the group, has been powered off: its VMs
-                                 then count as off until it rejoins. Like stonith_admin
+                                 then count as off until its corosync is back. Like stonith_admin
                                  --confirm: saying so of a host that runs corrupts data
   check [fence_xvm|fence_virt] AGENT-OPTIONS
                                  on a guest: run each step of a request (key, multicast or

@@ -75,10 +75,10 @@ const KEYS: &[KeySpec] = &[
     KeySpec::new(
         "backends/cpg",
         "fence_history",
-        KeyType::Word(&["pacemaker", "none"]),
-        "where a lost host's fencing is looked up (Pacemaker's fencing history, or nowhere)",
+        KeyType::Word(&["none", "pacemaker"]),
+        "where a lost host's fencing is looked up (nowhere, or Pacemaker's fencing history: only when every fencing device powers hosts off)",
     )
-    .default("pacemaker")
+    .default("none")
     .ours(),
 ];
 

@@ -1075,7 +1075,7 @@ mod tests {
             timeout_secs: 20,
             poll_secs: 2,
             list_cluster: false,
-            pacemaker_history: true,
+            pacemaker_history: false,
         }
     }
 
@@ -1084,7 +1084,7 @@ mod tests {
         let c = ok("fence_virtd { listener = \"tcp\"; backend = \"cpg\"; }\n\
                     backends { cpg { uri = \"test:///default\"; group = \"fence-virt\"; \
                     timeout = \"7\"; poll = \"1\"; list = \"cluster\"; \
-                    fence_history = \"none\"; } }");
+                    fence_history = \"pacemaker\"; } }");
         assert_eq!(
             c.backend,
             CpgConfig {
@@ -1093,7 +1093,7 @@ mod tests {
                 timeout_secs: 7,
                 poll_secs: 1,
                 list_cluster: true,
-                pacemaker_history: false,
+                pacemaker_history: true,
                 ..cpg_defaults()
             }
         );

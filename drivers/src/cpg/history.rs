@@ -5,8 +5,11 @@
 //! `pacemaker-cli-utils`; the `fence_event` elements of Pacemaker's `fence-event` API schema)
 //! gives the node's fencing operations; the latest successful `off` or `reboot` counts (`on`,
 //! unfencing, proves nothing), and it proves the host off only if it completed after the host's
-//! current incarnation was first seen in the CPG group (see
-//! [`super::core::Core::fence_candidates`]). Without `--verbose` (and with `--quiet`) Pacemaker
+//! current incarnation was first seen in the CPG group and not long before that incarnation
+//! was seen leave ([`judge`]; see [`super::core::Core::fence_candidates`]). It proves the host
+//! powered off only if every fencing device of the host cluster powers hosts off: storage
+//! fencing (fence_scsi, fence_mpath) leaves them running, which is why this is opt-in
+//! (`fence_history = "pacemaker"`). Without `--verbose` (and with `--quiet`) Pacemaker
 //! 2.1.5 shows a single success, in our tests the oldest rather than the latest: every event is
 //! read instead.
 
@@ -122,15 +125,57 @@ pub fn parse_completed(text: &str) -> Option<u64> {
     u64::try_from(secs).ok()
 }
 
-/// Whether a fencing completed at `fenced` (whole seconds since the epoch, as the history
-/// gives it) is later than `incarnation`. Strictly later than the second `incarnation` falls
-/// in: a fencing in that same second may have preceded it.
-pub fn fenced_after(fenced: u64, incarnation: SystemTime) -> bool {
-    let start = incarnation
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(u64::MAX);
-    fenced > start
+/// How much earlier than the moment we saw a host leave its fencing may have completed and
+/// still be what cut it off (the fencing is usually why it left: the loss is seen a token
+/// timeout or so after the power went; this also covers clock skew between hosts).
+pub const LEAVE_MARGIN: Duration = Duration::from_secs(30);
+
+/// What a host's fencing history says about its lost incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Fenced: its VMs are off.
+    Fenced,
+    /// Never fenced (successfully, by off or reboot).
+    Never,
+    /// The last fencing completed before (or in the second of) its incarnation's join.
+    BeforeIncarnation,
+    /// The last fencing completed more than [`LEAVE_MARGIN`] before it left: not what cut
+    /// it off (a late-recorded fencing of an earlier incarnation, or a host that outlived it).
+    LongBeforeLeave,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Fenced => "fenced",
+            Verdict::Never => "never fenced",
+            Verdict::BeforeIncarnation => "its last fencing is older than its last join",
+            Verdict::LongBeforeLeave => "its last fencing is long before it left",
+        })
+    }
+}
+
+/// Judge a host that joined the group at `joined` (its current incarnation) and left at
+/// `left`, whose last successful fencing completed at `fenced` (whole seconds since the epoch,
+/// as the history gives it). Fenced only if that fencing completed in a later second than the
+/// join (a fencing in the same second may have preceded it) and at most [`LEAVE_MARGIN`]
+/// before the leave.
+pub fn judge(fenced: Option<u64>, joined: SystemTime, left: SystemTime) -> Verdict {
+    let secs = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(u64::MAX)
+    };
+    let Some(fenced) = fenced else {
+        return Verdict::Never;
+    };
+    if fenced <= secs(joined) {
+        Verdict::BeforeIncarnation
+    } else if fenced.saturating_add(LEAVE_MARGIN.as_secs()) < secs(left) {
+        Verdict::LongBeforeLeave
+    } else {
+        Verdict::Fenced
+    }
 }
 
 #[cfg(test)]
@@ -182,11 +227,21 @@ mod tests {
     }
 
     #[test]
-    fn only_a_fencing_after_the_incarnations_second_counts() {
-        let t = UNIX_EPOCH + Duration::from_millis(100_500);
-        assert!(!fenced_after(99, t));
-        assert!(!fenced_after(100, t), "same second: may have been before");
-        assert!(fenced_after(101, t));
+    fn only_a_fencing_of_this_incarnation_near_its_loss_counts() {
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let joined = at(100_500);
+        let left = at(200_000);
+        assert_eq!(judge(None, joined, left), Verdict::Never);
+        assert_eq!(judge(Some(99), joined, left), Verdict::BeforeIncarnation);
+        // The same second as the join: may have been before it.
+        assert_eq!(judge(Some(100), joined, left), Verdict::BeforeIncarnation);
+        // Long before the loss: did not cut this incarnation off.
+        assert_eq!(judge(Some(101), joined, left), Verdict::LongBeforeLeave);
+        assert_eq!(judge(Some(169), joined, left), Verdict::LongBeforeLeave);
+        // Just before the loss (what cut it off), or after it.
+        assert_eq!(judge(Some(170), joined, left), Verdict::Fenced);
+        assert_eq!(judge(Some(199), joined, left), Verdict::Fenced);
+        assert_eq!(judge(Some(260), joined, left), Verdict::Fenced);
     }
 
     #[test]

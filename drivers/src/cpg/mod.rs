@@ -63,7 +63,7 @@ pub struct CpgOptions {
     /// responders, which match only that form, find it.
     pub send_uuid: bool,
     /// `stonith_admin` of the host cluster's Pacemaker, asked whether a lost host was fenced
-    /// ([`history`]); `None`: never asked.
+    /// ([`history`]); `None` (the default): never asked.
     pub fence_history: Option<std::path::PathBuf>,
     /// How often lost hosts are looked up in the fencing history.
     pub history_interval: Duration,
@@ -79,7 +79,7 @@ impl CpgOptions {
             poll: Duration::from_secs(2),
             list: ListScope::Local,
             send_uuid: false,
-            fence_history: Some(history::STONITH_ADMIN.into()),
+            fence_history: None,
             history_interval: Duration::from_secs(5),
         }
     }
@@ -303,11 +303,13 @@ impl Shared {
     }
 
     /// Every `history_interval`: the lost hosts whose current incarnation Pacemaker's fencing
-    /// history shows fenced are confirmed to the group (at most [`HISTORY_BATCH`] per round).
+    /// history shows fenced (see [`history::judge`]) are confirmed to the group, at most
+    /// [`HISTORY_BATCH`] per round, the ones looked at longest ago first.
     fn history_loop(self: Arc<Self>, program: &std::path::Path) {
         let mut last_error = String::new();
-        // The last too-old fencing reported per node (reported once each).
-        let mut stale: HashMap<u32, u64> = HashMap::new();
+        // What was last reported per node (each verdict reported once).
+        let mut reported: HashMap<u32, (u64, history::Verdict)> = HashMap::new();
+        let mut checked: HashMap<u32, Instant> = HashMap::new();
         while !self.stop.load(Ordering::Relaxed) {
             {
                 let mut r = self.history_wake.lock();
@@ -315,57 +317,59 @@ impl Shared {
                     self.history_cv.wait_for(&mut r, self.opts.history_interval);
                 }
             }
-            if self.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let candidates = self.core.lock().fence_candidates();
+            let mut candidates = self.core.lock().fence_candidates();
+            candidates.sort_by_key(|c| checked.get(&c.node).copied());
             let names = self.names.lock().clone();
-            for (node, since) in candidates.into_iter().take(HISTORY_BATCH) {
-                let Some(name) = names.get(&node) else {
+            for c in candidates.into_iter().take(HISTORY_BATCH) {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                checked.insert(c.node, Instant::now());
+                let Some(name) = names.get(&c.node) else {
                     continue;
                 };
-                let incarnation = std::time::SystemTime::now() - since.elapsed();
-                match history::last_fenced(program, name, history::QUERY_TIMEOUT) {
-                    Ok(Some(when)) if history::fenced_after(when, incarnation) => {
-                        // A reboot, rejoin and new loss between this reading and the mark's
-                        // delivery (milliseconds) is not physically possible: the mark is
-                        // for the incarnation we saw.
-                        let actions = self.core.lock().confirm_fenced(node);
-                        match actions {
-                            Ok(a) => {
-                                tracing::warn!(
-                                    node,
-                                    host = %name,
-                                    fenced_at = when,
-                                    "cpg: Pacemaker's fencing history shows the lost host fenced; its VMs count as off"
-                                );
-                                self.run(a);
-                            }
-                            Err(e) => tracing::debug!(node, error = %e, "cpg: not confirmed"),
-                        }
-                    }
-                    Ok(Some(when)) => {
-                        if stale.insert(node, when) != Some(when) {
-                            tracing::info!(
-                                node,
-                                host = %name,
-                                fenced_at = when,
-                                "cpg: the lost host's last fencing is older than its last join; its VMs stay unconfirmed"
-                            );
-                        }
-                    }
-                    Ok(None) => {
-                        if stale.insert(node, 0) != Some(0) {
-                            tracing::info!(node, host = %name, "cpg: the lost host was never fenced; its VMs stay unconfirmed");
-                        }
-                    }
+                let wall = |t: Instant| std::time::SystemTime::now() - t.elapsed();
+                let when = match history::last_fenced(program, name, history::QUERY_TIMEOUT) {
+                    Ok(w) => w,
                     Err(e) => {
                         let text = e.to_string();
                         if text != last_error {
                             tracing::info!(error = %text, "cpg: cannot read Pacemaker's fencing history (lost hosts stay unconfirmed)");
                             last_error = text;
                         }
+                        continue;
                     }
+                };
+                let verdict = history::judge(when, wall(c.since), wall(c.left));
+                if verdict == history::Verdict::Fenced {
+                    // Only if nothing changed for that node while we asked (it did not come
+                    // back, nobody marked it): the mark is for the incarnation we judged.
+                    let actions = {
+                        let core = self.core.lock();
+                        if core.fence_candidates().contains(&c) {
+                            core.confirm_fenced(c.node).ok()
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(a) = actions {
+                        tracing::warn!(
+                            node = c.node,
+                            host = %name,
+                            fenced_at = when,
+                            "cpg: Pacemaker's fencing history shows the lost host fenced; its VMs count as off"
+                        );
+                        self.run(a);
+                    }
+                } else if reported.insert(c.node, (when.unwrap_or(0), verdict))
+                    != Some((when.unwrap_or(0), verdict))
+                {
+                    tracing::info!(
+                        node = c.node,
+                        host = %name,
+                        fenced_at = when,
+                        "cpg: the lost host stays unconfirmed: {verdict}"
+                    );
                 }
             }
         }
@@ -586,62 +590,10 @@ impl Driver for CpgDriver {
         }
     }
 
-    /// The cluster-wide VM table: every VM the group announced, with the host (corosync node
-    /// name) that announced it. A VM defined on several hosts is shown where it is active (all
-    /// active copies), else once, where it is defined. A VM of a host that left the group is
-    /// kept, as not known ([`PowerState::Unknown`], never off), with its last host; off once
-    /// that host is confirmed fenced.
+    /// The cluster-wide VM table ([`inventory_rows`] of the map).
     fn inventory(&self) -> Result<Vec<crate::VmRow>, DriverError> {
         let names = self.shared.names.lock().clone();
-        let host = |id: u32| {
-            names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| format!("node {id}"))
-        };
-        let mut rows: Vec<crate::VmRow> = Vec::new();
-        let entries = self.cluster_map();
-        let key = |e: &MapEntry| {
-            (
-                normalize_uuid(&e.uuid).unwrap_or_else(|| e.uuid.clone()),
-                e.name.clone(),
-            )
-        };
-        let active = |e: &MapEntry| e.lost.is_none() && e.live && e.state != 5;
-        for e in &entries {
-            let lost = e.lost.is_some() || !e.live;
-            let state = if e.host_fenced {
-                PowerState::Off
-            } else if lost {
-                PowerState::Unknown
-            } else {
-                PowerState::from_libvirt_code(u8::try_from(e.state).unwrap_or(0))
-            };
-            let k = key(e);
-            let any_active = entries.iter().any(|o| key(o) == k && active(o));
-            if any_active && !active(e) {
-                continue;
-            }
-            if !any_active && rows.iter().any(|r| (r.uuid.clone(), r.name.clone()) == k) {
-                continue;
-            }
-            rows.push(crate::VmRow {
-                host: Some(host(e.nodeid)),
-                ..crate::VmRow::from_info(VmInfo {
-                    name: e.name.clone(),
-                    uuid: k.0,
-                    state,
-                })
-            });
-        }
-        rows.sort_by(|a, b| {
-            (a.name.to_lowercase(), &a.name, &a.host).cmp(&(
-                b.name.to_lowercase(),
-                &b.name,
-                &b.host,
-            ))
-        });
-        Ok(rows)
+        Ok(inventory_rows(&self.cluster_map(), &names))
     }
 
     /// `host` is a corosync node name (from the nodelist) or a nodeid. The mark goes to the
@@ -687,7 +639,7 @@ impl Driver for CpgDriver {
                 .collect();
             if !vms.is_empty() {
                 return Ok(format!(
-                    "{label} confirmed fenced: its VMs count as off until it rejoins: {}",
+                    "{label} confirmed fenced: its VMs count as off until its corosync is back: {}",
                     vms.join(", ")
                 ));
             }
@@ -711,10 +663,129 @@ impl Driver for CpgDriver {
     }
 }
 
+/// The cluster-wide VM table: every VM the group announced, with the host (corosync node
+/// name, from `names`) that announced it. A VM defined on several hosts is shown where it is
+/// active (all active copies), else once, where it is defined. A VM of a host that left the
+/// group is kept, as not known ([`PowerState::Unknown`], never off), with its last host; off
+/// once that host is confirmed fenced, unless another copy's state is unknown.
+fn inventory_rows(
+    entries: &[MapEntry],
+    names: &std::collections::BTreeMap<u32, String>,
+) -> Vec<crate::VmRow> {
+    let host = |id: u32| {
+        names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("node {id}"))
+    };
+    let mut rows: Vec<crate::VmRow> = Vec::new();
+    let key = |e: &MapEntry| {
+        (
+            normalize_uuid(&e.uuid).unwrap_or_else(|| e.uuid.clone()),
+            e.name.clone(),
+        )
+    };
+    let active = |e: &MapEntry| e.lost.is_none() && e.live && e.state != 5;
+    for e in entries {
+        let lost = e.lost.is_some() || !e.live;
+        let state = if e.host_fenced {
+            PowerState::Off
+        } else if lost {
+            PowerState::Unknown
+        } else {
+            PowerState::from_libvirt_code(u8::try_from(e.state).unwrap_or(0))
+        };
+        let k = key(e);
+        let any_active = entries.iter().any(|o| key(o) == k && active(o));
+        if any_active && !active(e) {
+            continue;
+        }
+        if !any_active {
+            if let Some(r) = rows
+                .iter_mut()
+                .find(|r| (r.uuid.clone(), r.name.clone()) == k)
+            {
+                // One row: a copy whose state nobody can know makes it unknown, whatever
+                // the other copies say (off on a fenced host, a shut-off definition).
+                if state == PowerState::Unknown && r.state != PowerState::Unknown {
+                    r.state = PowerState::Unknown;
+                    r.host = Some(host(e.nodeid));
+                }
+                continue;
+            }
+        }
+        rows.push(crate::VmRow {
+            host: Some(host(e.nodeid)),
+            ..crate::VmRow::from_info(VmInfo {
+                name: e.name.clone(),
+                uuid: k.0,
+                state,
+            })
+        });
+    }
+    rows.sort_by(|a, b| {
+        (a.name.to_lowercase(), &a.name, &a.host).cmp(&(b.name.to_lowercase(), &b.name, &b.host))
+    });
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sim::{SimDriver, SimVm};
+
+    fn entry(nodeid: u32, name: &str, state: i32, live: bool, fenced: bool) -> MapEntry {
+        MapEntry {
+            nodeid,
+            name: name.into(),
+            uuid: String::new(),
+            state,
+            live,
+            lost: (!live).then(|| self::core::Lost {
+                reason: self::core::LeaveReason::NodeDown,
+                since: Instant::now(),
+            }),
+            host_fenced: fenced,
+        }
+    }
+
+    /// The table: active copies win; a lost copy is unknown, off once its host is fenced,
+    /// and unknown again when another copy's state is unknown too, whichever comes first.
+    #[test]
+    fn inventory_rows_never_show_off_over_an_unknown_copy() {
+        let names = std::collections::BTreeMap::from([(1, "n1".to_string()), (2, "n2".into())]);
+        let state = |rows: &[crate::VmRow], vm: &str| {
+            rows.iter()
+                .filter(|r| r.name == vm)
+                .map(|r| (r.host.clone().unwrap_or_default(), r.state))
+                .collect::<Vec<_>>()
+        };
+        let rows = inventory_rows(
+            &[
+                // a: running on n2, a shut-off copy on n1.
+                entry(1, "a", 5, true, false),
+                entry(2, "a", 1, true, false),
+                // b: only on n3, lost and fenced.
+                entry(3, "b", 1, false, true),
+                // c: a fenced copy on node 3, a lost unconfirmed one on node 4.
+                entry(3, "c", 1, false, true),
+                entry(4, "c", 1, false, false),
+                // d: only lost.
+                entry(4, "d", 1, false, false),
+            ],
+            &names,
+        );
+        assert_eq!(state(&rows, "a"), vec![("n2".into(), PowerState::On)]);
+        assert_eq!(state(&rows, "b"), vec![("node 3".into(), PowerState::Off)]);
+        assert_eq!(
+            state(&rows, "c"),
+            vec![("node 4".into(), PowerState::Unknown)]
+        );
+        assert_eq!(
+            state(&rows, "d"),
+            vec![("node 4".into(), PowerState::Unknown)]
+        );
+    }
 
     fn opts() -> FenceOptions {
         FenceOptions {

@@ -771,8 +771,19 @@ fn ours_failures() {
         journal.contains("\"op\":\"confirm-fenced\"") && journal.contains("host n3"),
         || format!("the confirmation is in n1's fence journal: {journal}"),
     );
+    // n3's host is back (corosync runs) but not its fence_virtd: the mark ends at once.
+    c.stop_daemon(3, Signal::SIGKILL);
     c.start_corosync(3);
     join_all(&c);
+    let out = c.wait_status(1, VM_C.0, 1, Duration::from_secs(20));
+    k.code(
+        "vm-c fails again once n3's corosync is back, its daemon not yet",
+        &out,
+        1,
+    );
+    let out = req(&c, 2, Impl::C, VM_C.0, "off", T);
+    k.code("off vm-c via n2 while only n3's corosync is back", &out, 1);
+    c.start_daemon(3);
     c.wait_group(1, &[1, 2, 3]);
     let out = c.wait_status(1, VM_C.0, 0, Duration::from_secs(20));
     k.code(

@@ -140,12 +140,21 @@ fn concurrent(c: &CpgCluster, n: usize) -> (Duration, usize) {
             agent.spawn_with(Input::Argv(&args), |p| h.cmd(p))
         })
         .collect();
-    let ok = running
+    let outs: Vec<_> = running
         .into_iter()
         .map(|r| r.wait(Duration::from_secs(60)))
-        .filter(|o| o.code == 0)
-        .count();
-    (t.elapsed(), ok)
+        .collect();
+    let elapsed = t.elapsed();
+    let failed: Vec<_> = outs.iter().filter(|o| o.code != 0).collect();
+    if let Some(o) = failed.first() {
+        eprintln!(
+            "{} of {n} concurrent requests failed; the first: exit {} {:?}",
+            failed.len(),
+            o.code,
+            o.stdout.trim()
+        );
+    }
+    (elapsed, n - failed.len())
 }
 
 fn per_request(before: &[CpgMsg], after: &[CpgMsg], requests: usize) -> (f64, f64) {

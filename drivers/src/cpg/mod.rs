@@ -12,8 +12,8 @@
 //! * `link`: the corosync binding (rust-corosync): a dispatch thread with reconnect and
 //!   quorum tracking.
 //! * [`CpgDriver`]: the [`Driver`] for the daemon: requester side (status/off/on as CPG
-//!   requests), responder side (local libvirt actions on worker threads, "off" confirmed by
-//!   libvirt before replying 0), bounded polling of the local libvirt list.
+//!   requests), responder side (local libvirt actions on a bounded worker pool ([`pool`]),
+//!   "off" confirmed by libvirt before replying 0), bounded polling of the local libvirt list.
 //!
 //! One `CpgDriver` per process: corosync's callbacks are plain functions, so events go through
 //! one process-wide channel.
@@ -21,6 +21,7 @@
 pub mod core;
 pub mod history;
 mod link;
+pub mod pool;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,8 +100,8 @@ struct Shared {
     vm_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Node names from corosync's nodelist, read at each connection.
     names: Mutex<std::collections::BTreeMap<u32, String>>,
-    /// Local jobs running now (bounded by [`MAX_JOBS`]).
-    jobs: std::sync::atomic::AtomicUsize,
+    /// Local actions: at most [`MAX_JOBS`] at once, [`MAX_QUEUED`] waiting.
+    pool: pool::Pool,
     /// Wakes the history thread (at stop).
     history_wake: Mutex<()>,
     history_cv: Condvar,
@@ -109,8 +110,10 @@ struct Shared {
 /// Most lost hosts looked up in one round of the history thread.
 const HISTORY_BATCH: usize = 16;
 
-/// Most local actions run at once; beyond that a request is answered failure at once.
+/// Most local actions run at once; more wait in the pool's queue.
 const MAX_JOBS: usize = 64;
+/// Most local actions waiting for a worker; beyond that a request is answered failure at once.
+const MAX_QUEUED: usize = 4096;
 
 /// Errors of [`CpgDriver::start`].
 #[derive(Debug, thiserror::Error)]
@@ -193,30 +196,7 @@ impl Shared {
         for a in actions {
             match a {
                 Action::Send(b) => self.send(&b),
-                Action::Execute(job) => {
-                    if self.jobs.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS {
-                        self.jobs.fetch_sub(1, Ordering::SeqCst);
-                        tracing::error!(vm = %job.name, "cpg: too many local actions running; answering failure");
-                        let actions = self.core.lock().local_result(&job, 1);
-                        self.run(actions);
-                        continue;
-                    }
-                    let s = self.clone();
-                    let failed = job.clone();
-                    let spawned =
-                        std::thread::Builder::new()
-                            .name("cpg-job".into())
-                            .spawn(move || {
-                                s.clone().execute(job);
-                                s.jobs.fetch_sub(1, Ordering::SeqCst);
-                            });
-                    if let Err(e) = spawned {
-                        self.jobs.fetch_sub(1, Ordering::SeqCst);
-                        tracing::error!(error = %e, "cpg: cannot start a worker thread; answering failure");
-                        let actions = self.core.lock().local_result(&failed, 1);
-                        self.run(actions);
-                    }
-                }
+                Action::Execute(job) => self.enqueue(job),
                 Action::Complete { seqno, outcome } => {
                     if let Some(tx) = self.waiters.lock().remove(&seqno) {
                         let _ = tx.try_send(outcome);
@@ -227,6 +207,18 @@ impl Shared {
                     self.refresh_cv.notify_all();
                 }
             }
+        }
+    }
+
+    /// A local action, on the worker pool ([`pool`]); refused (answered failure at once) when
+    /// the pool's queue is full or no thread can be started.
+    fn enqueue(self: &Arc<Self>, job: Job) {
+        let s = self.clone();
+        let j = job.clone();
+        if let Err(e) = self.pool.submit(move || s.execute(j)) {
+            tracing::error!(vm = %job.name, error = %e, "cpg: local action refused; answering failure");
+            let actions = self.core.lock().local_result(&job, 1);
+            self.run(actions);
         }
     }
 
@@ -466,7 +458,7 @@ impl CpgDriver {
             stop: AtomicBool::new(false),
             vm_locks: Mutex::new(HashMap::new()),
             names: Mutex::new(std::collections::BTreeMap::new()),
-            jobs: std::sync::atomic::AtomicUsize::new(0),
+            pool: pool::Pool::new(MAX_JOBS, MAX_QUEUED),
             history_wake: Mutex::new(()),
             history_cv: Condvar::new(),
         });

@@ -80,6 +80,13 @@ fn cluster(which: Impl) -> (CpgCluster, Sniffer) {
 fn timed(c: &CpgCluster, id: u32, vm: &str, op: &str) -> (Duration, i32) {
     let t = Instant::now();
     let out = c.fence_virt(id, Impl::C, &["-H", vm, "-o", op], 10);
+    if out.code != 0 {
+        eprintln!(
+            "{op} {vm} via n{id} failed: exit {} {:?}",
+            out.code,
+            out.stdout.trim()
+        );
+    }
     (t.elapsed(), out.code)
 }
 
@@ -223,7 +230,8 @@ fn main() {
     }
 
     let mut conc = Vec::new();
-    for (_, c, _) in &worlds {
+    for (name, c, _) in &worlds {
+        eprintln!("{name}: {burst} concurrent requests");
         conc.push(concurrent(c, burst));
     }
     println!(

@@ -220,6 +220,9 @@ fn main() {
         for (i, (_, c, _)) in worlds.iter_mut().enumerate() {
             let (d1, c1) = timed(c, 3, "vm-a", "off");
             let (d2, c2) = timed(c, 3, "vm-a", "on");
+            if std::env::var_os("FENCE_BENCH_CPG_SAMPLES").is_some() {
+                eprintln!("{}: off {:?} on {:?}", ["C", "ours"][i], d1, d2);
+            }
             if c1 == 0 && c2 == 0 {
                 offon[i].push(d1 + d2);
             } else {

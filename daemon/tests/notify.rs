@@ -142,10 +142,12 @@ fn sigterm(child: &Child) {
 #[test]
 fn ready_only_when_clients_are_answered_and_stopping_on_sigterm() {
     let d = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The port is held from the start (a free port released and bound again could be taken in
+    // between, e.g. as another test's connection's local port).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
     let conf = conf(d.path(), port);
     let mut mgr = Manager::new(d.path());
-    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut child = start(&conf, &mgr.path, None);
 
     let waiting = mgr

@@ -6,7 +6,7 @@ set -u
 status=0
 for f in /usr/sbin/fence_xvm /usr/sbin/fence_virt /usr/sbin/fence_virtd \
     /usr/sbin/fence_vmware_soap /usr/sbin/fence_vmware /usr/sbin/fence_xenapi \
-    /usr/sbin/fence_virsh /usr/share/fence/fencing.py /usr/sbin/libvirtd \
+    /usr/sbin/fence_virsh /usr/sbin/fence_dummy /usr/share/fence/fencing.py /usr/sbin/libvirtd \
     /usr/lib/pacemaker/pacemaker-fenced /usr/sbin/stonith_admin /usr/sbin/pacemakerd \
     /usr/sbin/crm_mon /usr/sbin/attrd_updater /usr/sbin/corosync /usr/sbin/ocf-tester \
     /usr/lib/x86_64-linux-gnu/fence-virt/cpg.so /usr/sbin/corosync-cpgtool \

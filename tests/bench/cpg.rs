@@ -18,7 +18,6 @@
 
 use std::time::{Duration, Instant};
 
-use fence_system_tests::agent::{Agent, Input};
 use fence_system_tests::corosync_cluster::{CpgCluster, CpgMsg, NodeSpec, Sniffer};
 use fence_system_tests::{Impl, TestDomain, TestNode};
 
@@ -118,33 +117,13 @@ fn ms(d: Duration) -> String {
 }
 
 fn concurrent(c: &CpgCluster, n: usize) -> (Duration, usize) {
-    let key = c.key().display().to_string();
-    let agent = Agent::fence_virt(Impl::C);
     let vms = ["vm-a", "vm-b", "vm-c"];
     let t = Instant::now();
     let running: Vec<_> = (0..n)
         .map(|i| {
             let id = 2 + (i % 3) as u32;
             let vm = vms[(i + 1) % 3];
-            let args: Vec<String> = [
-                "-T",
-                "127.0.0.1",
-                "-p",
-                "1229",
-                "-k",
-                &key,
-                "-t",
-                "30",
-                "-H",
-                vm,
-                "-o",
-                "status",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let h = c.node(id).holder();
-            agent.spawn_with(Input::Argv(&args), |p| h.cmd(p))
+            c.spawn_fence_virt(id, Impl::C, &["-H", vm, "-o", "status"], 30)
         })
         .collect();
     let outs: Vec<_> = running
@@ -277,24 +256,17 @@ fn main() {
         conc[1].1,
         ratio(conc[0].0, conc[1].0)
     );
+    let per = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     println!(
         "| CPG messages per answered status request | {:.1} | {:.1} | {:.2} |",
         msgs[0].0,
         msgs[1].0,
-        if msgs[1].0 > 0.0 {
-            msgs[0].0 / msgs[1].0
-        } else {
-            0.0
-        }
+        per(msgs[0].0, msgs[1].0)
     );
     println!(
         "| CPG bytes per answered status request | {:.0} | {:.0} | {:.2} |",
         msgs[0].1,
         msgs[1].1,
-        if msgs[1].1 > 0.0 {
-            msgs[0].1 / msgs[1].1
-        } else {
-            0.0
-        }
+        per(msgs[0].1, msgs[1].1)
     );
 }

@@ -676,11 +676,31 @@ impl CpgCluster {
     /// `["-H", "vm-b", "-o", "status"]`) and a client timeout of `secs`; bounded by
     /// `secs + 10` s.
     pub fn fence_virt(&self, id: u32, which: Impl, args: &[&str], secs: u32) -> AgentOutput {
-        let key = self.key.display().to_string();
-        let t = secs.to_string();
-        let mut v = vec!["-T", "127.0.0.1", "-p", "1229", "-k", &key, "-t", &t];
-        v.extend_from_slice(args);
-        self.agent(id, &Agent::fence_virt(which), &v, secs)
+        self.spawn_fence_virt(id, which, args, secs)
+            .wait(Duration::from_secs(u64::from(secs) + 10))
+    }
+
+    /// [`fence_virt`](Self::fence_virt) started, not waited for (concurrent requests, or a
+    /// request in flight while the test acts).
+    pub fn spawn_fence_virt(
+        &self,
+        id: u32,
+        which: Impl,
+        args: &[&str],
+        secs: u32,
+    ) -> crate::agent::RunningAgent {
+        let mut v: Vec<String> = ["-T", "127.0.0.1", "-p", "1229", "-k"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend([
+            self.key.display().to_string(),
+            "-t".into(),
+            secs.to_string(),
+        ]);
+        v.extend(args.iter().map(|s| s.to_string()));
+        let holder = &self.node(id).holder;
+        Agent::fence_virt(which).spawn_with(Input::Argv(&v), |p| holder.cmd(p))
     }
 
     /// Runs `fence_xvm` (multicast 225.0.0.12) of `which` on node `id`, like

@@ -26,7 +26,6 @@
 
 use std::time::Duration;
 
-use fence_system_tests::agent::{Agent, Input};
 use fence_system_tests::corosync_cluster::{CpgCluster, CpgMsg, Listen, NodeSpec, QuorumView};
 use fence_system_tests::process::{poll_until, signal};
 use fence_system_tests::{AgentOutput, Fencer, Impl, TestDomain, TestNode};
@@ -963,25 +962,8 @@ fn mixed() {
     };
     let before = sent(&w);
     signal(pid2, Signal::SIGSTOP);
-    let args: Vec<String> = [
-        "-T",
-        "127.0.0.1",
-        "-p",
-        "1229",
-        "-k",
-        &w.c.key().display().to_string(),
-        "-t",
-        "20",
-        "-H",
-        VM_B.0,
-        "-o",
-        "off",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let holder = w.c.node(1).holder();
-    let running = Agent::fence_virt(Impl::C).spawn_with(Input::Argv(&args), |p| holder.cmd(p));
+    let running =
+        w.c.spawn_fence_virt(1, Impl::C, &["-H", VM_B.0, "-o", "off"], 20);
     let delivered = poll_until(Duration::from_secs(10), || sent(&w) > before);
     k.check(delivered, || "n1 sent the REQUEST for vm-b".into());
     w.c.stop_daemon(2, Signal::SIGKILL);
